@@ -1,0 +1,140 @@
+"""The events of a trace: frozen values, one per thing that happened.
+
+A trace is a sequence of events; an event's number is its position. Every event
+names the task (kernel thread id at recording time) it happened in, so traces of
+several tasks interleave without a format change. Raw register blocks are kept
+as the kernel's own bytes (``user_regs_struct``, the XSAVE area), so that the
+replayer can hand them back with PTRACE_SETREGS/SETREGSET unchanged; see
+``retrograde.tracee.registers`` for named access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class MappingRecord:
+    """One region of the address space as the kernel showed it during recording.
+
+    ``file_hash`` names the trace's copy of the mapped file (files/<hash>);
+    ``contents`` holds the bytes of the region when they cannot be rebuilt from
+    the file alone (anonymous memory, stack, vDSO, a written data segment).
+    """
+
+    start: int
+    end: int
+    perms: str  # as in /proc/PID/maps: "r-xp"
+    offset: int
+    name: str  # path, "[stack]", "[vdso]", "[heap]", "" for anonymous
+    file_hash: str | None = None
+    contents: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    task: int
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"k": self.kind}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "mappings":
+                value = [m.__dict__ for m in value]
+            elif f.name == "mapping" and value is not None:
+                value = value.__dict__
+            out[f.name] = value
+        return out
+
+    @staticmethod
+    def from_wire(data: dict[str, Any]) -> "Event":
+        data = dict(data)
+        cls = EVENT_KINDS[data.pop("k")]
+        if "mappings" in data:
+            data["mappings"] = [MappingRecord(**m) for m in data["mappings"]]
+        if data.get("mapping") is not None:
+            data["mapping"] = MappingRecord(**data["mapping"])
+        for name in ("args", "writes", "argv"):
+            if name in data:
+                data[name] = tuple(tuple(w) if isinstance(w, list) else w for w in data[name])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ExecEvent(Event):
+    """The address space and registers right after a successful execve."""
+
+    kind: ClassVar[str] = "exec"
+    path: str = ""
+    argv: tuple[str, ...] = ()
+    mappings: list[MappingRecord] = field(default_factory=list)
+    regs: bytes = b""
+    xstate: bytes = b""
+    retrograde_page: int = 0
+
+
+@dataclass(frozen=True)
+class SyscallEvent(Event):
+    """A completed syscall: its arguments, raw result and the memory it wrote.
+
+    ``result`` is rax at syscall exit before signal handling rewrites it (so
+    -ERESTARTSYS and friends appear as such). ``writes`` are (address, bytes)
+    pairs the kernel stored into the tracee. ``mmap_id`` is the number of
+    mmap-family calls before this one (Lizard's id(X)); ``mapping`` describes
+    the region an mmap-family call created, with the trace's copy of its file.
+    """
+
+    kind: ClassVar[str] = "syscall"
+    nr: int = 0
+    args: tuple[int, ...] = ()
+    result: int = 0
+    writes: tuple[tuple[int, bytes], ...] = ()
+    mmap_id: int | None = None
+    mapping: MappingRecord | None = None
+
+
+@dataclass(frozen=True)
+class SignalEvent(Event):
+    """A signal delivered to the program.
+
+    ``where`` says how replay finds the delivery point:
+    - "sync": a fault the program's own instruction raises; it recurs by itself.
+    - "boundary": asynchronous, delivered as the task returns to user mode right
+      after the previous event.
+    - "precise": asynchronous, delivered inside user code; ``regs``, ``xstate``
+      and ``digest`` (of writable memory) identify the state it was delivered in.
+    """
+
+    kind: ClassVar[str] = "signal"
+    signo: int = 0
+    siginfo: bytes = b""
+    where: str = "sync"
+    regs: bytes | None = None
+    xstate: bytes | None = None
+    digest: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RdtscEvent(Event):
+    """An rdtsc/rdtscp the recorder emulated (PR_TSC_SIGSEGV made it fault)."""
+
+    kind: ClassVar[str] = "rdtsc"
+    pc: int = 0
+    value: int = 0
+    aux: int | None = None  # TSC_AUX for rdtscp
+
+
+@dataclass(frozen=True)
+class ExitEvent(Event):
+    """The task ended: exit status, or the signal that killed it."""
+
+    kind: ClassVar[str] = "exit"
+    status: int | None = None
+    signo: int | None = None
+
+
+EVENT_KINDS: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (ExecEvent, SyscallEvent, SignalEvent, RdtscEvent, ExitEvent)
+}
