@@ -1,0 +1,636 @@
+"""The on-disk trace: a directory that the recorder appends to and the replayer reads.
+
+Layout (format 1)::
+
+    TRACE/
+      metadata.json     one JSON object: what ran, where, on what machine (the
+                        recorder's keys), "format_version" and "start_time"; at
+                        close, how it ended (close()'s keywords) and "complete":
+                        true, "end_time", "event_count", "chunk_count". Without
+                        "complete" the recorder was killed or crashed.
+      events            16-byte file header, then chunk frames, append-only.
+      events.index      16-byte file header, then one 48-byte entry per chunk:
+                        its offset in `events` and a copy of its header. A hint.
+      files/<sha256>    content-addressed copies of mapped files, uncompressed so
+                        that the replayer can mmap them; read-only, written once.
+
+The file headers are a magic (b"RGEVENTS", b"RGINDEX\\0"), the format version
+(u32) and four zero bytes. A chunk frame is a 40-byte header and a payload, a
+zstd frame holding one msgpack array of the chunk's events (Event.to_wire())::
+
+    b"RGCK" | first event u64 | event count u32 | raw size u64 | payload size u64
+            | crc32(payload) u32 | crc32(the 36 header bytes before it) u32
+
+(little-endian). Every byte of `events` is covered by a magic or a checksum, so a
+bit flip is an error that names the chunk, never a wrong event.
+
+Why a recorder killed by SIGKILL leaves a trace that opens: a frame is written
+and flushed in one piece once its chunk is complete, so `events` is always whole
+frames followed by at most a prefix of one more, which the reader ignores (a
+truncated tail is an error only when the metadata says the trace was closed, and
+then its "event_count" must match too). metadata.json is replaced by
+rename, at start and at close, so it is never torn. `events.index` is written
+after its chunk, so it can lag behind `events` (or be missing, or belong to
+another trace): the reader takes it only when it agrees with itself and with the
+last chunk header it names, scans the rest, and rescans everything otherwise.
+Files are copied to a temporary name and renamed, so files/<hash> is whole.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import msgpack
+import zstandard
+
+from retrograde.trace.events import Event
+
+FORMAT_VERSION = 1
+
+METADATA_NAME = "metadata.json"
+EVENTS_NAME = "events"
+INDEX_NAME = "events.index"
+FILES_NAME = "files"
+
+_FILE_HEADER = struct.Struct("<8sII")  # magic, format version, reserved (zero)
+_EVENTS_MAGIC = b"RGEVENTS"
+_INDEX_MAGIC = b"RGINDEX\0"
+_CHUNK_HEADER = struct.Struct("<4sQIQQII")
+_CHUNK_MAGIC = b"RGCK"
+_INDEX_ENTRY = struct.Struct("<Q")  # the chunk's offset, followed by its header
+_INDEX_ENTRY_SIZE = _INDEX_ENTRY.size + _CHUNK_HEADER.size
+
+DEFAULT_CHUNK_EVENTS = 512
+DEFAULT_CHUNK_BYTES = 1 << 20  # uncompressed
+_COPY_BLOCK = 1 << 20
+# Paths are str made by os.fsdecode(): a name that is not UTF-8 holds lone
+# surrogates, which msgpack can carry only with the same error handler.
+_UNICODE_ERRORS = "surrogateescape"
+_DECODED_CHUNKS_KEPT = 4
+# Metadata the writer sets at close; given to the constructor (a copy of another
+# trace's metadata), they would describe a recording that has not ended yet.
+_END_KEYS = ("complete", "end_time", "event_count", "chunk_count")
+
+
+class TraceError(Exception):
+    """A trace that cannot be written or read as it should; str() is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    offset: int  # of the chunk header in the events file
+    header: bytes
+    first: int
+    count: int
+    raw_size: int
+    payload_size: int
+    payload_crc: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + _CHUNK_HEADER.size + self.payload_size
+
+    def describe(self, number: int) -> str:
+        if self.count == 1:
+            return f"chunk {number} (event {self.first})"
+        return f"chunk {number} (events {self.first}-{self.first + self.count - 1})"
+
+
+def _pack_chunk_header(first: int, count: int, raw_size: int, payload: bytes) -> bytes:
+    body = _CHUNK_HEADER.pack(_CHUNK_MAGIC, first, count, raw_size, len(payload),
+                              zlib.crc32(payload), 0)[:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _parse_chunk_header(offset: int, header: bytes) -> _Chunk | None:
+    """The chunk a header describes, or None if the header is not intact."""
+    magic, first, count, raw_size, payload_size, payload_crc, header_crc = (
+        _CHUNK_HEADER.unpack(header))
+    if magic != _CHUNK_MAGIC or header_crc != zlib.crc32(header[:-4]):
+        return None
+    return _Chunk(offset, header, first, count, raw_size, payload_size, payload_crc)
+
+
+def _file_header(magic: bytes) -> bytes:
+    return _FILE_HEADER.pack(magic, FORMAT_VERSION, 0)
+
+
+def _write_json_atomically(path: Path, value: dict[str, Any]) -> None:
+    # ensure_ascii: environment strings may carry lone surrogates (os.fsdecode's
+    # surrogateescape), which UTF-8 cannot encode but \u escapes can.
+    text = json.dumps(value, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+class TraceWriter:
+    """Appends events to a new trace directory while a program is being recorded.
+
+    Events are msgpack-packed into an in-memory chunk as they come (append is
+    cheap); the chunk is compressed and written as one frame when it holds
+    `chunk_events` events or `chunk_bytes` uncompressed bytes, or on flush().
+    Everything appended before the last flush() survives the recorder being
+    killed. Not thread-safe: call flush() from the thread that appends (e.g. when
+    the recorder's wait for the tracee times out).
+    """
+
+    def __init__(self, directory: Path, metadata: dict[str, Any], *,
+                 chunk_events: int = DEFAULT_CHUNK_EVENTS,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 compression_level: int = 3) -> None:
+        self.directory = Path(directory)
+        if self.directory.exists() and (not self.directory.is_dir()
+                                        or any(self.directory.iterdir())):
+            raise TraceError(f"cannot record into {self.directory}: it exists and is not an "
+                             "empty directory")
+        self._metadata: dict[str, Any] = {
+            "start_time": time.time(), **metadata,
+            "format": "retrograde trace", "format_version": FORMAT_VERSION}
+        for key in _END_KEYS:
+            self._metadata.pop(key, None)
+        json.dumps(self._metadata)  # not JSON (bytes, sets)? fail now, not at close
+        self._chunk_events = chunk_events
+        self._chunk_bytes = chunk_bytes
+        self._compressor = zstandard.ZstdCompressor(level=compression_level,
+                                                    write_checksum=True)
+        self._packer = msgpack.Packer(use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+        self._pending = bytearray()  # msgpack of the events not yet in a frame
+        self._pending_count = 0
+        self._event_count = 0
+        self._chunk_count = 0
+        self._files = self.directory / FILES_NAME
+        self._known_files: set[str] = set()
+        self._digest_by_inode: dict[tuple[int, ...], str] = {}
+        self._closed = False
+        self._write_error: TraceError | None = None
+        try:
+            self._files.mkdir(parents=True, exist_ok=True)
+            # Owned by the writer until close(), not a with-block.
+            self._events = open(self.directory / EVENTS_NAME, "xb")  # noqa: SIM115
+            self._index = open(self.directory / INDEX_NAME, "xb")  # noqa: SIM115
+            self._events.write(_file_header(_EVENTS_MAGIC))
+            self._events.flush()
+            self._index.write(_file_header(_INDEX_MAGIC))
+            self._index.flush()
+            self._offset = _FILE_HEADER.size
+            # Last: once metadata.json exists, the directory is an (empty) trace.
+            _write_json_atomically(self.directory / METADATA_NAME, self._metadata)
+        except OSError as e:
+            raise TraceError(f"cannot create trace {self.directory}: {e.strerror or e}") from e
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and not self._closed:
+            self.close(error=f"{type(exc).__name__}: {exc}")
+        else:
+            self.close()
+
+    @property
+    def event_count(self) -> int:
+        return self._event_count
+
+    def append(self, event: Event) -> int:
+        """Add an event; return its number (its position in the trace)."""
+        if self._closed:
+            raise ValueError(f"trace {self.directory} is closed")
+        if self._write_error is not None:
+            raise self._write_error
+        # pack() before touching the chunk: an event msgpack cannot encode leaves it as it was.
+        self._pending += self._packer.pack(event.to_wire())
+        self._pending_count += 1
+        number = self._event_count
+        self._event_count += 1
+        if self._pending_count >= self._chunk_events or len(self._pending) >= self._chunk_bytes:
+            self._write_chunk()
+        return number
+
+    def flush(self) -> None:
+        """Write the events appended so far as a chunk (nothing if there are none)."""
+        if self._write_error is not None:
+            raise self._write_error
+        if self._pending_count:
+            self._write_chunk()
+
+    def _write_chunk(self) -> None:
+        # One msgpack array per chunk, so that the reader decodes it in one call.
+        raw = self._packer.pack_array_header(self._pending_count) + self._pending
+        payload = self._compressor.compress(raw)
+        first = self._event_count - self._pending_count
+        header = _pack_chunk_header(first, self._pending_count, len(raw), payload)
+        try:
+            self._events.write(header)
+            self._events.write(payload)
+            self._events.flush()
+            # After the chunk, so that the index never names a chunk not written yet.
+            self._index.write(_INDEX_ENTRY.pack(self._offset) + header)
+            self._index.flush()
+        except OSError as e:
+            # Part of a frame may be on disk: anything after it would be unreadable.
+            self._write_error = TraceError(f"cannot write trace {self.directory / EVENTS_NAME}: "
+                                           f"{e.strerror or e}")
+            raise self._write_error from e
+        self._offset += len(header) + len(payload)
+        self._chunk_count += 1
+        self._pending = bytearray()
+        self._pending_count = 0
+
+    def add_file(self, path: str | Path) -> str:
+        """Copy a regular file into files/ (once per content); return its sha256 (hex).
+
+        OSError if it cannot be read; ValueError if it is not a regular file.
+        """
+        with open(path, "rb") as src:
+            st = os.fstat(src.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"cannot copy {path} into the trace: not a regular file")
+            # The same library is mapped by every process of a recording: hash it once.
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            digest = self._digest_by_inode.get(key)
+            if digest is not None:
+                return digest
+            sha = hashlib.sha256()
+            tmp = self._temporary_file_path()
+            with open(tmp, "wb") as dst:
+                while block := src.read(_COPY_BLOCK):
+                    sha.update(block)
+                    dst.write(block)
+        digest = sha.hexdigest()
+        self._store_file(tmp, digest)
+        self._digest_by_inode[key] = digest
+        return digest
+
+    def add_bytes(self, data: bytes) -> str:
+        """Store bytes in files/ (once per content); return their sha256 (hex)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in self._known_files and not (self._files / digest).exists():
+            tmp = self._temporary_file_path()
+            tmp.write_bytes(data)
+            self._store_file(tmp, digest)
+        self._known_files.add(digest)
+        return digest
+
+    def _temporary_file_path(self) -> Path:
+        return self._files / f".tmp-{os.getpid()}"
+
+    def _store_file(self, tmp: Path, digest: str) -> None:
+        final = self._files / digest
+        if digest in self._known_files or final.exists():
+            tmp.unlink()
+        else:
+            tmp.chmod(0o444)  # content-addressed: changing it would lie about its name
+            os.replace(tmp, final)
+        self._known_files.add(digest)
+
+    def close(self, **final: Any) -> None:
+        """Flush, then add how the recording ended (exit_status=, exit_signal=,
+        error=, ...) to metadata.json and mark the trace complete. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._write_error is None:
+                self.flush()
+        finally:
+            for f in (self._events, self._index):
+                with contextlib.suppress(OSError):  # only after a write failed, reported then
+                    f.close()
+        if self._write_error is not None:
+            return  # a torn frame may end the events: leave the trace incomplete, readable
+        self._metadata.update(final)
+        self._metadata.update(complete=True, end_time=time.time(),
+                              event_count=self._event_count, chunk_count=self._chunk_count)
+        try:
+            _write_json_atomically(self.directory / METADATA_NAME, self._metadata)
+        except OSError as e:
+            raise TraceError(f"cannot write trace {self.directory / METADATA_NAME}: "
+                             f"{e.strerror or e}") from e
+
+
+class TraceReader:
+    """Random and sequential access to the events of a trace, by event number.
+
+    Opening reads metadata.json and the chunk headers (through the index when it
+    is sound), not the events: a chunk is read, checked and decoded when one of
+    its events is asked for, and the last few decoded chunks are kept. The
+    reader holds the events file open until close().
+    """
+
+    metadata: dict[str, Any]
+    complete: bool  # the recorder closed the trace; False after a crash or kill
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.metadata = self._read_metadata()
+        self.complete = self.metadata.get("complete") is True
+        self._events_path = self.directory / EVENTS_NAME
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._decoded: OrderedDict[int, _DecodedChunk] = OrderedDict()
+        self._fd = -1
+        try:
+            self._fd = os.open(self._events_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if self.complete:
+                raise TraceError(f"trace {self.directory} has no events file") from None
+        except OSError as e:
+            raise self._error(f"cannot open: {e.strerror or e}") from e
+        self._chunks: list[_Chunk] = []
+        self._firsts: list[int] = []
+        if self._fd >= 0:
+            try:
+                self._load_chunks()
+            except BaseException:
+                self.close()
+                raise
+        self._length = self._chunks[-1].first + self._chunks[-1].count if self._chunks else 0
+        if self.complete:
+            recorded = self.metadata.get("event_count")
+            if recorded != self._length:
+                self.close()
+                raise self._error(f"holds {self._length} events but the recording ended with "
+                                  f"{recorded} (events are missing)")
+
+    def _read_metadata(self) -> dict[str, Any]:
+        if not self.directory.is_dir():
+            reason = "not a directory" if self.directory.exists() else "no such directory"
+            raise TraceError(f"{self.directory} is not a retrograde trace ({reason})")
+        path = self.directory / METADATA_NAME
+        try:
+            metadata = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise TraceError(f"{self.directory} is not a retrograde trace "
+                             f"(no {METADATA_NAME})") from None
+        except OSError as e:
+            raise TraceError(f"cannot read trace {path}: {e.strerror or e}") from e
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise TraceError(f"trace {path} is corrupt ({e})") from e
+        if not isinstance(metadata, dict) or "format_version" not in metadata:
+            raise TraceError(f"{self.directory} is not a retrograde trace "
+                             f"({METADATA_NAME} has no format_version)")
+        version = metadata["format_version"]
+        if not isinstance(version, int):
+            raise TraceError(f"trace {path} is corrupt (format_version {version!r})")
+        if version > FORMAT_VERSION:
+            raise TraceError(f"trace {self.directory} was written by a newer retrograde "
+                             f"(format {version}; this one reads up to {FORMAT_VERSION})")
+        return metadata
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _error(self, what: str) -> TraceError:
+        return TraceError(f"trace {self._events_path}: {what}")
+
+    def _read(self, offset: int, size: int) -> bytes:
+        try:
+            return os.pread(self._fd, size, offset)
+        except OSError as e:
+            raise self._error(f"cannot read: {e.strerror or e}") from e
+
+    # -- the chunk list ---------------------------------------------------------------
+
+    def _load_chunks(self) -> None:
+        size = os.fstat(self._fd).st_size
+        header = self._read(0, _FILE_HEADER.size)
+        if len(header) < _FILE_HEADER.size and not self.complete:
+            return  # cut before its first chunk, like any torn tail: no events
+        self._check_file_header(header, _EVENTS_MAGIC, self._events_path)
+        chunks = self._chunks_from_index(size)
+        try:
+            self._chunks = self._scan(chunks, size)
+        except TraceError:
+            if not chunks:
+                raise
+            self._chunks = self._scan([], size)  # the index led astray: trust only the events
+        self._firsts = [c.first for c in self._chunks]
+
+    def _check_file_header(self, header: bytes, magic: bytes, path: Path) -> None:
+        if len(header) == _FILE_HEADER.size:
+            found_magic, version, reserved = _FILE_HEADER.unpack(header)
+            if found_magic == magic and reserved == 0:
+                if version == self.metadata["format_version"]:
+                    return
+                raise TraceError(f"trace {path}: format {version}, but {METADATA_NAME} "
+                                 f"says {self.metadata['format_version']}")
+        raise TraceError(f"trace {path} is corrupt (bad file header)")
+
+    def _chunks_from_index(self, events_size: int) -> list[_Chunk]:
+        """The chunks the index names, if it agrees with itself and with the events
+        file; else none (the caller scans). A torn last entry is ignored."""
+        try:
+            data = (self.directory / INDEX_NAME).read_bytes()
+            self._check_file_header(data[:_FILE_HEADER.size], _INDEX_MAGIC,
+                                    self.directory / INDEX_NAME)
+        except (OSError, TraceError):
+            return []
+        chunks: list[_Chunk] = []
+        expected_offset, expected_first = _FILE_HEADER.size, 0
+        for pos in range(_FILE_HEADER.size, len(data) - _INDEX_ENTRY_SIZE + 1, _INDEX_ENTRY_SIZE):
+            (offset,) = _INDEX_ENTRY.unpack_from(data, pos)
+            chunk = _parse_chunk_header(offset, data[pos + _INDEX_ENTRY.size:
+                                                     pos + _INDEX_ENTRY_SIZE])
+            if chunk is None or offset != expected_offset or chunk.first != expected_first:
+                return []
+            chunks.append(chunk)
+            expected_offset, expected_first = chunk.end, chunk.first + chunk.count
+        if chunks and (chunks[-1].end > events_size
+                       or self._read(chunks[-1].offset, _CHUNK_HEADER.size) != chunks[-1].header):
+            return []
+        return chunks
+
+    def _scan(self, known: list[_Chunk], size: int) -> list[_Chunk]:
+        """Extend `known` with the chunk headers after it, up to the end of the file."""
+        chunks = list(known)
+        offset = chunks[-1].end if chunks else _FILE_HEADER.size
+        first = chunks[-1].first + chunks[-1].count if chunks else 0
+        while offset < size:
+            number = len(chunks)
+            header = self._read(offset, _CHUNK_HEADER.size)
+            chunk = (_parse_chunk_header(offset, header)
+                     if len(header) == _CHUNK_HEADER.size else None)
+            if len(header) < _CHUNK_HEADER.size or (chunk is not None and chunk.end > size):
+                # A frame cut short: the recorder was killed while writing it.
+                if self.complete:
+                    what = (chunk.describe(number) if chunk is not None
+                            else f"chunk {number} (events from {first})")
+                    raise self._error(f"{what} is truncated (the file ends at byte {size})")
+                break
+            if chunk is None:
+                raise self._error(f"chunk {number} (events from {first}, at byte {offset}) "
+                                  "is corrupt (bad header)")
+            if chunk.first != first:
+                raise self._error(f"chunk {number} (at byte {offset}) is corrupt (starts at "
+                                  f"event {chunk.first}, expected {first})")
+            if chunk.count:
+                chunks.append(chunk)
+            offset, first = chunk.end, first + chunk.count
+        return chunks
+
+    # -- events ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, n: int) -> Event:
+        if not isinstance(n, int):
+            raise TypeError(f"event numbers are int, not {type(n).__name__}")
+        if n < 0:
+            n += self._length
+        if not 0 <= n < self._length:
+            raise IndexError(f"event {n} is not in the trace (it has {self._length})")
+        number = bisect.bisect_right(self._firsts, n) - 1
+        return self._decoded_chunk(number).event(n)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events()
+
+    def events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        """Events start, start+1, ... stop-1 in order; the bounds work as in a slice
+        (negative counts from the end, clamped to the trace)."""
+        n, stop, _ = slice(start, stop).indices(self._length)
+        while n < stop:
+            chunk = self._decoded_chunk(bisect.bisect_right(self._firsts, n) - 1)
+            end = min(stop, chunk.first + len(chunk.wires))
+            for number in range(n, end):
+                yield chunk.event(number)
+            n = end
+
+    def _decoded_chunk(self, number: int) -> _DecodedChunk:
+        decoded = self._decoded.get(number)
+        if decoded is not None:
+            self._decoded.move_to_end(number)
+            return decoded
+        decoded = self._decode_chunk(number)
+        self._decoded[number] = decoded
+        if len(self._decoded) > _DECODED_CHUNKS_KEPT:
+            self._decoded.popitem(last=False)
+        return decoded
+
+    def _decode_chunk(self, number: int) -> _DecodedChunk:
+        chunk = self._chunks[number]
+        frame = self._read(chunk.offset, _CHUNK_HEADER.size + chunk.payload_size)
+
+        def corrupt(why: str) -> TraceError:
+            return self._error(f"{chunk.describe(number)} is corrupt ({why})")
+
+        if len(frame) < _CHUNK_HEADER.size + chunk.payload_size:
+            raise self._error(f"{chunk.describe(number)} is truncated (the file ends at byte "
+                              f"{chunk.offset + len(frame)})")
+        if frame[:_CHUNK_HEADER.size] != chunk.header:
+            # The header came from the index, which agreed with the last chunk only.
+            intact = _parse_chunk_header(chunk.offset, frame[:_CHUNK_HEADER.size]) is not None
+            raise corrupt(f"its header does not match {INDEX_NAME}" if intact else "bad header")
+        payload = frame[_CHUNK_HEADER.size:]
+        if zlib.crc32(payload) != chunk.payload_crc:
+            raise corrupt("checksum mismatch")
+        try:
+            raw = self._decompressor.decompress(payload, max_output_size=chunk.raw_size)
+            wires = msgpack.unpackb(raw, raw=False, unicode_errors=_UNICODE_ERRORS)
+        except (zstandard.ZstdError, ValueError) as e:  # msgpack's errors are ValueErrors
+            raise corrupt(f"cannot decode: {e}") from e
+        if len(raw) != chunk.raw_size or not isinstance(wires, list) or len(wires) != chunk.count:
+            raise corrupt("its contents do not match its header")
+        return _DecodedChunk(self, number, chunk.first, wires)
+
+    # -- files ----------------------------------------------------------------------
+
+    def file_path(self, digest: str) -> Path:
+        """The trace's copy of a file, by the sha256 that add_file()/add_bytes() returned."""
+        path = self.directory / FILES_NAME / digest
+        if not _is_digest(digest) or not path.is_file():
+            raise TraceError(f"trace {self.directory} has no file {digest} "
+                             f"(missing from {FILES_NAME}/)")
+        return path
+
+    def size_bytes(self) -> int:
+        total = 0
+        for root, _dirs, names in os.walk(self.directory):
+            for name in names:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass  # a temporary file renamed away by a live recorder
+        return total
+
+    def verify(self) -> None:
+        """Read every chunk and hash every file; TraceError on the first fault found."""
+        for _ in self.events():
+            pass
+        for path in (self.directory / FILES_NAME).iterdir():
+            if path.name.startswith(".tmp-"):
+                continue
+            sha = hashlib.sha256()
+            with open(path, "rb") as f:
+                while block := f.read(_COPY_BLOCK):
+                    sha.update(block)
+            if sha.hexdigest() != path.name:
+                raise TraceError(f"trace {path} is corrupt (its contents hash to "
+                                 f"{sha.hexdigest()})")
+
+
+class _DecodedChunk:
+    """The events of one chunk, unpacked; each is made an Event when first asked
+    for (from_wire costs more than unpacking, and random access wants one event)."""
+
+    def __init__(self, reader: TraceReader, number: int, first: int,
+                 wires: list[Any]) -> None:
+        self.reader = reader
+        self.number = number
+        self.first = first
+        self.wires = wires
+        self.events: list[Event | None] = [None] * len(wires)
+
+    def event(self, n: int) -> Event:
+        i = n - self.first
+        event = self.events[i]
+        if event is None:
+            try:
+                event = self.events[i] = Event.from_wire(self.wires[i])
+            except Exception as e:  # any shape of bad data: a one-line error, not a traceback
+                chunk = self.reader._chunks[self.number]
+                raise self.reader._error(
+                    f"event {n} in {chunk.describe(self.number)} cannot be decoded "
+                    f"({type(e).__name__}: {e})") from e
+        return event
+
+
+def trace_directories(root: Path) -> list[Path]:
+    """The traces directly under `root`, by name (for `retrograde ls`).
+
+    Symbolic links are left out: `latest-trace` points at a trace listed anyway.
+    """
+    try:
+        entries = list(Path(root).iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in entries
+                  if not p.is_symlink() and p.is_dir() and (p / METADATA_NAME).is_file())
