@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := gcc gdb make
+SYSTEM_PACKAGES := gcc gdb make sqlite3 strace
 
 .PHONY: test demo bench lint system-deps clean
 

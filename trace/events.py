@@ -56,7 +56,7 @@ class Event:
             data["mappings"] = [MappingRecord(**m) for m in data["mappings"]]
         if data.get("mapping") is not None:
             data["mapping"] = MappingRecord(**data["mapping"])
-        for name in ("args", "writes", "argv"):
+        for name in ("args", "writes", "argv", "memory"):
             if name in data:
                 data[name] = tuple(tuple(w) if isinstance(w, list) else w for w in data[name])
         return cls(**data)
@@ -72,7 +72,9 @@ class ExecEvent(Event):
     mappings: list[MappingRecord] = field(default_factory=list)
     regs: bytes = b""
     xstate: bytes = b""
+    auxv: bytes = b""
     retrograde_page: int = 0
+    brk: int = 0  # the program break right after exec (mm->start_brk)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ class SignalEvent(Event):
     - "boundary": asynchronous, delivered as the task returns to user mode right
       after the previous event.
     - "precise": asynchronous, delivered inside user code; ``regs``, ``xstate``
-      and ``digest`` (of writable memory) identify the state it was delivered in.
+      and ``digest`` (of writable memory) identify the state it was delivered in,
+      and ``memory`` holds that writable memory, so replay can also restore the
+      state directly when running to it would take too long (a spinning loop).
     """
 
     kind: ClassVar[str] = "signal"
@@ -114,6 +118,7 @@ class SignalEvent(Event):
     regs: bytes | None = None
     xstate: bytes | None = None
     digest: bytes | None = None
+    memory: tuple[tuple[int, bytes], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,692 @@
+"""The GDB remote protocol server: `RspSession` answers packets, `serve` carries them.
+
+`RspSession` is the protocol logic for one connection: payload in, reply out,
+no sockets. `serve` is the shell: an asyncio loop on its own thread owns the
+socket and the codec, and hands each packet to the thread that called `serve`,
+which runs the session (and so the target) there. That thread is the replay's
+ptrace tracer: ptrace(2) accepts requests for a tracee only from the thread
+that attached it, so target calls must not wander between worker threads.
+While the target runs, the loop keeps reading, and a 0x03 from gdb becomes
+`target.interrupt()`.
+
+Packet syntax and replies follow the gdb manual's appendix "GDB Remote Serial
+Protocol" (sections Packets, Stop Reply Packets, General Query Packets, Host
+I/O Packets); the comments name the rule where the code depends on a detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import concurrent.futures
+import enum
+import functools
+import itertools
+import logging
+import os
+import queue
+import re
+import signal
+import string
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import registers, signals
+from .codec import PACKET_SIZE, Interrupt, Packet, ProtocolError, RspCodec
+from .target import DebugTarget, Stop
+
+log = logging.getLogger(__name__)
+
+# gdb treats "E." followed by text as an error and shows the text where it
+# reports the failure itself (register writes); memory writes just fail.
+REFUSED = b"E.cannot modify a recorded execution"
+_ERROR = b"E01"
+_NOT_SUPPORTED = b""  # "An empty response ... indicates that the packet is not supported"
+
+# File-I/O errno values (manual, "Errno Values"), sent in hex in `F` replies.
+_ENOENT, _EBADF, _EROFS = 2, 9, 30
+# File-I/O open flags: O_WRONLY 1, O_RDWR 2.
+_WRITE_FLAGS = 0x3
+_S_IFREG_READ_ONLY = 0o100444
+_LETTERS = string.ascii_letters.encode()
+_HEX_NUMBER = re.compile(rb"[0-9a-fA-F]+")
+
+
+class Then(enum.Enum):
+    """What the connection does once a reply has been sent."""
+
+    CONVERSE = "converse"
+    NO_ACK = "no-ack"  # QStartNoAckMode: no `+`/`-` from the next packet on
+    DETACH = "detach"  # D: close the connection; the replay stays where it is
+    KILL = "kill"  # k, vKill: close the connection and stop serving
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The packets that answer one packet, and what the connection does next."""
+
+    payloads: tuple[bytes, ...]
+    then: Then = Then.CONVERSE
+
+
+class _Malformed(Exception):
+    """A packet that does not parse; answered with an error, never fatal."""
+
+
+def _hex(field: bytes) -> int:
+    if not _HEX_NUMBER.fullmatch(field):
+        raise _Malformed(f"not a hex number: {field[:32]!r}")
+    return int(field, 16)
+
+
+def _signed_hex(field: bytes) -> int:
+    return -_hex(field[1:]) if field.startswith(b"-") else _hex(field)
+
+
+def _unhex(field: bytes) -> bytes:
+    try:
+        return binascii.unhexlify(field)
+    except binascii.Error as error:
+        raise _Malformed(str(error)) from None
+
+
+def _fields(args: bytes, separator: bytes, count: int) -> list[bytes]:
+    fields = args.split(separator)
+    if len(fields) != count:
+        raise _Malformed(f"expected {count} fields in {args[:64]!r}")
+    return fields
+
+
+def _address_length(args: bytes) -> tuple[int, int]:
+    address, length = _fields(args, b",", 2)
+    return _hex(address), _hex(length)
+
+
+def _parse_thread_id(field: bytes) -> tuple[int | None, int]:
+    """`pPID.TID`, `pPID` (all its threads) or `TID` -> (pid or None, tid);
+    "-1 to indicate all threads, or 0 to pick any thread"."""
+    if field.startswith(b"p"):
+        pid, _, tid = field[1:].partition(b".")
+        return _signed_hex(pid), _signed_hex(tid) if tid else -1
+    return None, _signed_hex(field)
+
+
+def _split_name(payload: bytes) -> tuple[bytes, bytes]:
+    """The packet's name and its arguments. Named packets (q..., Q..., v...) end
+    their name at the first non-letter, which is dropped when it is a separator
+    (`qXfer:...`, `qRcmd,...`, `vCont;c`) but kept when it is meaningful (`vCont?`);
+    the others are one letter, except the two-letter `bc` and `bs`."""
+    if payload[:1] in (b"q", b"Q", b"v"):
+        args = payload.lstrip(_LETTERS)
+        name = payload[: len(payload) - len(args)]
+        return name, args[1:] if args[:1] in (b":", b",", b";") else args
+    if payload[:1] == b"b":
+        return payload[:2], payload[2:]
+    return payload[:1], payload[1:]
+
+
+def _fio_stat(size: int) -> bytes:
+    """struct stat in the File-I/O format (manual, "struct stat"): big-endian
+    st_dev, st_ino, st_mode, st_nlink, st_uid, st_gid, st_rdev (4 bytes each),
+    st_size, st_blksize, st_blocks (8), st_atime, st_mtime, st_ctime (4)."""
+    return struct.pack(
+        ">7I3Q3I", 0, 0, _S_IFREG_READ_ONLY, 1, 0, 0, 0, size, 4096, -(-size // 512), 0, 0, 0
+    )
+
+
+# Where a replay starts: stopped, as if by a breakpoint trap, before the first instruction.
+AT_START = Stop("signal", signal.SIGTRAP)
+
+
+class RspSession:
+    """The protocol state of one connection to a target: what the client
+    negotiated, the breakpoints it inserted, the files it opened, the last stop.
+
+    `handle` answers one packet and may block for as long as the target runs.
+    Every packet is answered: unknown ones with the empty reply, malformed ones
+    with an error; only an exception from the target itself escapes.
+    The breakpoints a connection leaves inserted are removed by `close`, so a
+    client that vanished mid-session leaves nothing behind for the next one.
+    """
+
+    def __init__(
+        self,
+        target: DebugTarget,
+        *,
+        reverse: bool = True,
+        last_stop: Stop = AT_START,
+        packet_size: int = PACKET_SIZE,
+    ) -> None:
+        self.target = target
+        self.reverse = reverse
+        self.last_stop = last_stop
+        self.packet_size = packet_size
+        self._client_features: set[bytes] = set()
+        self._breakpoints: set[tuple[int, int, int]] = set()
+        self._files: dict[int, bytes] = {}
+        self._file_numbers = itertools.count(3)
+        self._handlers: dict[bytes, Callable[[bytes], Reply | bytes]] = {
+            b"qSupported": self._supported,
+            b"QStartNoAckMode": lambda args: Reply((b"OK",), Then.NO_ACK),
+            b"?": lambda args: self._stop_reply(self.last_stop),
+            b"g": self._read_registers,
+            b"p": self._read_register,
+            b"m": self._read_memory_hex,
+            b"x": self._read_memory_binary,
+            b"G": lambda args: REFUSED,
+            b"P": lambda args: REFUSED,
+            b"M": lambda args: REFUSED,
+            b"X": lambda args: REFUSED,
+            b"c": lambda args: self._resume_packet(args, step=False, with_signal=False),
+            b"s": lambda args: self._resume_packet(args, step=True, with_signal=False),
+            b"C": lambda args: self._resume_packet(args, step=False, with_signal=True),
+            b"S": lambda args: self._resume_packet(args, step=True, with_signal=True),
+            b"bc": lambda args: self._reverse(step=False),
+            b"bs": lambda args: self._reverse(step=True),
+            b"vCont": self._vcont,
+            b"H": self._select_thread,
+            b"T": self._thread_alive,
+            b"qC": lambda args: b"QC" + self._thread_id(self.target.tid),
+            b"qfThreadInfo": lambda args: b"m" + self._thread_id(self.target.tid),
+            b"qsThreadInfo": lambda args: b"l",
+            b"qAttached": lambda args: b"1",  # so that gdb's `quit` detaches instead of killing
+            # gdb relocates a PIE from the auxv's AT_ENTRY (qXfer:auxv); qOffsets
+            # would only be a second, conflicting answer, so it stays unsupported.
+            b"qOffsets": lambda args: _NOT_SUPPORTED,
+            b"qSymbol": lambda args: b"OK",  # we need no symbol values
+            b"qTStatus": lambda args: _NOT_SUPPORTED,  # no tracepoints: gdb asks nothing further
+            b"qXfer": self._transfer,
+            b"vFile": self._host_io,
+            b"qRcmd": self._monitor,
+            b"QPassSignals": self._pass_signals,
+            b"Z": self._insert_breakpoint,
+            b"z": self._remove_breakpoint,
+            b"D": lambda args: Reply((b"OK",), Then.DETACH),
+            b"k": lambda args: self._kill(Reply((), Then.KILL)),  # `k` has no reply
+            b"vKill": lambda args: self._kill(Reply((b"OK",), Then.KILL)),
+        }
+
+    def handle(self, payload: bytes) -> Reply:
+        """The reply to one packet."""
+        name, args = _split_name(payload)
+        handler = self._handlers.get(name)
+        if handler is None:
+            return Reply((_NOT_SUPPORTED,))
+        try:
+            result = handler(args)
+        except _Malformed as error:
+            log.debug("malformed packet %r: %s", payload[:64], error)
+            result = _ERROR
+        return result if isinstance(result, Reply) else Reply((result,))
+
+    def close(self) -> None:
+        """Remove the breakpoints the client left inserted."""
+        for kind, address, length in self._breakpoints:
+            self.target.remove_breakpoint(kind, address, length)
+        self._breakpoints.clear()
+
+    # Negotiation and threads.
+
+    def _supported(self, args: bytes) -> bytes:
+        self._client_features = set(args.split(b";"))
+        features = [
+            b"PacketSize=%x" % self.packet_size,
+            b"QStartNoAckMode+",
+            b"qXfer:features:read+",
+            b"qXfer:auxv:read+",
+            b"qXfer:exec-file:read+",
+            b"qXfer:libraries-svr4:read+",
+            b"qXfer:siginfo:read+",
+            b"swbreak+",
+            b"hwbreak+",
+            b"vContSupported+",
+            b"multiprocess+",
+            b"QPassSignals+",
+            b"binary-upload+",  # the `x` packet
+        ]
+        if self.reverse:
+            features += [b"ReverseStep+", b"ReverseContinue+"]
+        return b";".join(features)
+
+    @property
+    def _multiprocess(self) -> bool:
+        return b"multiprocess+" in self._client_features
+
+    def _thread_id(self, tid: int) -> bytes:
+        if self._multiprocess:
+            return b"p%x.%x" % (self.target.pid, tid)
+        return b"%x" % tid
+
+    def _names_our_thread(self, field: bytes) -> bool:
+        pid, tid = _parse_thread_id(field)
+        return pid in (None, -1, 0, self.target.pid) and tid in (-1, 0, self.target.tid)
+
+    def _select_thread(self, args: bytes) -> bytes:
+        # `Hg` (registers) and `Hc` (resume): there is one thread to select.
+        if args[:1] not in (b"g", b"c"):
+            raise _Malformed(f"unknown H operation {args[:1]!r}")
+        return b"OK" if self._names_our_thread(args[1:]) else _ERROR
+
+    def _thread_alive(self, args: bytes) -> bytes:
+        alive = self.last_stop.reason not in ("exited", "terminated")
+        return b"OK" if alive and self._names_our_thread(args) else _ERROR
+
+    # Registers and memory.
+
+    def _read_registers(self, args: bytes) -> bytes:
+        return registers.g_packet(*self.target.registers())
+
+    def _read_register(self, args: bytes) -> bytes:
+        try:
+            return registers.read_register(_hex(args), *self.target.registers()).hex().encode()
+        except IndexError:
+            return _ERROR
+
+    def _read_memory(self, args: bytes, limit: int) -> bytes | None:
+        address, length = _address_length(args)
+        try:
+            return self.target.read_memory(address, min(length, limit)) or None
+        except OSError:
+            return None
+
+    def _read_memory_hex(self, args: bytes) -> bytes:
+        data = self._read_memory(args, self.packet_size // 2)
+        return _ERROR if data is None else data.hex().encode()
+
+    def _read_memory_binary(self, args: bytes) -> bytes:
+        # "x addr,length" -> "b XX..." (the leading b tells data from an E reply).
+        data = self._read_memory(args, self.packet_size)
+        return _ERROR if data is None else b"b" + data
+
+    # Execution.
+
+    def _resume_packet(self, args: bytes, *, step: bool, with_signal: bool) -> bytes:
+        # c [addr], s [addr], C sig[;addr], S sig[;addr]
+        if with_signal:
+            signal_field, _, address = args.partition(b";")
+            linux_signal = self._linux_signal(signal_field)
+        else:
+            address, linux_signal = args, 0
+        if address:
+            return REFUSED  # resuming at another address would rewrite the recorded pc
+        return self._resume(step=step, reverse=False, linux_signal=linux_signal)
+
+    def _reverse(self, *, step: bool) -> bytes:
+        if not self.reverse:
+            return _NOT_SUPPORTED
+        return self._resume(step=step, reverse=True, linux_signal=0)
+
+    def _vcont(self, args: bytes) -> bytes:
+        if args == b"?":
+            return b"vCont;c;C;s;S"
+        # "For each inferior thread, the leftmost action with a matching thread-id
+        # is applied"; an action without a thread-id matches every thread.
+        for action in args.split(b";"):
+            command, _, thread = action.partition(b":")
+            if thread and not self._names_our_thread(thread):
+                continue
+            kind, argument = command[:1], command[1:]
+            if kind in (b"c", b"s") and not argument:
+                return self._resume(step=kind == b"s", reverse=False, linux_signal=0)
+            if kind in (b"C", b"S"):
+                linux_signal = self._linux_signal(argument)
+                return self._resume(step=kind == b"S", reverse=False, linux_signal=linux_signal)
+            raise _Malformed(f"unsupported vCont action {action!r}")
+        raise _Malformed("no vCont action for our thread")
+
+    def _linux_signal(self, field: bytes) -> int:
+        # A signal Linux lacks (gdb's SIGEMT, say) cannot be delivered: resume without.
+        return signals.from_gdb(_hex(field)) or 0
+
+    def _resume(self, *, step: bool, reverse: bool, linux_signal: int) -> bytes:
+        self.last_stop = self.target.resume(step, reverse, linux_signal)
+        return self._stop_reply(self.last_stop)
+
+    def _stop_reply(self, stop: Stop) -> bytes:
+        process = b";process:%x" % self.target.pid if self._multiprocess else b""
+        if stop.reason == "exited":
+            return b"W%02x" % ((stop.exit_status or 0) & 0xFF) + process
+        if stop.reason == "terminated":
+            return b"X%02x" % signals.to_gdb(stop.signo) + process
+        reply = b"T%02x" % signals.to_gdb(stop.signo)
+        reply += b"thread:%s;" % self._thread_id(stop.thread or self.target.tid)
+        if stop.reason == "breakpoint":
+            # gdb asked for these reasons in qSupported, or it would not expect them.
+            reason = b"hwbreak" if stop.hw else b"swbreak"
+            if reason + b"+" in self._client_features:
+                reply += reason + b":;"
+        elif stop.reason == "watchpoint":
+            kind = (stop.watch_kind or "watch").encode()
+            reply += b"%s:%x;" % (kind, stop.watch_addr or 0)
+        elif stop.reason == "history-begin":
+            reply += b"replaylog:begin;"
+        elif stop.reason == "history-end":
+            reply += b"replaylog:end;"
+        return reply
+
+    def _kill(self, reply: Reply) -> Reply:
+        self.target.kill()
+        self._breakpoints.clear()  # they went with the process
+        return reply
+
+    # Breakpoints and watchpoints: "Z type,addr,kind[;cond_list...][;cmds:...]".
+
+    def _breakpoint_args(self, args: bytes) -> tuple[int, int, int]:
+        kind, address, length = _fields(args.split(b";")[0], b",", 3)
+        return _hex(kind), _hex(address), _hex(length)
+
+    def _insert_breakpoint(self, args: bytes) -> bytes:
+        breakpoint = self._breakpoint_args(args)
+        if breakpoint[0] > 4:
+            return _NOT_SUPPORTED
+        if not self.target.insert_breakpoint(*breakpoint):
+            return _ERROR
+        self._breakpoints.add(breakpoint)
+        return b"OK"
+
+    def _remove_breakpoint(self, args: bytes) -> bytes:
+        breakpoint = self._breakpoint_args(args)
+        if breakpoint[0] > 4:
+            return _NOT_SUPPORTED
+        self._breakpoints.discard(breakpoint)
+        return b"OK" if self.target.remove_breakpoint(*breakpoint) else _ERROR
+
+    # Objects, files, monitor commands, signals.
+
+    def _transfer(self, args: bytes) -> bytes:
+        # qXfer:object:read:annex:offset,length -> "m data" (more may follow) or
+        # "l data" (the end); an empty reply for objects we do not serve.
+        parts = args.split(b":", 3)
+        if len(parts) != 4 or parts[1] != b"read":
+            return _NOT_SUPPORTED
+        name, _, annex, window = parts
+        offset, length = _address_length(window)
+        objects: dict[bytes, Callable[[], bytes | None]] = {
+            b"features": lambda: registers.TARGET_XML if annex == b"target.xml" else None,
+            b"auxv": self.target.auxv,
+            b"exec-file": lambda: os.fsencode(self.target.exec_file()),
+            b"libraries-svr4": lambda: self.target.libraries_svr4().encode(),
+            b"siginfo": self.target.siginfo,
+        }
+        if name not in objects:
+            return _NOT_SUPPORTED
+        data = objects[name]()
+        if data is None:
+            return b"E00"  # "the request was malformed, or annex was invalid"
+        chunk = data[offset : offset + min(length, self.packet_size)]
+        return (b"l" if offset + len(chunk) >= len(data) else b"m") + chunk
+
+    def _host_io(self, args: bytes) -> bytes:
+        # vFile:operation:parameter,... -> "F result[,errno][;attachment]", in hex.
+        operation, _, parameters = args.partition(b":")
+        if operation == b"setfs":
+            return b"F0"  # there is one filesystem: the trace's
+        if operation == b"open":
+            path, flags, _mode = _fields(parameters, b",", 3)
+            if _hex(flags) & _WRITE_FLAGS:
+                return b"F-1,%x" % _EROFS
+            contents = self.target.open_file(os.fsdecode(_unhex(path)))
+            if contents is None:
+                return b"F-1,%x" % _ENOENT
+            number = next(self._file_numbers)
+            self._files[number] = contents
+            return b"F%x" % number
+        if operation == b"pread":
+            number, count, offset = (_hex(field) for field in _fields(parameters, b",", 3))
+            if number not in self._files:
+                return b"F-1,%x" % _EBADF
+            data = self._files[number][offset : offset + min(count, self.packet_size)]
+            return b"F%x;" % len(data) + data
+        if operation == b"fstat":
+            number = _hex(parameters)
+            if number not in self._files:
+                return b"F-1,%x" % _EBADF
+            stat = _fio_stat(len(self._files[number]))
+            return b"F%x;" % len(stat) + stat
+        if operation == b"close":
+            return (
+                b"F0" if self._files.pop(_hex(parameters), None) is not None else b"F-1,%x" % _EBADF
+            )
+        return _NOT_SUPPORTED
+
+    def _monitor(self, args: bytes) -> Reply:
+        # qRcmd,hex(command): the output goes back as `O hex(text)` console packets
+        # before the final OK.
+        command = _unhex(args).decode(errors="replace")
+        try:
+            output, final = self.target.monitor(command), b"OK"
+        except ValueError as error:
+            output, final = f"{error}\n", _ERROR
+        text = output.encode()
+        step = (self.packet_size - 1) // 2
+        console = [b"O" + text[i : i + step].hex().encode() for i in range(0, len(text), step)]
+        return Reply((*console, final))
+
+    def _pass_signals(self, args: bytes) -> bytes:
+        # QPassSignals:signal;signal;... (gdb's numbers, hex); each packet replaces the last.
+        numbers = (signals.from_gdb(_hex(field)) for field in args.split(b";") if field)
+        self.target.pass_signals({number for number in numbers if number is not None})
+        return b"OK"
+
+
+class ServerError(Exception):
+    """The server could not start; the message is one line for the user."""
+
+
+_Call = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
+
+
+class _TracerThread:
+    """Runs calls, one at a time, on the thread that called `serve` (see the module comment)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+
+    def submit(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, call))
+        return future
+
+    def run_until_stopped(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except Exception as error:  # noqa: BLE001 - the caller's to handle, as in an executor
+                    future.set_exception(error)
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+
+class _Shell:
+    """The socket side of `serve`, on the server's own thread: one client at a time,
+    a polite refusal for any other, reconnection after a detach or a disconnect."""
+
+    def __init__(self, target: DebugTarget, reverse: bool, tracer: _TracerThread) -> None:
+        self.target = target
+        self.reverse = reverse
+        self.tracer = tracer
+        self.last_stop = AT_START
+        self.failure: Exception | None = None  # raised by the target; ends the server
+        self._client: str | None = None
+        self._client_hung_up = False  # the client is gone; its session is being closed
+        self._one_client = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done = asyncio.Event()
+        self._stop_requested = threading.Event()
+
+    async def run(
+        self, host: str, port: int, on_listening: Callable[[str, int], None] | None
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._stop_requested.is_set():
+            self._done.set()
+        try:
+            server = await asyncio.start_server(self._accept, host, port)
+        except OSError as error:
+            # asyncio's message repeats the address; the errno's text is what matters.
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise ServerError(f"cannot listen on {host}:{port}: {reason}") from None
+        async with server:
+            bound_host, bound_port = server.sockets[0].getsockname()[:2]
+            if on_listening is not None:
+                on_listening(bound_host, bound_port)
+            await self._done.wait()
+
+    def stop_threadsafe(self) -> None:
+        self._stop_requested.set()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._done.set)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"{host}:{port}"
+        try:
+            if self._client is not None and not self._client_hung_up:
+                await self._refuse(reader, writer, peer, self._client)
+                return
+            # Claim the target now, so that later arrivals are refused, but wait
+            # for a client that just hung up (gdb restarted): its session may
+            # still be stopping the target and removing its breakpoints.
+            self._client, self._client_hung_up = peer, False
+            async with self._one_client:
+                log.info("gdb connected from %s", peer)
+                try:
+                    await self._converse(reader, writer, peer)
+                except Exception as error:  # noqa: BLE001 - the target failed: serve() raises it
+                    self.failure = error
+                    self._done.set()
+                finally:
+                    if self._client == peer:
+                        self._client = None
+                    log.info("gdb at %s disconnected", peer)
+        finally:
+            writer.close()
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, client: str
+    ) -> None:
+        # gdb sends qSupported first and shows an error reply to it as a warning
+        # ("Remote failure reply: ..."). After it, end our side and let gdb hang up
+        # first: closing with its next packets unread would reset the connection,
+        # which can discard the message before gdb reads it.
+        log.warning("refused a second debugger from %s: %s is connected", peer, client)
+        codec = RspCodec()
+        message = b"E.retrograde is already serving the debugger at %s" % client.encode()
+        refused = False
+        try:
+            async with asyncio.timeout(5):
+                while data := await reader.read(4096):
+                    if refused:
+                        continue
+                    events = codec.receive_data(data)
+                    writer.write(codec.data_to_send())
+                    if any(isinstance(event, Packet) for event in events):
+                        writer.write(codec.packet(message))
+                        writer.write_eof()
+                        refused = True
+        except (TimeoutError, ProtocolError, ConnectionError):
+            pass
+
+    async def _converse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        codec = RspCodec()
+        session = RspSession(self.target, reverse=self.reverse, last_stop=self.last_stop)
+        packets: asyncio.Queue[bytes | None] = asyncio.Queue()
+        handling = False  # a packet is being handled on the tracer thread
+
+        async def receive() -> None:
+            try:
+                while data := await reader.read(65536):
+                    for event in codec.receive_data(data):
+                        if isinstance(event, Packet):
+                            packets.put_nowait(event.payload)
+                        elif isinstance(event, Interrupt) and (handling or not packets.empty()):
+                            # gdb interrupts the resume it sent, which may not have started.
+                            self.target.interrupt()
+                    writer.write(codec.data_to_send())
+            except ProtocolError as error:
+                log.warning("closing the connection from %s: %s", peer, error)
+            except ConnectionError:
+                pass
+            finally:
+                self._client_hung_up = True
+                packets.put_nowait(None)
+                if handling:
+                    self.target.interrupt()  # the client is gone: stop where we are
+
+        receiver = asyncio.create_task(receive())
+        then = Then.CONVERSE
+        try:
+            while then in (Then.CONVERSE, Then.NO_ACK):
+                payload = await packets.get()
+                if payload is None:
+                    break
+                handling = True
+                try:
+                    call = functools.partial(session.handle, payload)
+                    reply = await asyncio.wrap_future(self.tracer.submit(call))
+                finally:
+                    handling = False
+                then = reply.then
+                for reply_payload in reply.payloads:
+                    writer.write(codec.packet(reply_payload))
+                if then is Then.NO_ACK:
+                    codec.start_no_ack_mode()
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            receiver.cancel()
+            self.last_stop = session.last_stop
+        if then is Then.KILL:
+            self._done.set()
+        else:
+            await asyncio.wrap_future(self.tracer.submit(session.close))
+
+
+def serve(
+    target: DebugTarget,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    reverse: bool = True,
+    on_listening: Callable[[str, int], None] | None = None,
+) -> None:
+    """Serve `target` to gdb until a client kills it (`k`, gdb's `kill`).
+
+    Blocks. Every target method but `interrupt` runs on the calling thread,
+    which should be the one that traces the replay. `on_listening(host, port)`
+    is called (from the server's thread) once the socket listens; with port 0
+    it tells the port chosen. Raises ServerError when the address cannot be
+    bound, and whatever the target raised if a target call failed.
+    """
+    tracer = _TracerThread()
+    shell = _Shell(target, reverse, tracer)
+    failures: list[BaseException] = []
+
+    def run_shell() -> None:
+        try:
+            asyncio.run(shell.run(host, port, on_listening))
+        except BaseException as error:  # noqa: BLE001 - raised again in the calling thread
+            failures.append(error)
+        finally:
+            tracer.stop()
+
+    thread = threading.Thread(target=run_shell, name="retrograde-gdbstub", daemon=True)
+    thread.start()
+    try:
+        tracer.run_until_stopped()
+    finally:
+        shell.stop_threadsafe()
+        thread.join()
+    if failures:
+        raise failures[0]
+    if shell.failure is not None:
+        raise shell.failure

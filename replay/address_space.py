@@ -1,0 +1,137 @@
+"""The address-space model of a replayed task (seed 001).
+
+Each ``Mapping`` holds what the region was during recording (the
+``MappingRecord`` from the trace) and what the replay made of it (a file
+mapping of the trace's copy, an anonymous region filled with recorded bytes,
+the emulated heap), plus what it is for. The model follows every mmap-family
+event; ``check`` compares it with the kernel's /proc/PID/maps so that a replay
+that built something different stops at the event that did it.
+
+Invariant: mappings never overlap and are kept sorted by start address.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+
+from retrograde.trace.events import MappingRecord
+from retrograde.tracee.maps import KernelMapping, page_up
+
+STACK_SLACK = 8 << 20  # [stack] grows down on its own in both runs
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    perms: str
+    kind: str  # "file" | "anonymous" | "heap" | "stack" | "vdso" | "vvar" | "retrograde"
+    recorded: MappingRecord
+
+
+def kind_of(record: MappingRecord) -> str:
+    name = record.name
+    if name == "[stack]":
+        return "stack"
+    if name == "[heap]":
+        return "heap"
+    if name == "[vdso]":
+        return "vdso"
+    if name.startswith("[vvar"):
+        return "vvar"
+    if name == "[retrograde]":
+        return "retrograde"
+    return "file" if record.file_hash else "anonymous"
+
+
+def prot_perms(prot: int, shared: bool = False) -> str:
+    return ("r" if prot & 1 else "-") + ("w" if prot & 2 else "-") + \
+        ("x" if prot & 4 else "-") + ("s" if shared else "p")
+
+
+class AddressSpace:
+    def __init__(self, records: list[MappingRecord]) -> None:
+        self.mappings: list[Mapping] = sorted(
+            (Mapping(r.start, r.end, r.perms, kind_of(r), r) for r in records),
+            key=lambda m: m.start)
+
+    def _cut(self, start: int, end: int) -> tuple[list[Mapping], list[Mapping]]:
+        """Split mappings at ``start`` and ``end``; return (inside, outside)."""
+        inside, outside = [], []
+        for m in self.mappings:
+            if m.end <= start or m.start >= end:
+                outside.append(m)
+                continue
+            if m.start < start:
+                outside.append(replace(m, end=start))
+            if m.end > end:
+                outside.append(replace(m, start=end))
+            inside.append(replace(m, start=max(m.start, start), end=min(m.end, end)))
+        return inside, outside
+
+    def map(self, record: MappingRecord, kind: str | None = None) -> None:
+        _, outside = self._cut(record.start, record.end)
+        new = Mapping(record.start, record.end, record.perms, kind or kind_of(record), record)
+        outside.insert(bisect.bisect([m.start for m in outside], new.start), new)
+        self.mappings = outside
+
+    def unmap(self, start: int, length: int) -> None:
+        _, self.mappings = self._cut(start, start + page_up(length))
+
+    def protect(self, start: int, length: int, prot: int) -> None:
+        inside, outside = self._cut(start, start + page_up(length))
+        for m in inside:
+            outside.append(replace(m, perms=prot_perms(prot, m.perms[3] == "s")))
+        self.mappings = sorted(outside, key=lambda m: m.start)
+
+    def remap(self, old: int, old_size: int, new: int, new_size: int) -> None:
+        inside, outside = self._cut(old, old + page_up(old_size))
+        moved = []
+        for m in inside:
+            offset = m.start - old
+            moved.append(replace(m, start=new + offset, end=new + offset + (m.end - m.start)))
+        if moved and new_size > old_size:
+            last = moved[-1]
+            moved[-1] = replace(last, end=new + page_up(new_size))
+        elif new_size < old_size:
+            moved = [replace(m, end=min(m.end, new + page_up(new_size))) for m in moved
+                     if m.start < new + page_up(new_size)]
+        self.mappings = outside
+        for m in moved:
+            _, self.mappings = self._cut(m.start, m.end)
+            self.mappings.append(m)
+        self.mappings.sort(key=lambda m: m.start)
+
+    def find(self, addr: int) -> Mapping | None:
+        i = bisect.bisect([m.start for m in self.mappings], addr) - 1
+        if i >= 0 and self.mappings[i].end > addr:
+            return self.mappings[i]
+        return None
+
+    # -- validation against the kernel ---------------------------------------------------
+    def _comparable(self, ranges: list[tuple[int, int, str]],
+                    stack: Mapping | None) -> list[tuple[int, int, str]]:
+        """Merge adjacent ranges with equal permissions; leave out the stack's growth."""
+        merged: list[tuple[int, int, str]] = []
+        for start, end, perms in sorted(ranges):
+            if stack is not None and start < stack.end and end > stack.start - STACK_SLACK:
+                continue
+            if merged and merged[-1][1] == start and merged[-1][2] == perms:
+                merged[-1] = (merged[-1][0], end, perms)
+            else:
+                merged.append((start, end, perms))
+        return merged
+
+    def check(self, live: list[KernelMapping]) -> str | None:
+        """None when the kernel agrees with the model, else both views, one line each."""
+        stack = next((m for m in self.mappings if m.kind == "stack"), None)
+        model = self._comparable([(m.start, m.end, m.perms[:3]) for m in self.mappings], stack)
+        kernel = self._comparable([(k.start, k.end, k.perms[:3]) for k in live
+                                   if k.name != "[vsyscall]"], stack)
+        if model == kernel:
+            return None
+        only_model = [r for r in model if r not in kernel]
+        only_kernel = [r for r in kernel if r not in model]
+        fmt = lambda rs: ", ".join(f"{a:x}-{b:x} {p}" for a, b, p in rs) or "nothing"  # noqa: E731
+        return f"model has {fmt(only_model)}; kernel has {fmt(only_kernel)}"

@@ -1,0 +1,507 @@
+"""A replay session: one replay process, advanced event by event through a trace.
+
+Syscalls are emulated under PTRACE_SYSEMU: the kernel stops at each syscall
+entry and skips the call; the session checks the number and arguments against
+the trace, stores the recorded result in rax and writes the recorded output
+bytes. Calls whose effect lives in the task's own kernel state (the mmap
+family, signal dispositions and masks, sigreturn, exit) are carried out for
+real, the mmap family at the recorded addresses and from the trace's copies of
+files. Every exec, the first included, is emulated (seed 001): the session
+execs its own stub, unmaps everything but the retrograde page and rebuilds the
+recorded address space, so the recorded executable need not exist.
+
+Invariant between events: the task is stopped at a ptrace stop from which
+``inject_syscall`` is allowed, and ``pending_signal`` is the signal the next
+resume must deliver (the task is then at that signal's delivery stop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrograde.trace.events import (Event, ExecEvent, ExitEvent, MappingRecord, RdtscEvent,
+                                     SignalEvent, SyscallEvent)
+from retrograde.trace.format import TraceError, TraceReader
+from retrograde.tracee import page as rpage
+from retrograde.tracee.cpu import decode_rdtsc
+from retrograde.tracee.maps import page_up, parse_maps, writable_memory_digest
+from retrograde.tracee.process import (PTRACE_CONT, PTRACE_SYSCALL, PTRACE_SYSEMU,
+                                       PTRACE_SYSEMU_SINGLESTEP, Stop, Tracee, TraceeError)
+from retrograde.tracee.registers import (Registers, describe_difference, registers_from_bytes,
+                                         registers_to_bytes, signed, syscall_args)
+from retrograde.tracee.syscalls import (EXECUTED_IN_REPLAY, MMAP_FAMILY, syscall_name,
+                                        syscall_number)
+
+from .address_space import AddressSpace, prot_perms
+from .stub import write_stub
+
+NR = {name: syscall_number(name) for name in (
+    "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "openat", "close", "execve",
+    "execveat", "exit", "exit_group", "rt_sigreturn", "write", "writev", "dup", "dup2", "dup3",
+    "fcntl")}
+NATIVE = {NR["rt_sigreturn"], NR["exit"], NR["exit_group"]}  # must run from the program's own pc
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN = 0x1, 0x2, 0x10, 0x20, 0x100
+MAP_KEPT_FLAGS = MAP_ANONYMOUS | MAP_GROWSDOWN | 0x4000 | 0x8000 | 0x20000  # NORESERVE POPULATE STACK
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+AT_FDCWD = -100
+PRECISE_SEARCH_LIMIT = 200
+SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
+                                 signal.SIGTRAP})
+
+
+class Divergence(Exception):
+    """The replay no longer follows the recording; the message names the event."""
+
+    def __init__(self, event_no: int, message: str) -> None:
+        super().__init__(f"replay diverged at event {event_no}: {message}")
+        self.event_no = event_no
+
+
+@dataclass(frozen=True)
+class ReplayEnd:
+    exit_status: int | None
+    exit_signal: int | None
+
+
+def format_call(nr: int, args: tuple[int, ...]) -> str:
+    return f"{syscall_name(nr)}({', '.join(hex(a) for a in args)})"
+
+
+class ReplaySession:
+    """Owns one replay process; ``close`` (or the context manager) kills it."""
+
+    def __init__(self, reader: TraceReader, *, echo: bool = False, check_maps: bool = False,
+                 tracee: Tracee | None = None) -> None:
+        self.reader = reader
+        self.echo = echo
+        self.check_maps = check_maps
+        self.tracee = tracee
+        self.next_event = 0
+        self.pending_signal = 0
+        self.space: AddressSpace | None = None
+        self.brk = 0
+        self.page = 0
+        self.end: ReplayEnd | None = None
+        self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
+
+    def __enter__(self) -> "ReplaySession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.tracee is not None:
+            self.tracee.kill()
+
+    # -- driving ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the replay process and rebuild the state after the first exec."""
+        first = self._event(0)
+        if not isinstance(first, ExecEvent):
+            raise Divergence(0, f"the trace starts with {first.kind}, not an exec")
+        stub = write_stub(first.retrograde_page)
+        self.tracee = Tracee.spawn([str(stub)], env={}, isolate=True)
+        self._finish_stub_exec(first)
+        self.next_event = 1
+
+    @property
+    def at_end(self) -> bool:
+        return self.end is not None
+
+    def run_to_end(self) -> ReplayEnd:
+        while self.end is None:
+            self.step_event()
+        return self.end
+
+    def _event(self, n: int) -> Event:
+        try:
+            return self.reader[n]
+        except IndexError:
+            raise Divergence(n, "the trace ends here without an exit (an incomplete "
+                                "recording)") from None
+
+    def step_event(self) -> Event:
+        """Replay exactly the next event of the trace."""
+        n = self.next_event
+        event = self._event(n)
+        consumed = 1
+        if isinstance(event, SyscallEvent):
+            consumed = self._replay_syscall(n, event)
+        elif isinstance(event, SignalEvent):
+            self._replay_signal(n, event)
+        elif isinstance(event, RdtscEvent):
+            self._replay_rdtsc(n, event)
+        elif isinstance(event, ExitEvent):
+            self._replay_exit(n, event)
+        else:
+            raise Divergence(n, f"unexpected {event.kind} event")
+        self.next_event = n + consumed
+        return event
+
+    def _resume(self, request: int = PTRACE_SYSEMU, expect: int = 0) -> Stop:
+        """Resume (delivering any pending signal) until a stop the replay cares about.
+
+        Asynchronous signals are the trace's to deliver: one the session raised
+        itself (``expect``) stops here; any other (a checkpoint's SIGCHLD, a
+        kill from outside) is discarded. Faults stop here whatever they are.
+        """
+        t = self.tracee
+        signo, self.pending_signal = self.pending_signal, 0
+        while True:
+            t.resume(request, signo)
+            stop = t.wait()
+            if stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS or stop.signo == expect:
+                return stop
+            signo = 0
+
+    # -- syscalls ---------------------------------------------------------------------
+    def _enter_syscall(self, n: int, event: SyscallEvent) -> Registers:
+        stop = self._resume()
+        if stop.kind != "syscall":
+            raise Divergence(n, f"recorded {format_call(event.nr, event.args)}, replay "
+                                f"{self._describe(stop)}")
+        regs = self.tracee.get_regs()
+        nr, args = regs.orig_rax, syscall_args(regs)
+        if nr != event.nr or args != tuple(event.args):
+            raise Divergence(n, f"recorded {format_call(event.nr, event.args)}, replay "
+                                f"{format_call(nr, args)}")
+        return regs
+
+    def _describe(self, stop: Stop) -> str:
+        if stop.kind == "signal":
+            pc = self.tracee.get_regs().rip
+            return f"signal {signal.Signals(stop.signo).name} at pc {pc:#x}"
+        if stop.kind == "exited":
+            return f"exit with status {stop.status}"
+        if stop.kind == "killed":
+            return f"death by {signal.Signals(stop.signo).name}"
+        return f"{stop.kind} stop"
+
+    def _replay_syscall(self, n: int, event: SyscallEvent) -> int:
+        """Replay one syscall; returns how many events it consumed."""
+        regs = self._enter_syscall(n, event)
+        t = self.tracee
+        nr = event.nr
+        if nr in (NR["execve"], NR["execveat"]) and event.result == 0:
+            exec_event = self._event(n + 1)
+            if not isinstance(exec_event, ExecEvent):
+                raise Divergence(n + 1, "an execve without its exec event")
+            self._emulate_exec(n, exec_event)
+            return 2
+        if nr in NATIVE:
+            return self._run_natively(n, event, regs)
+        if nr in MMAP_FAMILY and event.result >= 0 or (nr == NR["brk"]):
+            self._replay_mmap_family(n, event)
+        elif nr in EXECUTED_IN_REPLAY:
+            t.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *event.args)
+        self._echo(event)
+        regs = t.get_regs()  # an executed call may have changed fs_base
+        regs.rax = event.result & 0xFFFFFFFFFFFFFFFF
+        t.set_regs(regs)
+        for addr, data in event.writes:
+            t.write(addr, data)
+        return 1
+
+    def _run_natively(self, n: int, event: SyscallEvent, regs: Registers) -> int:
+        """Back up to the syscall instruction and let the kernel run it for real."""
+        t = self.tracee
+        regs.rip -= 2
+        regs.rax = regs.orig_rax
+        t.set_regs(regs)
+        stop = self._resume(PTRACE_SYSCALL)  # the real entry
+        if stop.kind == "syscall":
+            if event.nr == NR["rt_sigreturn"]:
+                t.resume(PTRACE_SYSCALL)
+                stop = t.wait()
+                if stop.kind == "syscall":
+                    return 1
+            else:
+                t.resume(PTRACE_CONT)
+                stop = t.wait()
+        if stop.kind in ("exited", "killed"):
+            self._reached_end(n + 1, stop)
+            return 2
+        raise Divergence(n, f"{syscall_name(event.nr)} ended in {self._describe(stop)}")
+
+    def _reached_end(self, n: int, stop: Stop) -> None:
+        """The process ended; event ``n`` must say the same."""
+        recorded_event = self._event(n)
+        recorded = ((recorded_event.status, recorded_event.signo)
+                    if isinstance(recorded_event, ExitEvent) else None)
+        actual = (stop.status, None) if stop.kind == "exited" else (None, stop.signo)
+        if recorded != actual:
+            raise Divergence(n, f"recorded {recorded_event.kind} {recorded}, replay ended with "
+                                f"{actual}")
+        self.end = ReplayEnd(*actual)
+
+    def _inject(self, nr: int, *args: int) -> int:
+        return self.tracee.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *args)
+
+    def _replay_mmap_family(self, n: int, event: SyscallEvent) -> None:
+        nr, args, result = event.nr, event.args, event.result
+        space = self.space
+        if nr == NR["brk"]:
+            self._emulate_brk(n, result)
+        elif nr == NR["mmap"]:
+            flags = (args[3] & MAP_KEPT_FLAGS) | MAP_PRIVATE | MAP_FIXED
+            if event.mapping is not None and event.mapping.file_hash:
+                fd = self._open_trace_file(event.mapping.file_hash)
+                got = self._inject(NR["mmap"], result, args[1], args[2], flags, fd, args[5])
+                self._inject(NR["close"], fd)
+                space.map(event.mapping)
+            else:
+                got = self._inject(NR["mmap"], result, args[1], args[2], flags, -1, 0)
+                space.map(MappingRecord(result, result + page_up(args[1]),
+                                        prot_perms(args[2], bool(args[3] & MAP_SHARED)), 0, ""))
+            if got != result:
+                raise Divergence(n, f"mmap at {result:#x} gave {got:#x} in replay")
+        elif nr == NR["mremap"]:
+            old, old_size, new_size, flags = args[0], args[1], args[2], args[3]
+            if result == old:
+                got = self._inject(nr, old, old_size, new_size, 0, 0)
+            else:
+                got = self._inject(nr, old, old_size, new_size,
+                                   (flags & 4) | MREMAP_MAYMOVE | MREMAP_FIXED, result)
+            if got != result:
+                raise Divergence(n, f"mremap to {result:#x} gave {got:#x} in replay")
+            space.remap(old, old_size, result, new_size)
+        else:
+            got = self._inject(nr, *args)
+            if got != result:
+                raise Divergence(n, f"{format_call(nr, args)} returned {got} in replay, "
+                                    f"{result} when recorded")
+            if nr == NR["munmap"]:
+                space.unmap(args[0], args[1])
+            elif nr == NR["mprotect"]:
+                space.protect(args[0], args[1], args[2])
+        self._check_maps(n)
+
+    def _emulate_brk(self, n: int, result: int) -> None:
+        """The program break is the stub's, not the program's: emulate it with mmap/munmap."""
+        old_end, new_end = page_up(self.brk), page_up(result)
+        if new_end > old_end:
+            got = self._inject(NR["mmap"], old_end, new_end - old_end, 3,
+                               MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0)
+            if got != old_end:
+                raise Divergence(n, f"cannot grow the heap to {result:#x}")
+            self.space.map(MappingRecord(old_end, new_end, "rw-p", 0, "[heap]"))
+        elif new_end < old_end:
+            self._inject(NR["munmap"], new_end, old_end - new_end)
+            self.space.unmap(new_end, old_end - new_end)
+        self.brk = result
+
+    def _open_trace_file(self, digest: str) -> int:
+        path = str(self.reader.file_path(digest)).encode() + b"\0"
+        if len(path) > rpage.SCRATCH_SIZE:
+            raise TraceError(f"trace path too long to open in the replay process: {path!r}")
+        scratch = self.page + rpage.SCRATCH_OFFSET
+        self.tracee.write(scratch, path)
+        fd = self._inject(NR["openat"], AT_FDCWD, scratch, os.O_RDONLY | os.O_CLOEXEC, 0)
+        if fd < 0:
+            raise TraceError(f"cannot open {path.decode()[:-1]} in the replay process "
+                             f"(errno {-fd})")
+        return fd
+
+    def _check_maps(self, n: int) -> None:
+        if self.check_maps:
+            problem = self.space.check(parse_maps(self.tracee.read_maps()))
+            if problem:
+                raise Divergence(n, f"address space differs: {problem}")
+
+    def _follow_echoed_fds(self, event: SyscallEvent) -> None:
+        """Echo only what goes to the original stdout/stderr, wherever the program moves them."""
+        nr, args = event.nr, event.args
+        if event.result < 0:
+            return
+        if nr == NR["close"]:
+            self.echo_fds.pop(args[0], None)
+        elif nr in (NR["dup2"], NR["dup3"]):
+            if args[0] in self.echo_fds:
+                self.echo_fds[args[1]] = self.echo_fds[args[0]]
+            elif args[0] != args[1]:
+                self.echo_fds.pop(args[1], None)
+        elif nr == NR["dup"] or (nr == NR["fcntl"] and args[1] in (0, 1030)):  # F_DUPFD(_CLOEXEC)
+            if args[0] in self.echo_fds:
+                self.echo_fds[event.result] = self.echo_fds[args[0]]
+
+    def _echo(self, event: SyscallEvent) -> None:
+        self._follow_echoed_fds(event)
+        if not self.echo or event.result <= 0 or event.args[0] not in self.echo_fds:
+            return
+        if event.nr == NR["write"]:
+            data = self.tracee.read_partial(event.args[1], event.result)
+        elif event.nr == NR["writev"]:
+            data = b""
+            iov = self.tracee.read_partial(event.args[1], 16 * event.args[2])
+            for i in range(0, len(iov), 16):
+                base, length = int.from_bytes(iov[i:i + 8], "little"), \
+                    int.from_bytes(iov[i + 8:i + 16], "little")
+                data += self.tracee.read_partial(base, length)
+            data = data[:event.result]
+        else:
+            return
+        stream = sys.stdout if self.echo_fds[event.args[0]] == 1 else sys.stderr
+        stream.flush()
+        os.write(stream.fileno(), data)
+
+    # -- exec ----------------------------------------------------------------------------
+    def _emulate_exec(self, n: int, event: ExecEvent) -> None:
+        """Exec the stub for the new image's retrograde page, then rebuild the image."""
+        t = self.tracee
+        stub = str(write_stub(event.retrograde_page)).encode() + b"\0"
+        scratch = self.page + rpage.SCRATCH_OFFSET
+        argv_at = scratch + ((len(stub) + 7) & ~7)
+        t.write(scratch, stub)
+        t.write(argv_at, scratch.to_bytes(8, "little") + bytes(16))
+        result = self._inject(NR["execve"], scratch, argv_at, argv_at + 8)
+        if t.last_stop.kind != "event":
+            raise Divergence(n, f"the replay stub could not be executed (error {-result})")
+        t.reopen_memory()
+        self._finish_stub_exec(event)
+
+    def _finish_stub_exec(self, event: ExecEvent) -> None:
+        """At the stub's PTRACE_EVENT_EXEC stop: rebuild the recorded address space."""
+        t = self.tracee
+        t.resume(PTRACE_SYSCALL)  # to execve's exit stop, where injecting is allowed
+        stop = t.wait()
+        if stop.kind != "syscall":
+            raise TraceeError(f"the replay stub did not start ({stop})")
+        self.page = event.retrograde_page
+        for m in parse_maps(t.read_maps()):
+            if m.start != self.page and m.name != "[vsyscall]":
+                self._inject(NR["munmap"], m.start, m.size)
+        for record in event.mappings:
+            if record.name == rpage.NAME:
+                continue
+            self._rebuild_mapping(record)
+        self.space = AddressSpace(list(event.mappings))
+        self.brk = event.brk
+        t.set_regs(registers_from_bytes(event.regs))
+        t.set_xstate(event.xstate)
+        self._check_maps(self.next_event)
+
+    def _rebuild_mapping(self, record: MappingRecord) -> None:
+        prot = sum(bit for c, bit in (("r", 1), ("w", 2), ("x", 4)) if c in record.perms[:3])
+        size = record.end - record.start
+        flags = MAP_PRIVATE | MAP_FIXED
+        if record.file_hash:
+            fd = self._open_trace_file(record.file_hash)
+            got = self._inject(NR["mmap"], record.start, size, prot, flags, fd, record.offset)
+            self._inject(NR["close"], fd)
+        else:
+            if record.name == "[stack]":
+                flags |= MAP_GROWSDOWN
+            got = self._inject(NR["mmap"], record.start, size, prot, flags | MAP_ANONYMOUS, -1, 0)
+        if got != record.start:
+            raise TraceeError(f"cannot rebuild mapping {record.start:#x}-{record.end:#x} "
+                              f"{record.name} (error {-got})")
+        if record.contents:
+            self.tracee.write(record.start, record.contents)
+
+    # -- signals and rdtsc ------------------------------------------------------------------
+    def _replay_signal(self, n: int, event: SignalEvent) -> None:
+        t = self.tracee
+        if event.where == "boundary":
+            os.kill(t.pid, event.signo)
+            stop = self._resume(expect=event.signo)
+        elif event.where == "precise":
+            stop = self._run_to_precise_state(n, event)
+        else:
+            stop = self._resume()
+        if stop.kind != "signal" or stop.signo != event.signo:
+            raise Divergence(n, f"recorded signal {signal.Signals(event.signo).name}, replay "
+                                f"{self._describe(stop)}")
+        t.set_siginfo(event.siginfo)
+        self.pending_signal = event.signo
+
+    def _run_to_precise_state(self, n: int, event: SignalEvent) -> Stop:
+        """Break at the recorded pc until registers and memory match the recording.
+
+        A loop that spins until the signal comes passes the pc once per
+        iteration, and without performance counters nothing tells which pass is
+        the recorded one but comparing states. After PRECISE_SEARCH_LIMIT
+        passes, restore the recorded state instead: between two events only the
+        program's own instructions change registers and writable memory, so the
+        recorded state has exactly the recorded future.
+        """
+        t = self.tracee
+        want = registers_from_bytes(event.regs)
+        pc = want.rip
+        original = t.read(pc, 1)
+        for _ in range(PRECISE_SEARCH_LIMIT):
+            t.write(pc, b"\xcc")
+            stop = self._resume()
+            t.write(pc, original)
+            if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
+                raise Divergence(n, f"looking for the state of a signal at pc {pc:#x}, replay "
+                                    f"{self._describe(stop)}")
+            regs = t.get_regs()
+            if regs.rip != pc + 1:
+                raise Divergence(n, f"unexpected trap at {regs.rip - 1:#x}")
+            regs.rip = pc
+            t.set_regs(regs)
+            if registers_to_bytes(regs) == event.regs and writable_memory_digest(t) == event.digest:
+                # Turn this SIGTRAP stop into the recorded signal's delivery.
+                return Stop("signal", signo=event.signo)
+            t.resume(PTRACE_SYSEMU_SINGLESTEP)
+            if t.wait().kind != "signal":
+                raise Divergence(n, f"stepping over pc {pc:#x} did not trap "
+                                    f"({describe_difference(regs, want)})")
+        return self._restore_precise_state(n, event)
+
+    def _restore_precise_state(self, n: int, event: SignalEvent) -> Stop:
+        t = self.tracee
+        for addr, data in event.memory:
+            t.write(addr, data)
+        t.set_regs(registers_from_bytes(event.regs))
+        if event.xstate:
+            t.set_xstate(event.xstate)
+        if writable_memory_digest(t) != event.digest:
+            raise Divergence(n, "the recorded state of an asynchronous signal cannot be restored")
+        os.kill(t.pid, event.signo)
+        return self._resume(expect=event.signo)
+
+    def _replay_rdtsc(self, n: int, event: RdtscEvent) -> None:
+        t = self.tracee
+        stop = self._resume()
+        regs = t.get_regs()
+        insn = decode_rdtsc(t.read_partial(regs.rip, 3)) if stop.kind == "signal" else None
+        if stop.signo != signal.SIGSEGV or insn is None or regs.rip != event.pc:
+            raise Divergence(n, f"recorded rdtsc at {event.pc:#x}, replay {self._describe(stop)}")
+        regs.rax = event.value & 0xFFFFFFFF
+        regs.rdx = event.value >> 32
+        if event.aux is not None:
+            regs.rcx = event.aux
+        regs.rip += insn[1]
+        t.set_regs(regs)
+
+    def _replay_exit(self, n: int, event: ExitEvent) -> None:
+        stop = self._resume()
+        if stop.kind not in ("exited", "killed"):
+            raise Divergence(n, f"recorded the end of the program, replay {self._describe(stop)}")
+        self._reached_end(n, stop)
+
+
+def replay_autopilot(path: Path, *, echo: bool = True, verbose: bool = False,
+                     check_maps: bool = False) -> int:
+    """Replay a trace to its end with no debugger; returns the recorded exit status."""
+    with TraceReader(path) as reader, ReplaySession(reader, echo=echo,
+                                                    check_maps=check_maps) as session:
+        try:
+            session.start()
+            end = session.run_to_end()
+        except Divergence as error:
+            print(f"retrograde: {error}", file=sys.stderr)
+            return 2
+        if verbose:
+            print(f"retrograde: replayed {session.next_event + 1} events", file=sys.stderr)
+    if end.exit_signal is not None:
+        print(f"retrograde: the program was terminated by signal "
+              f"{signal.Signals(end.exit_signal).name}", file=sys.stderr)
+        return 128 + end.exit_signal
+    return end.exit_status or 0

@@ -1,0 +1,237 @@
+"""The command line: record, replay, ls, dump.
+
+Every error a user can cause ends in one line on stderr and a non-zero exit,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit status 1 or ``status``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def trace_root() -> Path:
+    root = os.environ.get("RETROGRADE_DIR")
+    return Path(root) if root else Path.home() / ".local" / "share" / "retrograde"
+
+
+def new_trace_dir(root: Path, prog: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    base = Path(prog).name or "trace"
+    n = 0
+    while True:
+        candidate = root / f"{base}-{n}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def resolve_trace(name: str | None) -> Path:
+    """A trace named on the command line: a path, a name under the trace root, or latest."""
+    root = trace_root()
+    if name is None:
+        latest = root / "latest-trace"
+        if not latest.exists():
+            raise UserError(f"no trace to use: {latest} does not exist (record one first)")
+        return latest.resolve()
+    for candidate in (Path(name), root / name):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise UserError(f"no such trace: {name} (looked in . and {root})")
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from retrograde.trace.recorder import Recorder
+
+    if not args.command:
+        raise UserError("nothing to record: give a program, e.g. retrograde record ./prog",
+                        EXIT_USAGE)
+    prog = args.command[0]
+    path = prog if "/" in prog else shutil.which(prog)
+    if path is None or not os.path.exists(path):
+        raise UserError(f"cannot record {prog}: no such program", 127)
+    if not os.access(path, os.X_OK):
+        raise UserError(f"cannot record {prog}: not executable", 126)
+    if args.output:
+        trace_dir = Path(args.output)
+        if trace_dir.exists() and any(trace_dir.iterdir()):
+            raise UserError(f"cannot record into {trace_dir}: it exists and is not empty")
+    else:
+        trace_dir = new_trace_dir(trace_root(), prog)
+    if not args.output:
+        _point_latest_at(trace_dir)
+    recorder = Recorder([path, *args.command[1:]], trace_dir)
+    # Ctrl-C and Ctrl-\ reach the program (same process group) and are recorded as
+    # its signals; the recorder stays to write them down. SIGTERM ends the recording
+    # with a valid trace.
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = recorder.run()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGQUIT, old_quit)
+        signal.signal(signal.SIGTERM, old_term)
+    if result.error:
+        print(f"retrograde: {result.error} (trace up to there in {trace_dir})", file=sys.stderr)
+        return 1
+    if result.exit_signal is not None:
+        name = signal.Signals(result.exit_signal).name
+        print(f"retrograde: {Path(prog).name} terminated by signal {name}", file=sys.stderr)
+        return 128 + result.exit_signal
+    return result.exit_status or 0
+
+
+def _point_latest_at(trace_dir: Path) -> None:
+    """Replace the latest-trace link atomically (a rename, never a missing link)."""
+    link = trace_dir.parent / "latest-trace"
+    tmp = link.with_name(f".latest-trace.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(trace_dir.name)
+    tmp.replace(link)
+
+
+def _terminate(signo: int, frame: object) -> None:
+    raise SystemExit(128 + signo)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from retrograde.trace.format import TraceError, TraceReader, trace_directories
+
+    root = trace_root()
+    rows = []
+    for d in trace_directories(root):
+        try:
+            with TraceReader(d) as reader:
+                meta = reader.metadata
+                status = _exit_text(meta)
+                rows.append((d.name, " ".join(meta.get("argv", []))[:40],
+                             time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("start_time", 0))),
+                             str(len(reader)), _size(reader.size_bytes()), status))
+        except TraceError as error:
+            rows.append((d.name, f"(unreadable: {error})", "", "", "", ""))
+    if not rows:
+        print(f"no traces in {root}")
+        return 0
+    header = ("NAME", "COMMAND", "DATE", "EVENTS", "SIZE", "EXIT")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _exit_text(meta: dict) -> str:
+    if meta.get("error"):
+        return "error"
+    if meta.get("exit_signal") is not None:
+        return signal.Signals(meta["exit_signal"]).name
+    if meta.get("exit_status") is not None:
+        return str(meta["exit_status"])
+    return "incomplete"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n:.0f}{unit}"
+        n /= 1024
+    return f"{n:.0f}T"
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    from retrograde.trace.dump import format_event, parse_range
+    from retrograde.trace.format import TraceReader
+
+    path = resolve_trace(args.trace)
+    with TraceReader(path) as reader:
+        try:
+            start, stop = parse_range(args.range) if args.range else (0, None)
+        except ValueError as error:
+            raise UserError(f"bad event range {args.range!r}: {error}", EXIT_USAGE) from None
+        if start < 0:
+            start = max(0, len(reader) + start)
+        for n, event in enumerate(reader.events(start, stop), start):
+            print(format_event(n, event))
+        if not reader.complete:
+            print(f"(trace incomplete: the recorder did not finish; {len(reader)} events readable)")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from retrograde.replay.session import replay_autopilot
+
+    path = resolve_trace(args.trace)
+    if not args.autopilot:
+        raise UserError("the debugger server is not available yet: use -a/--autopilot",
+                        EXIT_USAGE)
+    return replay_autopilot(path, echo=not args.no_echo, verbose=args.verbose,
+                            check_maps=args.check_maps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrograde",
+                                     description="record and replay Linux programs, "
+                                                 "then debug them forwards and backwards")
+    sub = parser.add_subparsers(dest="subcommand", required=True)
+    p = sub.add_parser("record", help="run a program and record it")
+    p.add_argument("-o", "--output", help="trace directory (default: a new one under "
+                                          "$RETROGRADE_DIR or ~/.local/share/retrograde)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="PROG [ARGS...]")
+    p.set_defaults(func=cmd_record)
+    p = sub.add_parser("replay", help="replay a trace")
+    p.add_argument("-a", "--autopilot", action="store_true", help="replay to the end, no debugger")
+    p.add_argument("--no-echo", action="store_true", help="do not echo the program's output")
+    p.add_argument("--check-maps", action="store_true",
+                   help="compare the address-space model with /proc/PID/maps after each change")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("trace", nargs="?")
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("ls", help="list recorded traces")
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("dump", help="print a trace's events")
+    p.add_argument("trace", nargs="?")
+    p.add_argument("range", nargs="?", help="N, N-M, N- or -K (the last K)")
+    p.set_defaults(func=cmd_dump)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) and args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    from retrograde.trace.format import TraceError
+
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"retrograde: {error}", file=sys.stderr)
+        return error.status
+    except TraceError as error:
+        print(f"retrograde: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("retrograde: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `retrograde dump | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

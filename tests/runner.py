@@ -1,0 +1,52 @@
+"""Running programs natively, under `retrograde record`, and under `retrograde replay`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+RETROGRADE = [sys.executable, "-m", "retrograde"]
+
+
+def run(argv: list[str], *, cwd: Path | None = None, timeout: float = 60,
+        input: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, timeout=timeout, input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def native(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return run([str(a) for a in argv], **kw)
+
+
+def record(argv: list[str], *, out: Path | None = None, **kw) -> subprocess.CompletedProcess:
+    extra = ["-o", str(out)] if out else []
+    return run(RETROGRADE + ["record", *extra, "--", *[str(a) for a in argv]], **kw)
+
+
+def replay(trace: Path | None = None, *options: str, **kw) -> subprocess.CompletedProcess:
+    return run(RETROGRADE + ["replay", "-a", *options, *([str(trace)] if trace else [])], **kw)
+
+
+def retrograde(*args: str, **kw) -> subprocess.CompletedProcess:
+    return run(RETROGRADE + [str(a) for a in args], **kw)
+
+
+def latest(root: Path) -> Path:
+    return (root / "latest-trace").resolve()
+
+
+def descendants_alive(marker: str) -> list[str]:
+    """Processes whose command line mentions ``marker`` (leftover tracees)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmd:
+                found.append(f"{pid}: {cmd}")
+    return found

@@ -1,0 +1,199 @@
+"""Recording real programs: same output and exit status as natively, and the trace holds
+what happened (results, output bytes, mappings, signals, rdtsc values)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from retrograde.trace.events import ExecEvent, ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
+from retrograde.trace.format import TraceReader
+from retrograde.tracee.syscalls import syscall_number
+from runner import RETROGRADE, descendants_alive, latest, native, record, retrograde
+
+DETERMINISTIC = ["hello", "hello_static", "pipes", "mmaps", "execself", "watch"]
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_recording_keeps_output_and_status(programs, trace_root, name):
+    want = native([programs[name]])
+    got = record([programs[name]])
+    assert got.stdout == want.stdout
+    assert got.returncode == want.returncode
+    with TraceReader(latest(trace_root)) as trace:
+        assert isinstance(trace[0], ExecEvent)
+        assert isinstance(trace[len(trace) - 1], ExitEvent)
+        assert trace[len(trace) - 1].status == want.returncode
+        assert trace.complete
+
+
+def test_files_program_and_the_bytes_read_are_in_the_trace(programs, trace_root, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    want = native([programs.files, tmp_path / "a"])
+    got = record([programs.files, tmp_path / "b"])
+    assert got.returncode == want.returncode == 10
+    assert got.stdout == want.stdout
+    with TraceReader(latest(trace_root)) as trace:
+        reads = [e for e in trace if isinstance(e, SyscallEvent) and e.nr == syscall_number("read")
+                 and e.result == 20]
+        assert any(data == b"The quick brown fox\n" for e in reads for _, data in e.writes)
+        statx = [e for e in trace if isinstance(e, SyscallEvent) and e.nr == syscall_number("statx")]
+        assert statx and all(len(e.writes[0][1]) == 256 for e in statx if e.result == 0)
+
+
+def test_time_and_random_values_are_recorded(programs, trace_root):
+    got = record([programs.timecalls])
+    assert got.returncode == 12
+    assert b"deterministic: clocks agree yes" in got.stdout
+    with TraceReader(latest(trace_root)) as trace:
+        gettime = [e for e in trace if isinstance(e, SyscallEvent)
+                   and e.nr == syscall_number("clock_gettime")]
+    # The vDSO was patched: the program's 1000+ clock reads became recorded syscalls.
+    assert len(gettime) > 1000
+    got = record([programs.random])
+    hexline = re.search(rb"random: ([0-9a-f]{32})", got.stdout).group(1)
+    with TraceReader(latest(trace_root)) as trace:
+        grand = [e for e in trace if isinstance(e, SyscallEvent)
+                 and e.nr == syscall_number("getrandom") and e.result == 16]
+    assert any(data.hex().encode() == hexline for e in grand for _, data in e.writes)
+
+
+def test_rdtsc_values_are_trapped_and_recorded(programs, trace_root):
+    got = record([programs.rdtsc])
+    assert got.returncode == 14
+    printed = [int(v) for v in re.findall(rb"rdtscp? \d+: (\d+)", got.stdout)]
+    with TraceReader(latest(trace_root)) as trace:
+        values = [e.value for e in trace if isinstance(e, RdtscEvent)]
+    assert printed and all(v in values for v in printed)
+
+
+def test_mmap_family_ids_count_the_calls(programs, trace_root):
+    record([programs.mmaps])
+    with TraceReader(latest(trace_root)) as trace:
+        ids = [e.mmap_id for e in trace if isinstance(e, SyscallEvent) and e.mmap_id is not None]
+        files = [e.mapping for e in trace if isinstance(e, SyscallEvent) and e.mapping]
+        assert ids == list(range(len(ids))) and len(ids) > 10
+        # every mapped file is inside the trace
+        assert files and all(trace.file_path(m.file_hash).exists() for m in files)
+
+
+def test_signals_are_recorded_and_delivered(programs, trace_root):
+    want = native([programs.signals])
+    got = record([programs.signals])
+    assert got.returncode == want.returncode == 16
+    assert got.stdout == want.stdout
+    with TraceReader(latest(trace_root)) as trace:
+        sigs = [(e.signo, e.where) for e in trace if isinstance(e, SignalEvent)]
+    assert (signal.SIGSEGV, "sync") in sigs
+    assert any(s == signal.SIGALRM for s, _ in sigs)
+
+
+def test_busy_loop_waiting_for_a_signal_does_not_hang(programs, trace_root):
+    got = record([programs.busyloop], timeout=30)
+    assert got.returncode == 17
+    assert b"yes" in got.stdout
+    with TraceReader(latest(trace_root)) as trace:
+        precise = [e for e in trace if isinstance(e, SignalEvent) and e.where == "precise"]
+    assert precise and precise[0].regs and precise[0].digest
+
+
+def test_exec_of_another_binary(programs, trace_root):
+    got = record([programs.execother, programs.hello])
+    assert got.stdout == b"execother: exec hello\nhello, world\n"
+    assert got.returncode == 3
+    with TraceReader(latest(trace_root)) as trace:
+        execs = [e for e in trace if isinstance(e, ExecEvent)]
+    assert [os.path.basename(e.path) for e in execs] == ["execother", "hello"]
+
+
+def test_death_by_signal_is_reported(programs, trace_root):
+    got = record([programs.fatal])
+    assert got.returncode == 128 + signal.SIGSEGV
+    assert got.stderr.decode().strip().endswith("terminated by signal SIGSEGV")
+    with TraceReader(latest(trace_root)) as trace:
+        assert trace[len(trace) - 1].signo == signal.SIGSEGV
+
+
+@pytest.mark.parametrize("name,what", [("forker", "multi-process"),
+                                       ("threads", "multi-threaded")])
+def test_threads_and_processes_are_refused_cleanly(programs, trace_root, name, what):
+    got = record([programs[name]])
+    assert got.returncode == 1
+    message = got.stderr.decode().strip()
+    assert re.match(rf"retrograde: clone3? at event \d+: {what} recording is not supported yet",
+                    message), message
+    assert not descendants_alive(str(programs[name]))
+    with TraceReader(latest(trace_root)) as trace:
+        n = int(re.search(r"at event (\d+)", message).group(1))
+        assert len(trace) == n
+
+
+def test_unsupported_syscall_names_itself(programs, trace_root):
+    got = record([programs.unsupported])
+    message = got.stderr.decode().strip()
+    assert got.returncode == 1
+    assert re.match(r"retrograde: unsupported syscall io_uring_setup \(nr 425\) at event \d+",
+                    message), message
+    assert b"calling io_uring_setup" in got.stdout
+    dump = retrograde("dump")
+    assert dump.returncode == 0 and b"write" in dump.stdout
+
+
+def test_missing_program_is_one_line(trace_root, tmp_path):
+    got = record([tmp_path / "nope"])
+    assert got.returncode == 127
+    assert got.stderr.decode().count("\n") == 1 and "no such program" in got.stderr.decode()
+
+
+def test_recorder_killed_leaves_a_readable_trace(programs, trace_root):
+    proc = subprocess.Popen([*RETROGRADE, "record", "--",
+                             str(programs.syscall_heavy), "2000000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.0)
+    proc.kill()
+    proc.wait()
+    time.sleep(0.2)
+    assert not descendants_alive(str(programs.syscall_heavy))
+    with TraceReader(latest(trace_root)) as trace:
+        assert not trace.complete
+        assert len(trace) > 100
+        assert all(e is not None for e in trace)
+    listing = retrograde("ls")
+    assert b"syscall_heavy" in listing.stdout and b"incomplete" in listing.stdout
+
+
+def test_corrupt_and_truncated_traces_give_one_line(programs, trace_root):
+    record([programs.syscall_heavy, "3000"])
+    trace = latest(trace_root)
+    events = trace / "events"
+    data = bytearray(events.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    events.write_bytes(bytes(data))
+    got = retrograde("dump", trace)
+    assert got.returncode == 1
+    err = got.stderr.decode()
+    assert err.count("\n") == 1 and "corrupt" in err and "event" in err
+    events.write_bytes(bytes(data[: len(data) // 3]))
+    got = retrograde("dump", trace)
+    assert "Traceback" not in got.stderr.decode()
+
+
+@pytest.mark.parametrize("argv", [
+    ["ls", "-l", "/usr/bin"],
+    ["/usr/bin/python3", "-c", "import json, re, collections; print(json.dumps({'a': [1, 2]}))"],
+    ["sort", "-r", "/etc/services"],
+    ["gzip", "-c", "/etc/services"],
+    ["sqlite3", ":memory:", "create table t(x); insert into t values (1),(2),(40); "
+                            "select sum(x), count(*) from t;"],
+])
+def test_real_programs_record_with_unchanged_output(trace_root, argv):
+    want = native(argv)
+    got = record(argv)
+    assert got.returncode == want.returncode, got.stderr
+    assert got.stdout == want.stdout

@@ -1,0 +1,372 @@
+"""The recorder: run a program under ptrace and write its trace.
+
+Every syscall stops twice (PTRACE_SYSCALL). At the exit stop the recorder keeps
+the raw result and the bytes the kernel wrote into the tracee (the syscall
+table's output rules), so replay can emulate the call without the kernel.
+Non-determinism the kernel does not see as a syscall is turned into events:
+vDSO time functions are patched into real syscalls after each exec, rdtsc and
+rdtscp fault (PR_TSC_SIGSEGV) and are emulated here, and asynchronous signals
+are pinned to a syscall boundary, or, when the program runs on in user code
+for too long, to a precise state (registers plus a digest of writable memory).
+
+Only one task is recorded; a clone, fork or vfork ends the recording with a
+one-line error and a trace that is valid up to that event.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..tracee import cpu
+from ..tracee import page as rpage
+from ..tracee.maps import KernelMapping, memory_digest, page_up, parse_maps, writable_memory
+from ..tracee.process import (PTRACE_EVENT_EXEC, PTRACE_SYSCALL, Tracee, TraceeError,
+                              is_error)
+from ..tracee.registers import Registers, registers_to_bytes, signed, syscall_args
+from ..tracee.syscalls import (MMAP_FAMILY, REFUSED_IN_RECORDING, UnsupportedSyscall,
+                               is_supported, output_regions, syscall_name, syscall_number)
+from ..tracee.vdso import patch_vdso
+from .events import (Event, ExecEvent, ExitEvent, MappingRecord, RdtscEvent, SignalEvent,
+                     SyscallEvent)
+from .format import TraceWriter
+
+SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
+                                 signal.SIGTRAP})
+MAP_ANONYMOUS = 0x20
+# How long an asynchronous signal that arrived in user code may wait for the
+# next syscall before it is delivered where the program then is.
+HOLD_SECONDS = 0.02
+FLUSH_SECONDS = 0.25
+
+NR_EXECVE = syscall_number("execve")
+NR_EXECVEAT = syscall_number("execveat")
+NR_EXIT = syscall_number("exit")
+NR_EXIT_GROUP = syscall_number("exit_group")
+NR_MMAP = syscall_number("mmap")
+NR_CLONE = syscall_number("clone")
+NR_CLONE3 = syscall_number("clone3")
+TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
+CLONE_THREAD = 0x10000
+
+
+class RecordingError(Exception):
+    """Recording stopped early; the message is one line for the user."""
+
+
+@dataclass
+class RecordingResult:
+    trace_dir: Path
+    events: int
+    exit_status: int | None = None
+    exit_signal: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class _HeldSignal:
+    signo: int
+    siginfo: bytes
+    timer: threading.Timer
+    raised: bool = False
+
+
+def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
+    uname = platform.uname()
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "argv": list(argv), "cwd": cwd, "env": env,
+        "kernel": f"{uname.system} {uname.release} {uname.version} {uname.machine}",
+        "cpu": model, "cpuid": cpu.cpuid_leaves(),
+        "start_time": time.time(), "recorder": "retrograde 0.1.0",
+    }
+
+
+class Recorder:
+    """Records one program into one trace directory. Owns the tracee and the writer."""
+
+    def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
+                 cwd: str | None = None) -> None:
+        self.argv = list(argv)
+        self.trace_dir = trace_dir
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd or os.getcwd()
+        self.tracee: Tracee | None = None
+        self.writer: TraceWriter | None = None
+        self.mmap_count = 0
+        self.in_syscall = False
+        self.entry_nr = -1
+        self.entry_args: tuple[int, ...] = ()
+        self.exec_pending = False
+        self.last_regs: bytes | None = None  # registers at the last stop we resumed from
+        self.held: _HeldSignal | None = None
+        self.held_lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    # -- driver -------------------------------------------------------------------
+    def run(self) -> RecordingResult:
+        self.writer = TraceWriter(self.trace_dir, trace_metadata(self.argv, self.cwd, self.env))
+        result = RecordingResult(self.trace_dir, 0)
+        try:
+            self.tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd)
+            self._loop(result)
+        except (RecordingError, TraceeError) as error:
+            result.error = str(error)
+        except UnsupportedSyscall as error:
+            result.error = f"{error} at event {self.writer.event_count}"
+        finally:
+            self._cancel_held()
+            if self.tracee is not None:
+                self.tracee.kill()
+            result.events = self.writer.event_count
+            self.writer.close(exit_status=result.exit_status, exit_signal=result.exit_signal,
+                              error=result.error)
+        return result
+
+    def _append(self, event: Event) -> None:
+        assert self.writer is not None
+        self.writer.append(event)
+        now = time.monotonic()
+        if now - self._last_flush > FLUSH_SECONDS:
+            self.writer.flush()
+            self._last_flush = now
+
+    def _loop(self, result: RecordingResult) -> None:
+        t = self.tracee
+        assert t is not None
+        self.exec_pending = True  # spawn stopped us at PTRACE_EVENT_EXEC of the first exec
+        self.in_syscall = True
+        self.entry_nr = NR_EXECVE
+        deliver = 0
+        while True:
+            t.resume(PTRACE_SYSCALL, deliver)
+            deliver = 0
+            stop = t.wait()
+            if stop.kind == "exited":
+                result.exit_status = stop.status
+                self._append(ExitEvent(task=t.pid, status=stop.status))
+                return
+            if stop.kind == "killed":
+                result.exit_signal = stop.signo
+                self._append(ExitEvent(task=t.pid, signo=stop.signo))
+                return
+            if stop.kind == "syscall":
+                if self.in_syscall:
+                    self._syscall_exit()
+                else:
+                    self._syscall_entry()
+            elif stop.kind == "event":
+                if stop.event == PTRACE_EVENT_EXEC:
+                    t.reopen_memory()
+                    self.exec_pending = True
+            else:
+                deliver = self._signal(stop.signo)
+
+    # -- syscalls -------------------------------------------------------------------
+    def _syscall_entry(self) -> None:
+        t = self.tracee
+        regs = t.get_regs()
+        nr = regs.orig_rax
+        self.in_syscall = True
+        self.entry_nr = nr
+        self.entry_args = syscall_args(regs)  # execve's are gone at its exit
+        event_no = self.writer.event_count
+        if nr in TASK_CREATORS:
+            if nr == NR_CLONE3:
+                flags = int.from_bytes(t.read(regs.rdi, 8), "little")
+            else:
+                flags = regs.rdi if nr == NR_CLONE else 0
+            what = "multi-threaded" if flags & CLONE_THREAD else "multi-process"
+            raise RecordingError(f"{syscall_name(nr)} at event {event_no}: {what} recording "
+                                 "is not supported yet")
+        if not is_supported(nr):  # refuse before the kernel runs what we could not replay
+            raise UnsupportedSyscall(nr)
+        if self.held is not None:
+            self._raise_held()
+        if nr in REFUSED_IN_RECORDING:
+            # The kernel would write into the program's memory outside any
+            # syscall stop (rseq, io_uring): skip the call, and exit sees -errno.
+            regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+            regs.rax = -REFUSED_IN_RECORDING[nr] & 0xFFFFFFFFFFFFFFFF
+            t.set_regs(regs)
+        if nr in (NR_EXIT, NR_EXIT_GROUP):
+            self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
+
+    def _syscall_exit(self) -> None:
+        t = self.tracee
+        regs = t.get_regs()
+        nr = self.entry_nr
+        self.in_syscall = False
+        result = signed(regs.rax)
+        args = self.entry_args
+        if self.exec_pending and nr in (NR_EXECVE, NR_EXECVEAT) and result == 0:
+            self.exec_pending = False
+            if self.writer.event_count:  # the first exec is the start of the trace, not an event
+                self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=0))
+            self._after_exec(regs)
+            self.last_regs = registers_to_bytes(t.get_regs())
+            return
+        writes = tuple((addr, t.read_partial(addr, size))
+                       for addr, size in output_regions(nr, args, result, t.read) if size > 0)
+        mmap_id = mapping = None
+        if nr in MMAP_FAMILY:
+            mmap_id = self.mmap_count
+            self.mmap_count += 1
+            if nr == NR_MMAP and not is_error(result) and not args[3] & MAP_ANONYMOUS:
+                mapping = self._file_mapping(result, args)
+        self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
+                                  mmap_id=mmap_id, mapping=mapping))
+        self.last_regs = registers_to_bytes(regs)
+
+    def _file_mapping(self, addr: int, args: tuple[int, ...]) -> MappingRecord:
+        length, prot, flags, fd, offset = args[1], args[2], args[3], args[4], args[5]
+        fd_path = f"/proc/{self.tracee.pid}/fd/{fd}"
+        perms = "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
+        perms += "s" if flags & 0x01 else "p"
+        return MappingRecord(addr, addr + page_up(length), perms, offset, os.readlink(fd_path),
+                             file_hash=self._copy_file(fd_path))
+
+    def _copy_file(self, path: str) -> str:
+        """The trace's copy of a mapped file (the writer copies each file version once)."""
+        return self.writer.add_file(path)
+
+    # -- exec -----------------------------------------------------------------------
+    def _after_exec(self, regs: Registers) -> None:
+        """Map the retrograde page, patch the vDSO and record the new address space."""
+        t = self.tracee
+        mappings = parse_maps(t.read_maps())
+        page_addr = self._map_retrograde_page(regs.rip, mappings)
+        mappings = parse_maps(t.read_maps())
+        for m in mappings:
+            if m.name == "[vdso]":
+                patch_vdso(t, m.start, m.end)
+        records = [self._mapping_record(m, page_addr) for m in mappings
+                   if m.name != "[vsyscall]"]
+        with open(f"/proc/{t.pid}/auxv", "rb") as f:
+            auxv = f.read()
+        with open(f"/proc/{t.pid}/cmdline", "rb") as f:
+            argv = tuple(a.decode(errors="replace") for a in f.read().split(b"\0")[:-1])
+        with open(f"/proc/{t.pid}/stat") as f:
+            start_brk = int(f.read().rsplit(")", 1)[1].split()[44])  # start_brk, field 47 of proc(5)
+        self._append(ExecEvent(task=t.pid, path=os.readlink(f"/proc/{t.pid}/exe"), argv=argv,
+                               mappings=records, regs=registers_to_bytes(t.get_regs()),
+                               xstate=t.get_xstate(), auxv=auxv, retrograde_page=page_addr,
+                               brk=start_brk))
+
+    def _map_retrograde_page(self, pc: int, mappings: list[KernelMapping]) -> int:
+        """Map the page with a syscall borrowed at ``pc`` (the new image's entry)."""
+        t = self.tracee
+        saved = t.read(pc, 3)
+        t.write(pc, b"\x0f\x05\xcc")
+        try:
+            for addr in rpage.CANDIDATE_ADDRESSES:
+                if any(m.start < addr + rpage.SIZE and addr < m.end for m in mappings):
+                    continue
+                # mmap(addr, SIZE, PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE)
+                got = t.inject_syscall(pc, NR_MMAP, addr, rpage.SIZE, 5, 0x100022, -1, 0)
+                if got == addr:
+                    t.write(addr, rpage.contents())
+                    return addr
+            raise RecordingError("cannot place the retrograde page: every candidate address "
+                                 "is taken")
+        finally:
+            t.write(pc, saved)
+
+    def _mapping_record(self, m: KernelMapping, page_addr: int) -> MappingRecord:
+        t = self.tracee
+        if m.start == page_addr:
+            return MappingRecord(m.start, m.end, m.perms, 0, rpage.NAME)
+        file_hash = contents = None
+        if m.is_file:
+            file_hash = self._copy_file(f"/proc/{t.pid}/map_files/{m.start:x}-{m.end:x}")
+        if not m.is_pseudo and m.readable and (m.writable or not m.is_file):
+            contents = t.read_partial(m.start, m.size)
+        return MappingRecord(m.start, m.end, m.perms, m.offset, m.name, file_hash, contents)
+
+    # -- signals --------------------------------------------------------------------
+    def _signal(self, signo: int) -> int:
+        """Handle a signal-delivery-stop; returns the signal to deliver (0: none)."""
+        t = self.tracee
+        try:
+            siginfo = t.get_siginfo()
+        except OSError:
+            return 0  # a group-stop, not a delivery: just resume
+        regs = t.get_regs()
+        si_code = int.from_bytes(siginfo[8:12], "little", signed=True)
+        if signo == signal.SIGSEGV and si_code > 0:
+            insn = cpu.decode_rdtsc(t.read_partial(regs.rip, 3))
+            if insn is not None:
+                self._emulate_rdtsc(regs, *insn)
+                return 0
+        if signo in SYNCHRONOUS_SIGNALS and si_code > 0:
+            self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="sync"))
+            self.last_regs = None
+            return signo
+        with self.held_lock:
+            held = self.held
+            if held is not None and held.signo == signo:
+                held.timer.cancel()
+                self.held = None
+                siginfo = held.siginfo
+                t.set_siginfo(siginfo)
+        if self.last_regs == registers_to_bytes(regs):
+            self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="boundary"))
+        elif held is None and self.held is None:
+            self._hold(signo, siginfo)
+            return 0
+        else:
+            memory = writable_memory(t)
+            self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="precise",
+                                     regs=registers_to_bytes(regs), xstate=t.get_xstate(),
+                                     digest=memory_digest(memory), memory=tuple(memory)))
+        self.last_regs = None
+        return signo
+
+    def _hold(self, signo: int, siginfo: bytes) -> None:
+        """Discard the signal now and raise it again at the next syscall or after a while."""
+        timer = threading.Timer(HOLD_SECONDS, self._raise_held)
+        timer.daemon = True
+        self.held = _HeldSignal(signo, siginfo, timer)
+        timer.start()
+
+    def _raise_held(self) -> None:
+        with self.held_lock:
+            held = self.held
+            if held is None or held.raised or self.tracee is None or not self.tracee.alive:
+                return
+            held.timer.cancel()
+            held.raised = True
+            os.kill(self.tracee.pid, held.signo)
+
+    def _cancel_held(self) -> None:
+        with self.held_lock:
+            if self.held is not None:
+                self.held.timer.cancel()
+                self.held = None
+
+    def _emulate_rdtsc(self, regs: Registers, which: str, length: int) -> None:
+        t = self.tracee
+        if which == "rdtsc":
+            value, aux = cpu.rdtsc(), None
+        else:
+            value, aux = cpu.rdtscp()
+            regs.rcx = aux
+        regs.rax = value & 0xFFFFFFFF
+        regs.rdx = value >> 32
+        self._append(RdtscEvent(task=t.pid, pc=regs.rip, value=value, aux=aux))
+        regs.rip += length
+        t.set_regs(regs)
+        self.last_regs = registers_to_bytes(regs)

@@ -1,0 +1,311 @@
+"""One traced Linux process: spawn, wait, resume, registers, memory, injection.
+
+Memory goes through /proc/PID/mem in bulk (seed 003): one pread/pwrite per
+range instead of a PEEKDATA per word, and writes land even in read-only pages
+(the kernel uses FOLL_FORCE for a ptracer), which is how breakpoints and the
+patched vDSO are written.
+
+Invariant of ``inject_syscall``: the tracee is in a stop from which PTRACE_CONT
+does not execute a syscall of the program's own. That holds at a syscall-exit
+stop, at a signal-delivery or event stop other than PTRACE_EVENT_EXEC (the
+kernel stores execve's result after that stop), and at a PTRACE_SYSEMU entry
+stop (the kernel decided to skip the call before stopping).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+from dataclasses import dataclass
+from typing import Sequence
+
+from ptrace.binding.func import ptrace as _ptrace
+from ptrace.binding.func import ptrace_getregs, ptrace_setregs
+from ptrace.error import PtraceError
+
+from .registers import Registers, signed
+
+PTRACE_TRACEME = 0
+PTRACE_CONT = 7
+PTRACE_SINGLESTEP = 9
+PTRACE_SYSCALL = 24
+PTRACE_SYSEMU = 31
+PTRACE_SYSEMU_SINGLESTEP = 32
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_SETSIGINFO = 0x4203
+PTRACE_GETREGSET = 0x4204
+PTRACE_SETREGSET = 0x4205
+PTRACE_POKEUSER = 6
+PTRACE_PEEKUSER = 3
+NT_X86_XSTATE = 0x202
+
+PTRACE_O_TRACESYSGOOD = 0x01
+PTRACE_O_TRACEFORK = 0x02
+PTRACE_O_TRACEVFORK = 0x04
+PTRACE_O_TRACECLONE = 0x08
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_EXITKILL = 0x100000
+
+PTRACE_EVENT_FORK = 1
+PTRACE_EVENT_VFORK = 2
+PTRACE_EVENT_CLONE = 3
+PTRACE_EVENT_EXEC = 4
+
+DEFAULT_OPTIONS = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEFORK
+                   | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL)
+
+PR_SET_TSC = 26
+PR_TSC_SIGSEGV = 2
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+_libc.personality.argtypes = [ctypes.c_ulong]
+
+USER_DEBUGREG_OFFSET = 848  # offsetof(struct user, u_debugreg) on x86-64
+
+
+class TraceeError(Exception):
+    """The traced process could not be started or controlled."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """What waitpid reported.
+
+    kind: "syscall" (a syscall-entry or -exit stop; TRACESYSGOOD), "event"
+    (PTRACE_EVENT_*; ``event``), "signal" (signal-delivery-stop; ``signo``),
+    "exited" (``status``), "killed" (``signo``).
+    """
+
+    kind: str
+    signo: int = 0
+    event: int = 0
+    status: int = 0
+
+
+class Tracee:
+    """A process this tool traces. Owns its /proc/PID/mem handle; ``kill`` ends it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        self.alive = True
+        self.last_stop = Stop("event")
+
+    def reopen_memory(self) -> None:
+        """After an exec: a /proc/PID/mem handle stays bound to the old address space."""
+        os.close(self._mem)
+        self._mem = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+
+    # -- life cycle --------------------------------------------------------------
+    @classmethod
+    def spawn(cls, argv: Sequence[str], *, env: dict[str, str] | None = None,
+              cwd: str | None = None, trap_tsc: bool = True,
+              options: int = DEFAULT_OPTIONS, isolate: bool = False) -> "Tracee":
+        """Fork and exec ``argv`` under ptrace; return it stopped at PTRACE_EVENT_EXEC.
+
+        The child stops itself before exec so that the options (EXITKILL above
+        all: the tracee never outlives us) are set before its first instruction.
+        An exec failure comes back through a close-on-exec pipe. ``isolate``
+        (for replay) puts the child in its own process group, away from the
+        terminal's Ctrl-C, and without core dumps.
+        """
+        path = argv[0]
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # child: only simple calls until execve
+            try:
+                os.close(read_end)
+                if isolate:
+                    os.setpgid(0, 0)
+                    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+                _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                _ptrace(PTRACE_TRACEME)
+                os.kill(os.getpid(), signal.SIGSTOP)
+                if trap_tsc:
+                    _libc.prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)
+                if cwd:
+                    os.chdir(cwd)
+                os.execve(path, list(argv), env if env is not None else os.environ)
+            except BaseException as error:  # noqa: BLE001 - report anything to the parent
+                os.write(write_end, f"{getattr(error, 'strerror', None) or error}".encode())
+            finally:
+                os._exit(127)
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+        if not os.WIFSTOPPED(status):
+            os.close(read_end)
+            raise TraceeError(f"cannot start {path}: the child ended before exec")
+        _ptrace(PTRACE_SETOPTIONS, pid, 0, options)
+        _ptrace(PTRACE_CONT, pid, 0, 0)
+        tracee = cls(pid)
+        stop = tracee.wait()
+        if tracee.alive:
+            tracee.reopen_memory()
+        message = os.read(read_end, 4096).decode(errors="replace")
+        os.close(read_end)
+        if stop.kind == "event" and stop.event == PTRACE_EVENT_EXEC:
+            return tracee
+        tracee.kill()
+        raise TraceeError(f"cannot run {path}: {message or stop}")
+
+    def wait(self) -> Stop:
+        _, status = os.waitpid(self.pid, 0x40000000)  # __WALL
+        self.last_stop = self._decode(status)
+        return self.last_stop
+
+    def _decode(self, status: int) -> Stop:
+        if os.WIFEXITED(status):
+            self._gone()
+            return Stop("exited", status=os.WEXITSTATUS(status))
+        if os.WIFSIGNALED(status):
+            self._gone()
+            return Stop("killed", signo=os.WTERMSIG(status))
+        sig = os.WSTOPSIG(status)
+        if sig == signal.SIGTRAP | 0x80:
+            return Stop("syscall")
+        event = status >> 16
+        if sig == signal.SIGTRAP and event:
+            return Stop("event", signo=sig, event=event)
+        return Stop("signal", signo=sig)
+
+    def _gone(self) -> None:
+        if self.alive:
+            self.alive = False
+            os.close(self._mem)
+
+    def kill(self) -> None:
+        """End the process and reap it; safe to call twice."""
+        if not self.alive:
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            while True:
+                _, status = os.waitpid(self.pid, 0x40000000)
+                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                    break
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        self._gone()
+
+    # -- resuming -----------------------------------------------------------------
+    def resume(self, request: int = PTRACE_SYSCALL, signo: int = 0) -> None:
+        _ptrace(request, self.pid, 0, signo)
+
+    def geteventmsg(self) -> int:
+        value = ctypes.c_ulong()
+        _ptrace(PTRACE_GETEVENTMSG, self.pid, 0, ctypes.addressof(value))
+        return value.value
+
+    # -- registers ------------------------------------------------------------------
+    def get_regs(self) -> Registers:
+        return ptrace_getregs(self.pid)
+
+    def set_regs(self, regs: Registers) -> None:
+        ptrace_setregs(self.pid, regs)
+
+    def get_xstate(self) -> bytes:
+        buf = ctypes.create_string_buffer(8192)
+        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 8192)
+        _ptrace(PTRACE_GETREGSET, self.pid, NT_X86_XSTATE, ctypes.addressof(iov))
+        return buf.raw[: iov[1]]
+
+    def set_xstate(self, data: bytes) -> None:
+        buf = ctypes.create_string_buffer(data, len(data))
+        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), len(data))
+        _ptrace(PTRACE_SETREGSET, self.pid, NT_X86_XSTATE, ctypes.addressof(iov))
+
+    def get_siginfo(self) -> bytes:
+        buf = ctypes.create_string_buffer(128)
+        _ptrace(PTRACE_GETSIGINFO, self.pid, 0, ctypes.addressof(buf))
+        return buf.raw
+
+    def set_siginfo(self, data: bytes) -> None:
+        buf = ctypes.create_string_buffer(data, 128)
+        _ptrace(PTRACE_SETSIGINFO, self.pid, 0, ctypes.addressof(buf))
+
+    def set_debugreg(self, n: int, value: int) -> None:
+        _ptrace(PTRACE_POKEUSER, self.pid, USER_DEBUGREG_OFFSET + 8 * n, value)
+
+    def get_debugreg(self, n: int) -> int:
+        return _ptrace(PTRACE_PEEKUSER, self.pid, USER_DEBUGREG_OFFSET + 8 * n, 0,
+                       check_errno=True)
+
+    # -- memory ---------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        """Read ``size`` bytes; raises OSError when the range is not all mapped."""
+        data = os.pread(self._mem, size, addr)
+        if len(data) != size:
+            raise OSError(5, f"short read at {addr:#x} ({len(data)} of {size} bytes)")
+        return data
+
+    def read_partial(self, addr: int, size: int) -> bytes:
+        """As many bytes as are readable from ``addr`` (up to ``size``)."""
+        try:
+            return os.pread(self._mem, size, addr)
+        except OSError:
+            out = bytearray()
+            page = 4096
+            while len(out) < size:
+                chunk = min(size - len(out), page - (addr + len(out)) % page)
+                try:
+                    out += os.pread(self._mem, chunk, addr + len(out))
+                except OSError:
+                    break
+            return bytes(out)
+
+    def write(self, addr: int, data: bytes) -> None:
+        written = os.pwrite(self._mem, data, addr)
+        if written != len(data):
+            raise OSError(5, f"short write at {addr:#x}")
+
+    def read_maps(self) -> str:
+        with open(f"/proc/{self.pid}/maps") as f:
+            return f.read()
+
+    # -- syscall injection ----------------------------------------------------------
+    def inject_syscall(self, syscall_insn: int, nr: int, *args: int) -> int:
+        """Run syscall ``nr`` in the tracee at ``syscall_insn`` (``syscall; int3``).
+
+        Registers are restored afterwards. See the module invariant for when
+        this is allowed. Returns the raw (signed) result.
+        """
+        saved = self.get_regs()
+        regs = self.get_regs()
+        regs.rip = syscall_insn
+        regs.rax = nr
+        regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
+            setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
+        self.set_regs(regs)
+        self.resume(PTRACE_CONT)
+        while True:
+            stop = self.wait()
+            if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
+                break
+            if stop.kind in ("exited", "killed"):
+                raise TraceeError(f"process {self.pid} died during an injected syscall {nr}")
+            if stop.kind == "event":
+                break  # fork/exec events are the caller's to handle
+            # Any other signal arriving now is not the program's business yet:
+            # it is discarded; replay delivers the recorded ones itself.
+            self.resume(PTRACE_CONT)
+        after = self.get_regs()
+        if stop.kind != "event":
+            # The call may have moved the segment bases (arch_prctl): those stay.
+            saved.fs_base, saved.gs_base = after.fs_base, after.gs_base
+            self.set_regs(saved)
+        return signed(after.rax)
+
+
+def is_error(result: int) -> bool:
+    return -4095 <= result < 0
+
+
+__all__ = ["Tracee", "TraceeError", "Stop", "PtraceError", "is_error"]
