@@ -56,6 +56,11 @@ class AddressSpace:
             (Mapping(r.start, r.end, r.perms, kind_of(r), r) for r in records),
             key=lambda m: m.start)
 
+    def copy(self) -> "AddressSpace":
+        clone = AddressSpace([])
+        clone.mappings = list(self.mappings)
+        return clone
+
     def _cut(self, start: int, end: int) -> tuple[list[Mapping], list[Mapping]]:
         """Split mappings at ``start`` and ``end``; return (inside, outside)."""
         inside, outside = [], []

@@ -28,9 +28,11 @@ from retrograde.trace.events import (Event, ExecEvent, ExitEvent, MappingRecord,
 from retrograde.trace.format import TraceError, TraceReader
 from retrograde.tracee import page as rpage
 from retrograde.tracee.cpu import decode_rdtsc
-from retrograde.tracee.maps import page_up, parse_maps, writable_memory_digest
+from retrograde.tracee.maps import (memory_digest, page_up, parse_maps, writable_memory,
+                                    writable_memory_digest)
 from retrograde.tracee.process import (PTRACE_CONT, PTRACE_SYSCALL, PTRACE_SYSEMU,
-                                       PTRACE_SYSEMU_SINGLESTEP, Stop, Tracee, TraceeError)
+                                       PTRACE_SYSEMU_SINGLESTEP, Stop, Tracee, TraceeError,
+                                       fork_clone)
 from retrograde.tracee.registers import (Registers, describe_difference, registers_from_bytes,
                                          registers_to_bytes, signed, syscall_args)
 from retrograde.tracee.syscalls import (EXECUTED_IN_REPLAY, MMAP_FAMILY, syscall_name,
@@ -82,6 +84,7 @@ class ReplaySession:
         self.tracee = tracee
         self.next_event = 0
         self.pending_signal = 0
+        self.pending_siginfo = b""
         self.space: AddressSpace | None = None
         self.brk = 0
         self.page = 0
@@ -97,6 +100,33 @@ class ReplaySession:
     def close(self) -> None:
         if self.tracee is not None:
             self.tracee.kill()
+
+    # -- checkpoints --------------------------------------------------------------------
+    def clone(self) -> "ReplaySession":
+        """A copy of this replay at the same position: a checkpoint, or a restore of one.
+
+        The copy is a fork of the replay process (injected at the retrograde
+        page) plus the session's own state. A checkpoint is a clone that is
+        kept stopped and never run; restoring it is cloning it again and
+        running the new copy, so one checkpoint serves any number of restores.
+        """
+        if self.end is not None or self.tracee is None:
+            raise TraceeError("cannot checkpoint a replay whose program has ended")
+        child = fork_clone(self.tracee, self.page + rpage.SYSCALL_OFFSET)
+        copy = ReplaySession(self.reader, echo=self.echo, check_maps=self.check_maps,
+                             tracee=child)
+        copy.next_event = self.next_event
+        copy.pending_signal, copy.pending_siginfo = self.pending_signal, self.pending_siginfo
+        copy.space = self.space.copy() if self.space else None
+        copy.brk, copy.page = self.brk, self.page
+        copy.echo_fds = dict(self.echo_fds)
+        return copy
+
+    def state_digest(self) -> bytes:
+        """Registers, extended state and writable memory: equal digests, equal states."""
+        t = self.tracee
+        return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, t.get_xstate()),
+                              *writable_memory(t)])
 
     # -- driving ----------------------------------------------------------------------
     def start(self) -> None:
@@ -152,6 +182,8 @@ class ReplaySession:
         """
         t = self.tracee
         signo, self.pending_signal = self.pending_signal, 0
+        if signo:
+            t.set_siginfo(self.pending_siginfo)
         while True:
             t.resume(request, signo)
             stop = t.wait()
@@ -416,8 +448,7 @@ class ReplaySession:
         if stop.kind != "signal" or stop.signo != event.signo:
             raise Divergence(n, f"recorded signal {signal.Signals(event.signo).name}, replay "
                                 f"{self._describe(stop)}")
-        t.set_siginfo(event.siginfo)
-        self.pending_signal = event.signo
+        self.pending_signal, self.pending_siginfo = event.signo, event.siginfo
 
     def _run_to_precise_state(self, n: int, event: SignalEvent) -> Stop:
         """Break at the recorded pc until registers and memory match the recording.

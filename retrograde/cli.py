@@ -180,6 +180,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from retrograde.replay.session import replay_autopilot
 
     path = resolve_trace(args.trace)
+    # SIGTERM unwinds like Ctrl-C, so every replay and checkpoint process is reaped.
+    signal.signal(signal.SIGTERM, _terminate)
     if not args.autopilot:
         raise UserError("the debugger server is not available yet: use -a/--autopilot",
                         EXIT_USAGE)

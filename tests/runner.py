@@ -38,13 +38,21 @@ def latest(root: Path) -> Path:
 
 
 def descendants_alive(marker: str) -> list[str]:
-    """Processes whose command line mentions ``marker`` (leftover tracees)."""
+    """Processes whose command line or name mentions ``marker`` (leftover tracees).
+
+    A replay process is named "retrograde-stub" (the emulated execve's stub).
+    """
     found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit() and int(pid) != os.getpid():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                with open(f"/proc/{pid}/comm") as f:
+                    cmd += " " + f.read().strip()
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue  # dead; only nobody has reaped it (PID 1 here may not)
             except OSError:
                 continue
             if marker in cmd:

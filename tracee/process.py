@@ -284,18 +284,11 @@ class Tracee:
         for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
             setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
         self.set_regs(regs)
-        self.resume(PTRACE_CONT)
-        while True:
-            stop = self.wait()
-            if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
-                break
-            if stop.kind in ("exited", "killed"):
-                raise TraceeError(f"process {self.pid} died during an injected syscall {nr}")
-            if stop.kind == "event":
-                break  # fork/exec events are the caller's to handle
-            # Any other signal arriving now is not the program's business yet:
-            # it is discarded; replay delivers the recorded ones itself.
-            self.resume(PTRACE_CONT)
+        # Other signals arriving now are discarded: replay delivers the recorded
+        # ones itself. An exec event is the caller's to handle.
+        stop = _continue_past_strays(self)
+        if stop.kind in ("exited", "killed"):
+            raise TraceeError(f"process {self.pid} died during an injected syscall {nr}")
         after = self.get_regs()
         if stop.kind != "event":
             # The call may have moved the segment bases (arch_prctl): those stay.
@@ -304,8 +297,51 @@ class Tracee:
         return signed(after.rax)
 
 
+def fork_clone(tracee: Tracee, syscall_insn: int) -> Tracee:
+    """A stopped copy of ``tracee`` made by an injected fork (PTRACE_O_TRACEFORK attaches it).
+
+    Both are left stopped with the registers ``tracee`` had: the copy in its
+    first stop (a SIGSTOP signal-delivery-stop, resumed with no signal), the
+    original at the trap after the injected syscall. Memory is shared
+    copy-on-write, so a copy costs little until either side writes.
+    """
+    saved = tracee.get_regs()
+    regs = tracee.get_regs()
+    regs.rip, regs.rax, regs.orig_rax = syscall_insn, NR_FORK, 0xFFFFFFFFFFFFFFFF
+    tracee.set_regs(regs)
+    stop = _continue_past_strays(tracee)
+    if stop.kind != "event" or stop.event != PTRACE_EVENT_FORK:
+        raise TraceeError(f"fork of process {tracee.pid} failed ({stop})")
+    child_pid = tracee.geteventmsg()
+    stop = _continue_past_strays(tracee)
+    if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
+        raise TraceeError(f"process {tracee.pid} did not return from fork ({stop})")
+    tracee.set_regs(saved)
+    _, status = os.waitpid(child_pid, 0x40000000)
+    child = Tracee(child_pid)
+    child.last_stop = child._decode(status)
+    child.set_regs(saved)
+    return child
+
+
+NR_FORK = 57
+
+
+def _continue_past_strays(tracee: Tracee) -> Stop:
+    """PTRACE_CONT until a stop other than a stray asynchronous signal.
+
+    A checkpoint's copies are its children: when one ends, the checkpoint gets
+    a SIGCHLD nobody recorded. Such signals are discarded here.
+    """
+    while True:
+        tracee.resume(PTRACE_CONT)
+        stop = tracee.wait()
+        if stop.kind != "signal" or stop.signo == signal.SIGTRAP:
+            return stop
+
+
 def is_error(result: int) -> bool:
     return -4095 <= result < 0
 
 
-__all__ = ["Tracee", "TraceeError", "Stop", "PtraceError", "is_error"]
+__all__ = ["Tracee", "TraceeError", "Stop", "PtraceError", "fork_clone", "is_error"]
