@@ -406,6 +406,10 @@ def size(n: float) -> str:
 
 
 def render(result: SectionResult) -> str:
+    for row in result.rows:
+        if len(row) != len(result.headers):
+            raise ValueError(f"{result.title}: a row has {len(row)} cells for "
+                             f"{len(result.headers)} headers: {row}")
     widths = [max(len(row[i]) for row in (result.headers, *result.rows))
               for i in range(len(result.headers))]
 

@@ -19,6 +19,8 @@ a few seconds, not a few more rounds of the syscall-heavy workload.
 
 from __future__ import annotations
 
+import statistics
+
 from harness import (
     Context,
     SectionResult,
@@ -59,7 +61,7 @@ def record_overhead(ctx: Context) -> SectionResult:
     for name in ctx.workloads:
         m = ctx.measure(name)
         native, record, startup = (m.timings[p] for p in ("native", "record", "startup"))
-        inside = sorted(m.recorder_seconds)[len(m.recorder_seconds) // 2]
+        inside = statistics.median(m.recorder_seconds)
         data[name] = {
             "label": m.workload.label,
             "native": native.to_json(), "startup": startup.to_json(), "record": record.to_json(),
@@ -83,7 +85,8 @@ def record_overhead(ctx: Context) -> SectionResult:
              "times: median ±half the min-max range"]
     return SectionResult("record overhead", ["workload", "native", "startup", "record",
                                               "rec/nat", "net rec/nat", "in recorder",
-                                              "events", "events/s"], rows, data, notes)
+                                              "events", "events/s", "µs/event"],
+                         rows, data, notes)
 
 
 @section("replay", "replay speed (replay -a --no-echo)", needs=["record", "replay"])
