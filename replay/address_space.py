@@ -63,7 +63,10 @@ class AddressSpace:
 
     def _cut(self, start: int, end: int) -> tuple[list[Mapping], list[Mapping]]:
         """Split mappings at ``start`` and ``end``; return (inside, outside)."""
-        inside, outside = [], []
+        inside: list[Mapping] = []
+        outside: list[Mapping] = []
+        if end <= start:  # an empty range: mprotect(addr, 0, prot) succeeds and does nothing
+            return inside, list(self.mappings)
         for m in self.mappings:
             if m.end <= start or m.start >= end:
                 outside.append(m)
@@ -85,13 +88,45 @@ class AddressSpace:
         _, self.mappings = self._cut(start, start + page_up(length))
 
     def protect(self, start: int, length: int, prot: int) -> None:
-        inside, outside = self._cut(start, start + page_up(length))
+        """mprotect(2), and what a failed one leaves behind.
+
+        The kernel changes the mappings from ``start`` on, one after the other, and
+        stops with ENOMEM at the first unmapped page, keeping the changes made before
+        it (do_mprotect_pkey in mm/mprotect.c); a range that starts unmapped changes
+        nothing. So only the mapped run from ``start`` changes.
+        """
+        end, reach = start + page_up(length), start
+        for m in self.mappings:
+            if m.end <= reach:
+                continue
+            if m.start > reach or reach >= end:
+                break
+            reach = m.end
+        inside, outside = self._cut(start, min(end, reach))
         for m in inside:
             outside.append(replace(m, perms=prot_perms(prot, m.perms[3] == "s")))
         self.mappings = sorted(outside, key=lambda m: m.start)
 
-    def remap(self, old: int, old_size: int, new: int, new_size: int) -> None:
+    def remap(self, old: int, old_size: int, new: int, new_size: int,
+              dontunmap: bool = False) -> None:
+        """mremap(2) that returned ``new``.
+
+        Each piece of the old range keeps its offset from ``old`` and replaces only
+        what it lands on: since Linux 6.17 an MREMAP_FIXED move that does not resize
+        may span several mappings and holes, and the holes' destinations stay as they
+        were. An ``old_size`` of 0 maps the same shared pages a second time;
+        MREMAP_DONTUNMAP (``dontunmap``) leaves the old range mapped, emptied.
+        """
+        if old_size == 0:
+            source = self.find(old)
+            if source is not None:
+                _, self.mappings = self._cut(new, new + page_up(new_size))
+                self.mappings.append(replace(source, start=new, end=new + page_up(new_size)))
+                self.mappings.sort(key=lambda m: m.start)
+            return
         inside, outside = self._cut(old, old + page_up(old_size))
+        if dontunmap:
+            outside = list(self.mappings)
         moved = []
         for m in inside:
             offset = m.start - old

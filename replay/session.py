@@ -51,6 +51,8 @@ MAP_KEPT_FLAGS = MAP_ANONYMOUS | MAP_GROWSDOWN | 0x4000 | 0x8000 | 0x20000  # NO
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 AT_FDCWD = -100
 PRECISE_SEARCH_LIMIT = 200
+TRAP_TRACE = 2  # si_code of a single-step trap
+ALL_SIGNALS = frozenset(range(1, 65))
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
 
@@ -61,6 +63,16 @@ class Divergence(Exception):
     def __init__(self, event_no: int, message: str) -> None:
         super().__init__(f"replay diverged at event {event_no}: {message}")
         self.event_no = event_no
+
+
+@dataclass(frozen=True)
+class RunStop:
+    """Why ``ReplaySession.run`` returned."""
+
+    reason: str  # "breakpoint" | "step" | "watch" | "signal" | "event" | "end" | "exited"
+    addr: int = 0  # the breakpoint's address
+    signo: int = 0
+    watch: int = -1  # the debug register (0-3) that triggered
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ class ReplaySession:
         self.brk = 0
         self.page = 0
         self.end: ReplayEnd | None = None
+        self.reached: Stop | None = None  # next event's stop, reached but not carried out
         self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
 
     def __enter__(self) -> "ReplaySession":
@@ -120,6 +133,7 @@ class ReplaySession:
         copy.space = self.space.copy() if self.space else None
         copy.brk, copy.page = self.brk, self.page
         copy.echo_fds = dict(self.echo_fds)
+        copy.reached = self.reached
         return copy
 
     def state_digest(self) -> bytes:
@@ -155,23 +169,129 @@ class ReplaySession:
             raise Divergence(n, "the trace ends here without an exit (an incomplete "
                                 "recording)") from None
 
-    def step_event(self) -> Event:
-        """Replay exactly the next event of the trace."""
-        n = self.next_event
-        event = self._event(n)
-        consumed = 1
+    def step_event(self) -> None:
+        """Replay exactly the next event of the trace (an exec with its execve)."""
+        self.run(until_event=True, report_signals=frozenset(), stop_at_end=False)
+
+    def run(self, *, step: bool = False, breakpoints: frozenset[int] = frozenset(),
+            until_event: bool = False, report_signals: frozenset[int] = ALL_SIGNALS,
+            stop_at_end: bool = True, stop_before_event: bool = False) -> RunStop:
+        """Run the program forward, completing events as they come, until one of:
+
+        a breakpoint (int3s are in memory only while running, so a stopped replay
+        and every checkpoint are clean; the pc is left at the breakpoint), a
+        completed single step, a watchpoint trap (the debug registers are the
+        caller's to set), a delivered signal in ``report_signals``, the end about
+        to happen (``stop_at_end``: exit_group or a fatal signal reached but not
+        carried out), the process gone, with ``until_event`` any event done, with
+        ``stop_before_event`` any event's stop reached ("reached"; the next run
+        carries it out).
+        """
+        step_over = (not step and self.reached is None and bool(breakpoints)
+                     and self.tracee.get_regs().rip in breakpoints)
+        while True:
+            if self.end is not None:
+                return RunStop("exited")
+            n = self.next_event
+            event = self._event(n)
+            stop, self.reached = self.reached, None
+            if stop is None:
+                single = step or step_over
+                stop = self._reach(n, event, single, frozenset() if single else breakpoints)
+                trap = self._classify_trap(stop, frozenset() if single else breakpoints, single)
+                if trap is not None:
+                    if step_over and trap.reason == "step":
+                        step_over = False
+                        continue
+                    return trap
+                if stop_at_end and self._is_final(n, event):
+                    self.reached = stop
+                    return RunStop("end", signo=getattr(event, "signo", 0))
+                if stop_before_event:
+                    self.reached = stop
+                    return RunStop("reached")
+            self.next_event = n + self._complete(n, event, stop)
+            step_over = False
+            if self.end is not None:
+                return RunStop("exited")
+            if isinstance(event, SignalEvent):
+                if event.signo in report_signals:
+                    return RunStop("signal", signo=event.signo)
+            elif step:
+                return RunStop("step")  # the syscall or rdtsc instruction is done
+            if until_event:
+                return RunStop("event")
+
+    def _is_final(self, n: int, event: Event) -> bool:
+        """Whether carrying out event ``n`` ends the program."""
         if isinstance(event, SyscallEvent):
-            consumed = self._replay_syscall(n, event)
-        elif isinstance(event, SignalEvent):
-            self._replay_signal(n, event)
+            return event.nr in (NR["exit"], NR["exit_group"])
+        if isinstance(event, SignalEvent) and n + 1 < len(self.reader):
+            after = self.reader[n + 1]
+            return isinstance(after, ExitEvent) and after.signo == event.signo
+        return isinstance(event, ExitEvent)
+
+    def _reach(self, n: int, event: Event, single: bool, breakpoints: frozenset[int]) -> Stop:
+        """Resume toward event ``n``; return its stop, or a trap that came first."""
+        t = self.tracee
+        expect = 0
+        if isinstance(event, SignalEvent):
+            if event.where == "precise":
+                return self._run_to_precise_state(n, event)
+            if event.where == "boundary":
+                os.kill(t.pid, event.signo)
+                expect = event.signo
+        saved = {addr: t.read(addr, 1) for addr in breakpoints}
+        for addr in saved:
+            t.write(addr, b"\xcc")
+        try:
+            return self._resume(PTRACE_SYSEMU_SINGLESTEP if single else PTRACE_SYSEMU, expect)
+        finally:
+            if self.tracee.alive:
+                for addr, byte in saved.items():
+                    t.write(addr, byte)
+
+    def _classify_trap(self, stop: Stop, breakpoints: frozenset[int],
+                       single: bool) -> RunStop | None:
+        """A SIGTRAP of ours (breakpoint, single step, watchpoint), or None."""
+        if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
+            return None
+        t = self.tracee
+        regs = t.get_regs()
+        if regs.rip - 1 in breakpoints:
+            regs.rip -= 1
+            t.set_regs(regs)
+            return RunStop("breakpoint", addr=regs.rip)
+        # A write that a single step executed traps for both reasons (si_code
+        # says TRAP_TRACE then): the debug status register tells a watchpoint.
+        dr6 = t.get_debugreg(6)
+        if dr6 & 0xF:
+            t.set_debugreg(6, 0)
+            return RunStop("watch", watch=((dr6 & 0xF).bit_length() - 1))
+        si_code = int.from_bytes(t.get_siginfo()[8:12], "little", signed=True)
+        if single and si_code == TRAP_TRACE:
+            return RunStop("step")
+        return None  # the program's own int3: a recorded signal
+
+    def _complete(self, n: int, event: Event, stop: Stop) -> int:
+        """Carry out event ``n`` from its stop; returns how many events that consumed."""
+        if isinstance(event, SyscallEvent):
+            return self._replay_syscall(n, event, stop)
+        if isinstance(event, SignalEvent):
+            if stop.kind != "signal" or stop.signo != event.signo:
+                raise Divergence(n, f"recorded signal {signal.Signals(event.signo).name}, "
+                                    f"replay {self._describe(stop)}")
+            self.pending_signal, self.pending_siginfo = event.signo, event.siginfo
         elif isinstance(event, RdtscEvent):
-            self._replay_rdtsc(n, event)
+            self._replay_rdtsc(n, event, stop)
         elif isinstance(event, ExitEvent):
-            self._replay_exit(n, event)
+            if stop.kind not in ("exited", "killed"):
+                raise Divergence(n, f"recorded the end of the program, replay "
+                                    f"{self._describe(stop)}")
+            self._reached_end(n, stop)
         else:
             raise Divergence(n, f"unexpected {event.kind} event")
-        self.next_event = n + consumed
-        return event
+        return 1
 
     def _resume(self, request: int = PTRACE_SYSEMU, expect: int = 0) -> Stop:
         """Resume (delivering any pending signal) until a stop the replay cares about.
@@ -192,8 +312,7 @@ class ReplaySession:
             signo = 0
 
     # -- syscalls ---------------------------------------------------------------------
-    def _enter_syscall(self, n: int, event: SyscallEvent) -> Registers:
-        stop = self._resume()
+    def _check_syscall(self, n: int, event: SyscallEvent, stop: Stop) -> Registers:
         if stop.kind != "syscall":
             raise Divergence(n, f"recorded {format_call(event.nr, event.args)}, replay "
                                 f"{self._describe(stop)}")
@@ -214,9 +333,9 @@ class ReplaySession:
             return f"death by {signal.Signals(stop.signo).name}"
         return f"{stop.kind} stop"
 
-    def _replay_syscall(self, n: int, event: SyscallEvent) -> int:
-        """Replay one syscall; returns how many events it consumed."""
-        regs = self._enter_syscall(n, event)
+    def _replay_syscall(self, n: int, event: SyscallEvent, stop: Stop) -> int:
+        """Replay one syscall from its entry stop; returns how many events it consumed."""
+        regs = self._check_syscall(n, event, stop)
         t = self.tracee
         nr = event.nr
         if nr in (NR["execve"], NR["execveat"]) and event.result == 0:
@@ -436,20 +555,6 @@ class ReplaySession:
             self.tracee.write(record.start, record.contents)
 
     # -- signals and rdtsc ------------------------------------------------------------------
-    def _replay_signal(self, n: int, event: SignalEvent) -> None:
-        t = self.tracee
-        if event.where == "boundary":
-            os.kill(t.pid, event.signo)
-            stop = self._resume(expect=event.signo)
-        elif event.where == "precise":
-            stop = self._run_to_precise_state(n, event)
-        else:
-            stop = self._resume()
-        if stop.kind != "signal" or stop.signo != event.signo:
-            raise Divergence(n, f"recorded signal {signal.Signals(event.signo).name}, replay "
-                                f"{self._describe(stop)}")
-        self.pending_signal, self.pending_siginfo = event.signo, event.siginfo
-
     def _run_to_precise_state(self, n: int, event: SignalEvent) -> Stop:
         """Break at the recorded pc until registers and memory match the recording.
 
@@ -497,9 +602,8 @@ class ReplaySession:
         os.kill(t.pid, event.signo)
         return self._resume(expect=event.signo)
 
-    def _replay_rdtsc(self, n: int, event: RdtscEvent) -> None:
+    def _replay_rdtsc(self, n: int, event: RdtscEvent, stop: Stop) -> None:
         t = self.tracee
-        stop = self._resume()
         regs = t.get_regs()
         insn = decode_rdtsc(t.read_partial(regs.rip, 3)) if stop.kind == "signal" else None
         if stop.signo != signal.SIGSEGV or insn is None or regs.rip != event.pc:
@@ -510,12 +614,6 @@ class ReplaySession:
             regs.rcx = event.aux
         regs.rip += insn[1]
         t.set_regs(regs)
-
-    def _replay_exit(self, n: int, event: ExitEvent) -> None:
-        stop = self._resume()
-        if stop.kind not in ("exited", "killed"):
-            raise Divergence(n, f"recorded the end of the program, replay {self._describe(stop)}")
-        self._reached_end(n, stop)
 
 
 def replay_autopilot(path: Path, *, echo: bool = True, verbose: bool = False,

@@ -182,11 +182,76 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = resolve_trace(args.trace)
     # SIGTERM unwinds like Ctrl-C, so every replay and checkpoint process is reaped.
     signal.signal(signal.SIGTERM, _terminate)
-    if not args.autopilot:
-        raise UserError("the debugger server is not available yet: use -a/--autopilot",
-                        EXIT_USAGE)
-    return replay_autopilot(path, echo=not args.no_echo, verbose=args.verbose,
-                            check_maps=args.check_maps)
+    if args.autopilot:
+        return replay_autopilot(path, echo=not args.no_echo, verbose=args.verbose,
+                                check_maps=args.check_maps)
+    return serve_replay(path, args)
+
+
+GDB_COMMANDS = Path(__file__).with_name("retrograde.gdb")
+
+
+def serve_replay(path: Path, args: argparse.Namespace) -> int:
+    """Serve the trace to gdb: only serve (-s PORT), or start gdb on it like `rr replay`."""
+    import subprocess
+    import threading
+
+    from retrograde.gdbstub import ServerError, serve
+    from retrograde.gdbstub.replay_target import ReplayTarget
+    from retrograde.replay.session import Divergence
+    from retrograde.replay.timeline import Timeline
+    from retrograde.trace.format import TraceReader
+
+    debugger = args.debugger or shutil.which("gdb")
+    if args.server_port is None and not debugger:
+        raise UserError("no gdb to start: install gdb, or serve with -s PORT")
+    with TraceReader(path) as reader:
+        try:
+            timeline = Timeline(reader, echo=not args.no_echo)
+        except Divergence as error:
+            raise UserError(str(error), 2) from None
+        with timeline:
+            target = ReplayTarget(timeline)
+            gdb: list[subprocess.Popen] = []
+
+            def listening(host: str, port: int) -> None:
+                if args.server_port is not None:
+                    print(f"listening on {host}:{port}", flush=True)
+                    return
+                argv = [debugger, "-q", "-x", str(GDB_COMMANDS),
+                        "-ex", f"target remote {host}:{port}"]
+                for command_file in args.x or []:
+                    argv += ["-x", command_file]
+                gdb.append(subprocess.Popen(argv + list(args.gdb_args)))
+                threading.Thread(target=_end_server_with, args=(gdb[0], host, port),
+                                 daemon=True).start()
+
+            port = args.server_port if args.server_port is not None else 0
+            try:
+                serve(target, args.host, port, reverse=True, on_listening=listening)
+            except ServerError as error:
+                raise UserError(str(error)) from None
+            except Divergence as error:
+                raise UserError(str(error), 2) from None
+            finally:
+                for process in gdb:
+                    if process.poll() is None:
+                        process.terminate()
+                    process.wait()
+    return 0
+
+
+def _end_server_with(gdb_process, host: str, port: int) -> None:
+    """When our gdb goes away without killing the target, end the server ourselves."""
+    import socket
+
+    gdb_process.wait()
+    try:
+        with socket.create_connection((host, port), timeout=5) as conn:
+            conn.sendall(b"$k#6b")
+            conn.recv(16)
+    except OSError:
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-maps", action="store_true",
                    help="compare the address-space model with /proc/PID/maps after each change")
     p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("trace", nargs="?")
+    p.add_argument("-s", "--server", dest="server_port", type=int, metavar="PORT",
+                   help="only serve the GDB remote protocol on PORT (0: any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("-x", action="append", metavar="FILE", help="a gdb command file to run")
+    p.add_argument("--debugger", metavar="PATH", help="the gdb to start (default: gdb on PATH)")
+    p.add_argument("trace", nargs="?", help="the trace (default: latest-trace); "
+                                              "after --: more arguments for gdb")
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("ls", help="list recorded traces")
     p.set_defaults(func=cmd_ls)
@@ -218,7 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    gdb_args: list[str] = []
+    if argv[:1] == ["replay"] and "--" in argv:
+        cut = argv.index("--")
+        argv, gdb_args = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    args.gdb_args = gdb_args
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     from retrograde.trace.format import TraceError

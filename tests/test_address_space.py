@@ -200,6 +200,18 @@ page_counts = st.integers(1, 24)
 prots = st.integers(0, 7)
 # Lengths need not be page multiples: the kernel rounds them up, so must the model.
 slacks = st.sampled_from([0, 1, PAGE // 2])
+# Where a call starts: ("page", n, _) is page n of the window, ("mapping", i, j) page j of
+# the i-th mapping there (both modulo), so that calls often meet what is mapped.
+starts = st.one_of(st.tuples(st.just("page"), window_pages, st.just(0)),
+                   st.tuples(st.just("mapping"), st.integers(0, 63), st.integers(0, 63)))
+REMAP_MODES = {
+    "in place": 0,
+    "may move": MREMAP_MAYMOVE,
+    "move": MREMAP_MAYMOVE | MREMAP_FIXED,  # same size: may span mappings and holes (6.17+)
+    "move and resize": MREMAP_MAYMOVE | MREMAP_FIXED,
+    "dontunmap": MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+    "duplicate": MREMAP_MAYMOVE | MREMAP_FIXED,
+}
 
 
 class KernelAgreesWithModel(RuleBasedStateMachine):
@@ -275,16 +287,34 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
                    str(self.data_file), "data")
 
     # -- munmap, mprotect --------------------------------------------------------------------
-    @rule(page=window_pages, pages=page_counts, slack=slacks)
-    def munmap(self, page: int, pages: int, slack: int) -> None:
-        addr, length = WINDOW + page * PAGE, pages * PAGE - slack
+    def _start(self, where: tuple[str, int, int]) -> int:
+        kind, i, j = where
+        mine = [m for m in self.space.mappings if in_window(m.start, m.end - m.start)]
+        if kind == "page" or not mine:
+            return WINDOW + i % WINDOW_PAGES * PAGE
+        m = mine[i % len(mine)]
+        return m.start + j % ((m.end - m.start) // PAGE) * PAGE
+
+    def _length(self, start: int, pages: int, slack: int, to_its_end: bool) -> int:
+        """``pages`` pages (less ``slack`` bytes), or up to the end of the mapping at ``start``."""
+        length = max(pages * PAGE - slack, 0)
+        m = self.space.find(start)
+        return min(length, m.end - start) if to_its_end and m is not None else length
+
+    @rule(where=starts, pages=page_counts, slack=slacks)
+    def munmap(self, where: tuple[str, int, int], pages: int, slack: int) -> None:
+        addr = self._start(where)
+        length = self._length(addr, pages, slack, False)
         if in_window(addr, length):
             assert self._syscall("munmap", addr, length) == 0
             self.space.unmap(addr, length)
 
-    @rule(page=window_pages, pages=st.integers(0, 24), slack=slacks, prot=prots)
-    def mprotect(self, page: int, pages: int, slack: int, prot: int) -> None:
-        addr, length = WINDOW + page * PAGE, max(pages * PAGE - slack, 0)
+    @rule(where=starts, pages=st.integers(0, 24), slack=slacks, to_its_end=st.booleans(),
+          prot=prots)
+    def mprotect(self, where: tuple[str, int, int], pages: int, slack: int, to_its_end: bool,
+                 prot: int) -> None:
+        addr = self._start(where)
+        length = self._length(addr, pages, slack, to_its_end)
         if not in_window(addr, length):
             return
         result = self._syscall("mprotect", addr, length, prot)
@@ -293,28 +323,24 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
         self.space.protect(addr, length, prot)
 
     # -- mremap ----------------------------------------------------------------------------
-    @rule(pick=st.integers(0, 255), skip=st.integers(0, 255), old_pages=page_counts,
-          within=st.booleans(), new_pages=page_counts, to_page=window_pages,
-          mode=st.sampled_from(["in place", "may move", "fixed", "dontunmap", "duplicate"]))
-    def mremap(self, pick: int, skip: int, old_pages: int, within: bool, new_pages: int,
-               to_page: int, mode: str) -> None:
-        """Remap part of a mapping in the window (or, when ``within`` is false, a range that
-        may run on into the next mapping or a hole)."""
-        mine = [m for m in self.space.mappings if in_window(m.start, m.end - m.start)]
-        if not mine:
-            return
-        m = mine[pick % len(mine)]
-        old = m.start + (skip % ((m.end - m.start) // PAGE)) * PAGE
-        old_size = min(old_pages * PAGE, m.end - old) if within else old_pages * PAGE
-        new_size = new_pages * PAGE
-        new = WINDOW + to_page * PAGE
-        flags = {"in place": 0, "may move": MREMAP_MAYMOVE, "fixed": MREMAP_MAYMOVE | MREMAP_FIXED,
-                 "dontunmap": MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
-                 "duplicate": MREMAP_MAYMOVE | MREMAP_FIXED}[mode]
-        if mode == "dontunmap":
-            new_size = old_size  # the kernel refuses to resize with MREMAP_DONTUNMAP
-        if mode == "duplicate":
+    @rule(where=starts, old_pages=page_counts, to_its_end=st.booleans(), new_pages=page_counts,
+          to_page=window_pages, mode=st.sampled_from(list(REMAP_MODES)))
+    def mremap(self, where: tuple[str, int, int], old_pages: int, to_its_end: bool,
+               new_pages: int, to_page: int, mode: str) -> None:
+        old = self._start(where)
+        old_size = self._length(old, old_pages, 0, to_its_end)
+        new, new_size = WINDOW + to_page * PAGE, new_pages * PAGE
+        flags = REMAP_MODES[mode]
+        if mode in ("move", "dontunmap"):
+            new_size = old_size  # a move of several mappings, or MREMAP_DONTUNMAP, keeps the size
+        elif mode == "duplicate":
             old_size = 0  # a second mapping of the same shared pages
+            # MREMAP_FIXED unmaps the destination first; one that covers the source
+            # mapping destroys it, and then the call fails (EFAULT) with that done.
+            vma = next((k for k in parse_maps(self.tracee.read_maps()) if k.start <= old < k.end),
+                       None)
+            if vma is not None and new < vma.end and new + new_size > vma.start:
+                return
         if not in_window(old, old_size) or \
                 not in_window(new if flags & MREMAP_FIXED else old, new_size):
             return

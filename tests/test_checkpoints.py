@@ -8,7 +8,7 @@ import time
 
 from retrograde.replay.session import ReplaySession
 from retrograde.trace.format import TraceReader
-from runner import RETROGRADE, descendants_alive, latest, record
+from runner import RETROGRADE, alive, children_of, latest, record
 
 
 def _run_to(session: ReplaySession, event: int) -> None:
@@ -46,8 +46,9 @@ def test_checkpoint_processes_die_with_the_replayer(programs, trace_root):
     replay = subprocess.Popen([*RETROGRADE, "replay", "-a", "--no-echo"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
-    assert descendants_alive("retrograde-stub")
+    replaying = children_of(replay.pid)
+    assert replaying
     replay.send_signal(signal.SIGTERM)
     replay.wait(10)
     time.sleep(0.2)
-    assert not descendants_alive("retrograde-stub")
+    assert not [pid for pid in replaying if alive(pid)]

@@ -1,0 +1,283 @@
+"""The replay as a debug target: what gdb sees of a timeline.
+
+gdb is shown the recorded execution: the registers and memory of the live
+replay process (which are the recorded ones), the recorded auxv and
+executable, and the trace's copies of the files that were mapped, so symbols
+match the code that ran even when the files on disk changed or are gone.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from retrograde.replay.timeline import Arrival, Timeline, Watch
+from retrograde.trace.events import ExecEvent, SignalEvent, SyscallEvent
+from retrograde.trace.format import TraceReader
+from retrograde.tracee.registers import registers_to_bytes
+
+from .target import Stop
+
+WATCH_KINDS = {2: "watch", 3: "rwatch", 4: "awatch"}
+AT_PHDR, AT_PHNUM = 3, 5
+PT_DYNAMIC, PT_PHDR = 2, 6
+DT_NULL, DT_DEBUG = 0, 21
+
+MONITOR_HELP = """\
+retrograde monitor commands:
+  when                  the current position (event number and place inside it)
+  reverse-roll [N]      step back N instructions (default 1) in one seek
+  checkpoint [NAME]     remember this position as NAME
+  restart NAME          go back (or forward) to checkpoint NAME
+  info checkpoints      list the named checkpoints
+  help                  this text
+"""
+
+
+class ReplayTarget:
+    """Implements gdbstub.target.DebugTarget over a Timeline."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        reader = timeline.reader
+        self.execs = [(n, e) for n, e in enumerate(reader) if isinstance(e, ExecEvent)]
+        first = self.execs[0][1]
+        self.pid = self.tid = first.task
+        self.files = self._recorded_files(reader)
+        self.killed = False
+
+    @staticmethod
+    def _recorded_files(reader: TraceReader) -> dict[str, Path]:
+        files: dict[str, Path] = {}
+        for event in reader:
+            records = []
+            if isinstance(event, ExecEvent):
+                records = event.mappings
+            elif isinstance(event, SyscallEvent) and event.mapping is not None:
+                records = [event.mapping]
+            for m in records:
+                if m.file_hash and m.name.startswith("/"):
+                    files[m.name] = reader.file_path(m.file_hash)
+        return files
+
+    def _exec_event(self) -> ExecEvent:
+        here = self.timeline.mark.event
+        return [e for n, e in self.execs if n < max(here, 1)][-1]
+
+    # -- state ------------------------------------------------------------------------------
+    def registers(self) -> tuple[bytes, bytes]:
+        live = self.timeline.live
+        if live.tracee is None or not live.tracee.alive:
+            event = self._exec_event()
+            return event.regs, event.xstate
+        regs = live.tracee.get_regs()
+        if live.reached is not None and live.reached.kind == "syscall":
+            # Stopped at a syscall about to be carried out: show the instruction
+            # itself, as a native debugger would before stepping over it.
+            regs.rip -= 2
+            regs.rax = regs.orig_rax
+        return registers_to_bytes(regs), live.tracee.get_xstate()
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        live = self.timeline.live
+        if live.tracee is None or not live.tracee.alive:
+            raise OSError(5, "the program has exited")
+        data = live.tracee.read_partial(addr, length)
+        if not data and length:
+            raise OSError(14, f"cannot read memory at {addr:#x}")
+        return data
+
+    # -- motion -------------------------------------------------------------------------------
+    def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+        # The recorded signals are delivered whatever gdb passes: history is fixed.
+        timeline = self.timeline
+        timeline.interrupted.clear()
+        try:
+            if reverse:
+                arrival = timeline.reverse_step(1) if step else timeline.reverse_continue()
+            else:
+                arrival = timeline.forward(step)
+        except KeyboardInterrupt:
+            return Stop("interrupted", signo=2)
+        return self._stop(arrival)
+
+    def _stop(self, arrival: Arrival) -> Stop:
+        reason = arrival.reason
+        if reason == "breakpoint":
+            return Stop("breakpoint", hw=False)
+        if reason == "step":
+            return Stop("step")
+        if reason == "watch" and arrival.watch is not None:
+            return Stop("watchpoint", watch_kind=arrival.watch.kind, watch_addr=arrival.watch.addr)
+        if reason == "signal":
+            return Stop("signal", signo=arrival.signo)
+        if reason == "end":
+            return Stop("history-end")
+        if reason == "history-begin":
+            return Stop("history-begin")
+        if reason == "interrupted":
+            return Stop("interrupted", signo=2)
+        end = self.timeline.live.end
+        if end is not None and end.exit_signal is not None:
+            return Stop("terminated", signo=end.exit_signal)
+        return Stop("exited", exit_status=end.exit_status if end else 0)
+
+    def interrupt(self) -> None:
+        self.timeline.interrupted.set()
+
+    def insert_breakpoint(self, kind: int, addr: int, length: int) -> bool:
+        if kind in (0, 1):
+            self.timeline.breakpoints.add(addr)
+            return True
+        if kind in WATCH_KINDS:
+            return self._watch(kind, addr, length, add=True)
+        return False
+
+    def remove_breakpoint(self, kind: int, addr: int, length: int) -> bool:
+        if kind in (0, 1):
+            self.timeline.breakpoints.discard(addr)
+            return True
+        if kind in WATCH_KINDS:
+            return self._watch(kind, addr, length, add=False)
+        return False
+
+    def _watch(self, kind: int, addr: int, length: int, add: bool) -> bool:
+        """A watched range becomes debug registers: aligned pieces of 1, 2, 4 or 8 bytes."""
+        pieces = []
+        end = addr + length
+        while addr < end:
+            size = next(s for s in (8, 4, 2, 1) if addr % s == 0 and addr + s <= end)
+            pieces.append(Watch(addr, size, WATCH_KINDS[kind]))
+            addr += size
+        timeline = self.timeline
+        if add:
+            if len(timeline.watches) + len(pieces) > 4:
+                return False
+            return all(timeline.add_watch(w) for w in pieces)
+        return all(timeline.remove_watch(w) for w in pieces)
+
+    # -- what gdb reads about the program -------------------------------------------------------
+    def auxv(self) -> bytes:
+        return self._exec_event().auxv
+
+    def exec_file(self) -> str:
+        return self._exec_event().path
+
+    def open_file(self, path: str) -> bytes | None:
+        """The trace's copy of ``path`` (also under another name for the same file,
+        e.g. PT_INTERP's /lib64/ld-linux-x86-64.so.2), or the recorded maps."""
+        if path.startswith("/proc/") and path.endswith("/maps"):
+            return self._recorded_maps().encode()
+        copy = self.files.get(path) or self.files.get(os.path.realpath(path))
+        if copy is None:
+            same_name = [p for name, p in self.files.items()
+                         if os.path.basename(name) == os.path.basename(path)]
+            copy = same_name[0] if len(same_name) == 1 else None
+        return copy.read_bytes() if copy is not None else None
+
+    def _recorded_maps(self) -> str:
+        space = self.timeline.live.space
+        lines = []
+        for m in space.mappings if space is not None else []:
+            name = m.recorded.name if m.kind != "heap" else "[heap]"
+            lines.append(f"{m.start:x}-{m.end:x} {m.perms} {m.recorded.offset:08x} 00:00 0"
+                         f"{' ' * 10}{name}".rstrip())
+        return "\n".join(lines) + "\n"
+
+    def siginfo(self) -> bytes:
+        live = self.timeline.live
+        if live.pending_signal:
+            return live.pending_siginfo
+        here = self.timeline.mark.event
+        for n in range(here - 1, max(0, here - 2) - 1, -1):
+            event = self.timeline.reader[n]
+            if isinstance(event, SignalEvent):
+                return event.siginfo
+        return bytes(128)
+
+    def libraries_svr4(self) -> str:
+        """The dynamic linker's list of loaded objects, read from the program's memory."""
+        entries: list[str] = []
+        main_lm = 0
+        try:
+            r_debug = self._r_debug()
+            if r_debug:
+                lm = struct.unpack("<Q", self.read_memory(r_debug + 8, 8))[0]
+                main_lm = lm
+                seen = 0
+                while lm and seen < 4096:
+                    l_addr, l_name, l_ld, l_next = struct.unpack(
+                        "<4Q", self.read_memory(lm, 32))
+                    name = self._c_string(l_name) if l_name else ""
+                    if lm != main_lm:
+                        entries.append(f"<library name={quoteattr(name)} lm=\"{lm:#x}\" "
+                                       f"l_addr=\"{l_addr:#x}\" l_ld=\"{l_ld:#x}\"/>")
+                    lm, seen = l_next, seen + 1
+        except (OSError, struct.error):
+            entries = []
+        main = f' main-lm="{main_lm:#x}"' if main_lm else ""
+        return f'<library-list-svr4 version="1.0"{main}>' + "".join(entries) + \
+            "</library-list-svr4>"
+
+    def _c_string(self, addr: int) -> str:
+        data = self.read_memory(addr, 4096)
+        return data.split(b"\0", 1)[0].decode(errors="replace")
+
+    def _r_debug(self) -> int:
+        """DT_DEBUG of the executable's dynamic section: where ld.so keeps r_debug."""
+        aux = self.auxv()
+        values = dict(struct.iter_unpack("<QQ", aux[: len(aux) // 16 * 16]))
+        phdr, phnum = values.get(AT_PHDR, 0), values.get(AT_PHNUM, 0)
+        if not phdr:
+            return 0
+        headers = [struct.unpack("<IIQQQQQQ", self.read_memory(phdr + 56 * i, 56))
+                   for i in range(phnum)]
+        load_bias = next((phdr - h[3] for h in headers if h[0] == PT_PHDR), 0)
+        dynamic = next((h[3] + load_bias for h in headers if h[0] == PT_DYNAMIC), 0)
+        while dynamic:
+            tag, value = struct.unpack("<qQ", self.read_memory(dynamic, 16))
+            if tag == DT_NULL:
+                return 0
+            if tag == DT_DEBUG:
+                return value
+            dynamic += 16
+        return 0
+
+    # -- monitor commands ----------------------------------------------------------------------------
+    def monitor(self, command: str) -> str:
+        words = command.split()
+        timeline = self.timeline
+        if not words or words[0] == "help":
+            return MONITOR_HELP
+        if words[0] == "when":
+            return f"{timeline.mark} (of {len(timeline.reader)} events)\n"
+        if words[0] == "reverse-roll":
+            count = int(words[1]) if len(words) > 1 else 1
+            if count < 1:
+                raise ValueError("reverse-roll takes a positive number of instructions")
+            arrival = timeline.reverse_step(count)
+            note = " (the start of the recording)" if arrival.reason == "history-begin" else ""
+            return f"now at {timeline.mark}{note}\n"
+        if words[0] == "checkpoint":
+            name = words[1] if len(words) > 1 else str(len(timeline.named) + 1)
+            mark = timeline.checkpoint(name)
+            return f"checkpoint {name} at {mark}\n"
+        if words[0] == "restart" and len(words) == 2:
+            if words[1] not in timeline.named:
+                raise ValueError(f"no checkpoint named {words[1]}")
+            timeline.seek(timeline.named[words[1]][0])
+            return f"now at {timeline.mark}\n"
+        if words[:2] == ["info", "checkpoints"]:
+            if not timeline.named:
+                return "no checkpoints\n"
+            return "".join(f"{name}: {mark}\n" for name, (mark, _) in timeline.named.items())
+        raise ValueError(f"unknown monitor command: {command} (try: monitor help)")
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def pass_signals(self, signals: set[int]) -> None:
+        self.timeline.report_signals = frozenset(range(1, 65)) - frozenset(signals)
+

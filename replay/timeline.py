@@ -1,0 +1,514 @@
+"""The timeline: positions in a replay, checkpoints, and moving backwards.
+
+There are no performance counters, so a moment of the replay is named by a
+recipe that reaches it (DESIGN.md, "Time"): a ``Mark`` is an event boundary
+(the number of events completed) plus segments, each counted from where the
+previous one ended:
+
+    ("bp", addr, n)      run until the n-th arrival at addr
+    ("step", n)          single-step n instructions
+    ("watch", key, n)    run until the n-th trigger of watchpoint key
+    ("reach",)           run until the next event's stop, without carrying it out
+
+Between two events execution is deterministic, so replaying a mark's segments
+from a checkpoint at its boundary always arrives at the same state. A segment
+never crosses an event: a run that completes an event starts a new mark at the
+new boundary.
+
+Going backwards is restoring a checkpoint and running forwards (seed 002):
+reverse-continue scans forward from the nearest earlier checkpoint to the
+present with the user's breakpoints armed and seeks to the last hit;
+reverse-stepi and reverse-roll N count the instructions from a nearby clone to
+the present by single-stepping and seek to N before, in one seek.
+
+The timeline owns the live session, every checkpoint and the user's
+breakpoints and watchpoints. Invariant: checkpoints are stopped clones that
+never run and never hold a breakpoint (the session writes int3s only while
+running).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+from retrograde.trace.format import TraceReader
+
+from .session import ALL_SIGNALS, ReplaySession, RunStop
+
+Segment = tuple
+CHECKPOINT_INTERVAL_SECONDS = 0.05  # replay time between two boundary checkpoints
+MAX_BOUNDARY_CHECKPOINTS = 48
+MAX_RECENT_CLONES = 24
+CLONE_EVERY_STEPS = 256  # while counting instructions, leave a clone this often
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A position: ``event`` events completed, then ``steps`` from that boundary."""
+
+    event: int
+    steps: tuple[Segment, ...] = ()
+
+    def then(self, segment: Segment) -> "Mark":
+        if self.steps and segment[0] == "step" and self.steps[-1][0] == "step":
+            return Mark(self.event, self.steps[:-1] + (("step", self.steps[-1][1] + segment[1]),))
+        if segment[0] == "step" and segment[1] == 0:
+            return self
+        return Mark(self.event, self.steps + (segment,))
+
+    def __str__(self) -> str:
+        inside = ", ".join(" ".join(str(x if not isinstance(x, int) or x < 4096 else hex(x))
+                                    for x in seg) for seg in self.steps)
+        return f"event {self.event}" + (f" + {inside}" if inside else "")
+
+
+def remainder(prefix: Mark, target: Mark) -> tuple[Segment, ...] | None:
+    """The segments that lead from ``prefix`` to ``target``, or None when ``prefix``
+    is not on the way to ``target``."""
+    if prefix.event != target.event or len(prefix.steps) > len(target.steps):
+        return None
+    if not prefix.steps:
+        return target.steps
+    i = len(prefix.steps) - 1
+    if prefix.steps[:i] != target.steps[:i]:
+        return None
+    last, goal = prefix.steps[i], target.steps[i]
+    if last == goal:
+        return target.steps[i + 1:]
+    if last[0] != goal[0] or last[:-1] != goal[:-1] or last[0] == "reach" or last[-1] > goal[-1]:
+        return None
+    return ((*goal[:-1], goal[-1] - last[-1]),) + target.steps[i + 1:]
+
+
+@dataclass(frozen=True)
+class Watch:
+    addr: int
+    length: int
+    kind: str  # "watch" | "rwatch" | "awatch"
+
+    @property
+    def dr7_bits(self) -> tuple[int, int]:
+        rw = {"watch": 0b01, "rwatch": 0b11, "awatch": 0b11}[self.kind]
+        size = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}[self.length]
+        return rw, size
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What a timeline move ended at, in terms the debugger server translates."""
+
+    reason: str  # "breakpoint" | "step" | "watch" | "signal" | "end" | "exited" |
+    #              "history-begin" | "interrupted"
+    mark: Mark
+    signo: int = 0
+    watch: Watch | None = None
+
+
+class Timeline:
+    def __init__(self, reader: TraceReader, *, echo: bool = False,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.reader = reader
+        self.echo = echo
+        self.progress = progress
+        self.live = ReplaySession(reader, echo=echo)
+        self.live.start()
+        self.mark = Mark(self.live.next_event)
+        self.start_mark = self.mark
+        self.boundary_checkpoints: dict[int, ReplaySession] = {}
+        self.recent: OrderedDict[Mark, ReplaySession] = OrderedDict()
+        self.named: dict[str, tuple[Mark, ReplaySession]] = {}
+        self.breakpoints: set[int] = set()
+        self.watches: list[Watch] = []
+        self.report_signals: frozenset[int] = ALL_SIGNALS
+        self.interrupted = threading.Event()
+        self._last_checkpoint_time = time.monotonic()
+        self._checkpoint_boundary()
+
+    # -- lifetime -------------------------------------------------------------------------
+    def close(self) -> None:
+        for session in [self.live, *self.boundary_checkpoints.values(), *self.recent.values(),
+                        *(s for _, s in self.named.values())]:
+            session.close()
+        self.boundary_checkpoints.clear()
+        self.recent.clear()
+        self.named.clear()
+
+    def __enter__(self) -> "Timeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _checkpoint_boundary(self) -> None:
+        """Keep a clone at this event boundary; thin the old ones exponentially."""
+        live = self.live
+        if live.end is not None or self.mark.steps or live.next_event in self.boundary_checkpoints:
+            return
+        self.boundary_checkpoints[live.next_event] = live.clone()
+        self._last_checkpoint_time = time.monotonic()
+        if len(self.boundary_checkpoints) > MAX_BOUNDARY_CHECKPOINTS:
+            self._thin_checkpoints()
+
+    def _thin_checkpoints(self) -> None:
+        """Drop the checkpoint whose neighbours are closest, weighted by distance from now."""
+        events = sorted(self.boundary_checkpoints)
+        now = self.live.next_event
+        worst, worst_score = None, None
+        for before, here, after in zip(events, events[1:], events[2:]):
+            score = (after - before) / max(1, now - here)
+            if worst_score is None or score < worst_score:
+                worst, worst_score = here, score
+        if worst is not None:
+            self.boundary_checkpoints.pop(worst).close()
+
+    def _remember(self, mark: Mark, session: ReplaySession) -> None:
+        """Keep a clone of ``session`` (at ``mark``) among the recent ones."""
+        if session.end is not None or mark in self.recent:
+            return
+        self.recent[mark] = session.clone()
+        while len(self.recent) > MAX_RECENT_CLONES:
+            self.recent.popitem(last=False)[1].close()
+
+    def checkpoint(self, name: str) -> Mark:
+        if self.live.end is not None:
+            raise ValueError("the program has ended here: go back first")
+        if name in self.named:
+            self.named.pop(name)[1].close()
+        self.named[name] = (self.mark, self.live.clone())
+        return self.mark
+
+    # -- moving the live session ------------------------------------------------------------
+    def _source_for(self, target: Mark) -> tuple[Mark, ReplaySession]:
+        """The stopped clone from which ``target`` is cheapest to reach."""
+        best: tuple[Mark, ReplaySession] | None = None
+        candidates = list(self.recent.items()) + list(self.named.values())
+        for mark, session in candidates:
+            if remainder(mark, target) is not None and (
+                    best is None or len(mark.steps) > len(best[0].steps)
+                    or mark.steps and best[0].steps and mark.steps[-1][-1] > best[0].steps[-1][-1]):
+                best = (mark, session)
+        if best is not None:
+            return best
+        events = [e for e in self.boundary_checkpoints if e <= target.event]
+        if not events:
+            raise ValueError(f"no checkpoint before {target}")
+        e = max(events)
+        return Mark(e), self.boundary_checkpoints[e]
+
+    def _fresh_at(self, target: Mark, observe: bool = False,
+                  hits: list[Mark] | None = None) -> ReplaySession:
+        """A new session at ``target``; with ``observe``, the user's hits on the way
+        (strictly before ``target``) are appended to ``hits``."""
+        source_mark, source = self._source_for(target)
+        session = source.clone()
+        try:
+            self._drive(session, source_mark, target, observe, hits)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def seek(self, target: Mark) -> None:
+        """Make the live session be at ``target``."""
+        if target == self.mark and self.live.tracee is not None:
+            return
+        fresh = self._fresh_at(target)
+        self.live.close()
+        self.live = fresh
+        self.mark = target
+        self._remember(target, fresh)
+
+    def _apply_watches(self, session: ReplaySession, watches: list[Watch]) -> None:
+        t = session.tracee
+        if t is None or not t.alive:
+            return
+        dr7 = 0
+        for i, w in enumerate(watches[:4]):
+            t.set_debugreg(i, w.addr)
+            rw, size = w.dr7_bits
+            dr7 |= (1 << (2 * i)) | (rw << (16 + 4 * i)) | (size << (18 + 4 * i))
+        t.set_debugreg(7, dr7)
+
+    def _drive(self, session: ReplaySession, start: Mark, target: Mark, observe: bool,
+               hits: list[Mark] | None) -> None:
+        """Run ``session`` from ``start`` to ``target``; collect user hits on the way."""
+        bps = frozenset(self.breakpoints) if observe else frozenset()
+        watches = list(self.watches) if observe else []
+        self._apply_watches(session, watches)
+        cur = start
+        while session.next_event < target.event:
+            if self.interrupted.is_set():
+                raise KeyboardInterrupt
+            stop = session.run(breakpoints=bps, until_event=True, report_signals=frozenset(),
+                               stop_at_end=False)
+            cur = self._after(cur, session, stop, watches)
+            if observe and stop.reason in ("breakpoint", "watch") and hits is not None:
+                hits.append(cur)
+        for segment in (remainder(cur, target) or ()) if cur.event == target.event else ():
+            cur = self._run_segment(session, cur, segment, bps, watches, hits if observe else None)
+        self._apply_watches(session, [])
+
+    def _run_segment(self, session: ReplaySession, cur: Mark, segment: Segment,
+                     bps: frozenset[int], watches: list[Watch],
+                     hits: list[Mark] | None) -> Mark:
+        kind = segment[0]
+        if kind == "reach":
+            stop = session.run(breakpoints=bps, stop_before_event=True, report_signals=frozenset())
+            while stop.reason in ("breakpoint", "watch"):
+                hit = self._after(cur, session, stop, watches)
+                if hits is not None:
+                    hits.append(hit)
+                cur = hit
+                stop = session.run(breakpoints=bps, stop_before_event=True,
+                                   report_signals=frozenset())
+            return cur.then(("reach",))
+        if kind == "step":
+            for _ in range(segment[1]):
+                stop = session.run(step=True, report_signals=frozenset(), stop_at_end=False)
+                cur = cur.then(("step", 1))
+                if hits is not None and session.tracee.get_regs().rip in bps:
+                    hits.append(cur)
+            return cur
+        if kind == "bp":
+            addr, count = segment[1], segment[2]
+            for _ in range(count):
+                while True:
+                    stop = session.run(breakpoints=bps | {addr}, report_signals=frozenset(),
+                                       stop_at_end=False)
+                    if stop.reason != "breakpoint" and stop.reason != "watch":
+                        raise RuntimeError(f"lost the way to {addr:#x} at {cur} ({stop})")
+                    if stop.reason == "breakpoint" and stop.addr == addr:
+                        cur = cur.then(("bp", addr, 1))
+                        break
+                    cur = self._after(cur, session, stop, watches)
+                    if hits is not None:
+                        hits.append(cur)
+                if hits is not None and addr in bps:
+                    hits.append(cur)
+            return cur
+        if kind == "watch":
+            key, count = segment[1], segment[2]
+            wanted = Watch(*key)
+            armed = watches if wanted in watches else [wanted, *watches][:4]
+            self._apply_watches(session, armed)
+            for _ in range(count):
+                while True:
+                    stop = session.run(breakpoints=bps, report_signals=frozenset(),
+                                       stop_at_end=False)
+                    if stop.reason == "watch" and armed[stop.watch] == wanted:
+                        cur = cur.then(("watch", key, 1))
+                        break
+                    if stop.reason not in ("breakpoint", "watch"):
+                        raise RuntimeError(f"lost the way to a watchpoint at {cur} ({stop})")
+                    cur = self._after(cur, session, stop, armed)
+                    if hits is not None:
+                        hits.append(cur)
+                if hits is not None and wanted in watches:
+                    hits.append(cur)
+            self._apply_watches(session, watches)
+            return cur
+        raise ValueError(f"unknown segment {segment}")
+
+    def _after(self, start: Mark, session: ReplaySession, stop: RunStop,
+               watches: list[Watch]) -> Mark:
+        """The mark of ``session`` after a run from ``start`` ended in ``stop``."""
+        if session.end is not None:
+            return Mark(len(self.reader))
+        base = start if session.next_event == start.event else Mark(session.next_event)
+        if stop.reason == "breakpoint":
+            return base.then(("bp", stop.addr, 1))
+        if stop.reason == "step":
+            return base.then(("step", 1)) if base is start else base
+        if stop.reason == "watch":
+            w = watches[stop.watch]
+            return base.then(("watch", (w.addr, w.length, w.kind), 1))
+        if stop.reason in ("end", "reached"):
+            return base.then(("reach",))
+        return base
+
+    # -- what the debugger asks for -------------------------------------------------------------
+    def forward(self, step: bool) -> Arrival:
+        live = self.live
+        if live.end is not None:
+            return Arrival("exited", self.mark)
+        self._apply_watches(live, self.watches)
+        bps = frozenset(self.breakpoints)
+        try:
+            while True:
+                start = self.mark
+                stop = live.run(step=step, breakpoints=bps, until_event=not step,
+                                report_signals=self.report_signals)
+                self.mark = self._after(start, live, stop, self.watches)
+                if stop.reason == "event":
+                    if time.monotonic() - self._last_checkpoint_time > CHECKPOINT_INTERVAL_SECONDS:
+                        self._checkpoint_boundary()
+                    if self.interrupted.is_set():
+                        self.interrupted.clear()
+                        return Arrival("interrupted", self.mark, signo=signal.SIGINT)
+                    continue
+                break
+        finally:
+            self._apply_watches(live, [])
+        watch = self.watches[stop.watch] if stop.reason == "watch" else None
+        arrival = Arrival(stop.reason, self.mark, signo=stop.signo, watch=watch)
+        if stop.reason == "step" or not self.mark.steps:
+            self._checkpoint_boundary()
+        return arrival
+
+    def reverse_continue(self) -> Arrival:
+        """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes)."""
+        end = self.mark
+        boundaries = sorted((e for e in self.boundary_checkpoints if e <= end.event),
+                            reverse=True)
+        for i, start in enumerate(boundaries):
+            if self.interrupted.is_set():
+                self.interrupted.clear()
+                return Arrival("interrupted", self.mark, signo=signal.SIGINT)
+            hits: list[Mark] = []
+            scan = self._fresh_scan(Mark(start), end, hits)
+            scan.close()
+            hits = [h for h in hits if h != end]
+            if hits:
+                return self._arrive_backwards(hits[-1])
+            end = Mark(start)
+        self.seek(self.start_mark)
+        return Arrival("history-begin", self.mark)
+
+    def _fresh_scan(self, start: Mark, end: Mark, hits: list[Mark]) -> ReplaySession:
+        session = self.boundary_checkpoints[start.event].clone()
+        try:
+            self._drive(session, start, end, True, hits)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def _arrive_backwards(self, hit: Mark) -> Arrival:
+        last = hit.steps[-1]
+        if last[0] == "watch":
+            # Going backwards, gdb expects to stop before the write, with the
+            # value it had then: one instruction before the trigger.
+            watch = Watch(*last[1])
+            self.seek(self._instructions_before(hit, 1))
+            return Arrival("watch", self.mark, watch=watch)
+        self.seek(hit)
+        return Arrival("breakpoint", self.mark)
+
+    def reverse_step(self, count: int = 1) -> Arrival:
+        """Go back ``count`` instructions in one seek (reverse-stepi, reverse-roll N)."""
+        if self.mark == self.start_mark:
+            return Arrival("history-begin", self.mark)
+        target = self._instructions_before(self.mark, count)
+        self.seek(target)
+        if target == self.start_mark:
+            return Arrival("history-begin", self.mark)
+        return Arrival("step", self.mark)
+
+    def _instructions_before(self, end: Mark, count: int) -> Mark:
+        """The mark ``count`` instructions before ``end`` (the start, if fewer)."""
+        remaining = count
+        while True:
+            anchor = self._anchor_before(end)
+            distance = self._count_steps(anchor, end)
+            if distance >= remaining:
+                return anchor.then(("step", distance - remaining))
+            remaining -= distance
+            if anchor.steps:
+                end = anchor
+                continue
+            if anchor.event <= self.start_mark.event:
+                return self.start_mark
+            # The instruction before a boundary is the previous event itself.
+            remaining -= 1
+            end = Mark(anchor.event - 1, (("reach",),))
+            if remaining == 0:
+                return end
+
+    def _anchor_before(self, end: Mark) -> Mark:
+        """The latest known mark on the way to ``end`` (not ``end`` itself)."""
+        best = Mark(end.event)
+        for mark in list(self.recent) + [m for m, _ in self.named.values()]:
+            if mark != end and remainder(mark, end) is not None and len(mark.steps) >= len(
+                    best.steps):
+                rest = remainder(mark, end)
+                if rest and (len(mark.steps) > len(best.steps) or best.steps == ()):
+                    best = mark
+        if best == end:
+            return Mark(end.event)
+        return best
+
+    def _count_steps(self, anchor: Mark, end: Mark) -> int:
+        """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone."""
+        rest = remainder(anchor, end)
+        assert rest is not None
+        if not rest:
+            return 0
+        session = self._fresh_at(anchor)
+        steps = 0
+        cur = anchor
+        try:
+            for segment in rest:
+                if segment[0] == "step":
+                    steps += segment[1]
+                    session_moves = segment[1]
+                    for _ in range(session_moves):
+                        session.run(step=True, report_signals=frozenset(), stop_at_end=False)
+                        cur = cur.then(("step", 1))
+                        self._maybe_leave_clone(cur, session, steps)
+                    continue
+                goal = cur
+                arrived = 0
+                want = segment[-1] if segment[0] != "reach" else 1
+                while arrived < want:
+                    if self.interrupted.is_set():
+                        raise KeyboardInterrupt
+                    if segment[0] == "reach":
+                        stop = session.run(step=True, stop_before_event=True,
+                                           report_signals=frozenset())
+                        if stop.reason == "reached" or stop.reason == "end":
+                            arrived += 1
+                            goal = goal.then(("reach",))
+                            break
+                    else:
+                        before_rip = session.tracee.get_regs().rip
+                        del before_rip
+                        if segment[0] == "watch":
+                            self._apply_watches(session, [Watch(*segment[1])])
+                        stop = session.run(step=True, report_signals=frozenset(),
+                                           stop_at_end=False)
+                        if segment[0] == "watch":
+                            self._apply_watches(session, [])
+                        if segment[0] == "bp" and session.tracee.get_regs().rip == segment[1]:
+                            arrived += 1
+                        elif segment[0] == "watch" and stop.reason == "watch":
+                            arrived += 1
+                    steps += 1
+                    cur = cur.then(("step", 1))
+                    self._maybe_leave_clone(cur, session, steps)
+                cur = goal.then(segment) if segment[0] != "reach" else goal
+        finally:
+            session.close()
+        return steps
+
+    def _maybe_leave_clone(self, mark: Mark, session: ReplaySession, steps: int) -> None:
+        if steps % CLONE_EVERY_STEPS == 0:
+            self._remember(mark, session)
+
+    # -- breakpoints ------------------------------------------------------------------------------
+    def add_watch(self, watch: Watch) -> bool:
+        if len(self.watches) >= 4 or watch.length not in (1, 2, 4, 8) or watch.addr % watch.length:
+            return False
+        self.watches.append(watch)
+        return True
+
+    def remove_watch(self, watch: Watch) -> bool:
+        if watch in self.watches:
+            self.watches.remove(watch)
+            return True
+        return False

@@ -1,0 +1,21 @@
+# gdb commands for debugging a retrograde replay; `retrograde replay` loads this file.
+
+define reverse-roll
+  if $argc == 0
+    reverse-stepi
+  else
+    monitor reverse-roll $arg0
+    # The position changed behind gdb's back: drop its cached registers and frames.
+    maintenance flush register-cache
+  end
+end
+document reverse-roll
+Step back N instructions in one seek: reverse-roll N (no N: reverse-stepi).
+end
+
+define when
+  monitor when
+end
+document when
+Print the current position in the recording (event number and place inside it).
+end
