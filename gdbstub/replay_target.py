@@ -212,7 +212,7 @@ class ReplayTarget:
                         "<4Q", self.read_memory(lm, 32))
                     name = self._c_string(l_name) if l_name else ""
                     if lm != main_lm:
-                        entries.append(f"<library name={quoteattr(name)} lm=\"{lm:#x}\" "
+                        entries.append(f"<library name={quoteattr(name)} lm=\"{lm:#x}\" lmid=\"0x0\" "
                                        f"l_addr=\"{l_addr:#x}\" l_ld=\"{l_ld:#x}\"/>")
                     lm, seen = l_next, seen + 1
         except (OSError, struct.error):

@@ -173,5 +173,5 @@ class AddressSpace:
             return None
         only_model = [r for r in model if r not in kernel]
         only_kernel = [r for r in kernel if r not in model]
-        fmt = lambda rs: ", ".join(f"{a:x}-{b:x} {p}" for a, b, p in rs) or "nothing"  # noqa: E731
+        fmt = lambda rs: ", ".join(f"{a:x}-{b:x} {p}" for a, b, p in rs) or "nothing"
         return f"model has {fmt(only_model)}; kernel has {fmt(only_kernel)}"

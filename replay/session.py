@@ -364,12 +364,19 @@ class ReplaySession:
         regs.rip -= 2
         regs.rax = regs.orig_rax
         t.set_regs(regs)
-        stop = self._resume(PTRACE_SYSCALL)  # the real entry
+        # The first stop is the exit of the emulated (skipped) call: the kernel
+        # reports it because PTRACE_SYSCALL is now set; the instruction runs after it.
+        stop = self._resume(PTRACE_SYSCALL)
         if stop.kind == "syscall":
             if event.nr == NR["rt_sigreturn"]:
-                t.resume(PTRACE_SYSCALL)
-                stop = t.wait()
-                if stop.kind == "syscall":
+                # Entry, then exit of the real call: the frame is restored only at
+                # the exit, and a task left at the entry would lose the sigreturn
+                # to the next injected syscall (a checkpoint's fork sets orig_rax).
+                for _ in range(2):
+                    stop = self._resume(PTRACE_SYSCALL)
+                    if stop.kind != "syscall":
+                        break
+                else:
                     return 1
             else:
                 t.resume(PTRACE_CONT)

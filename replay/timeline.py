@@ -109,6 +109,9 @@ class Arrival:
     watch: Watch | None = None
 
 
+Hit = tuple  # (Mark, the Watch that triggered, or None for a breakpoint)
+
+
 class Timeline:
     def __init__(self, reader: TraceReader, *, echo: bool = False,
                  progress: Callable[[str], None] | None = None) -> None:
@@ -202,11 +205,12 @@ class Timeline:
         return Mark(e), self.boundary_checkpoints[e]
 
     def _fresh_at(self, target: Mark, observe: bool = False,
-                  hits: list[Mark] | None = None) -> ReplaySession:
+                  hits: list[Hit] | None = None) -> ReplaySession:
         """A new session at ``target``; with ``observe``, the user's hits on the way
         (strictly before ``target``) are appended to ``hits``."""
         source_mark, source = self._source_for(target)
         session = source.clone()
+        session.echo = False  # output is echoed once, as the live replay first produces it
         try:
             self._drive(session, source_mark, target, observe, hits)
         except BaseException:
@@ -236,7 +240,7 @@ class Timeline:
         t.set_debugreg(7, dr7)
 
     def _drive(self, session: ReplaySession, start: Mark, target: Mark, observe: bool,
-               hits: list[Mark] | None) -> None:
+               hits: list[Hit] | None) -> None:
         """Run ``session`` from ``start`` to ``target``; collect user hits on the way."""
         bps = frozenset(self.breakpoints) if observe else frozenset()
         watches = list(self.watches) if observe else []
@@ -249,70 +253,88 @@ class Timeline:
                                stop_at_end=False)
             cur = self._after(cur, session, stop, watches)
             if observe and stop.reason in ("breakpoint", "watch") and hits is not None:
-                hits.append(cur)
-        for segment in (remainder(cur, target) or ()) if cur.event == target.event else ():
-            cur = self._run_segment(session, cur, segment, bps, watches, hits if observe else None)
+                hits.append((cur, watches[stop.watch] if stop.reason == "watch" else None))
+        segments = (remainder(cur, target) or ()) if cur.event == target.event else ()
+        for i, segment in enumerate(segments):
+            cur = self._run_segment(session, cur, segment, bps, watches, hits if observe else None,
+                                    final=i == len(segments) - 1)
         self._apply_watches(session, [])
 
     def _run_segment(self, session: ReplaySession, cur: Mark, segment: Segment,
                      bps: frozenset[int], watches: list[Watch],
-                     hits: list[Mark] | None) -> Mark:
+                     hits: list[Hit] | None, final: bool = True) -> Mark:
+        """Carry out one segment from ``cur``; returns the mark in the segment's own
+        terms (so that the end of a drive is the very mark it was asked for).
+
+        User hits on the way are appended to ``hits`` as recipes from the last
+        point of the segment's own progress. The ``final`` segment's end is not
+        a hit: a reverse-continue does not report where it starts from.
+        """
         kind = segment[0]
+
+        def counts(done: int, total: int) -> bool:
+            return hits is not None and (done < total or not final)
+
+        def at(progress: int) -> Mark:
+            if progress == 0:
+                return cur
+            return Mark(cur.event, cur.steps + ((*segment[:-1], progress),))
+
+        def observe(base: Mark, stop: RunStop, armed: list[Watch]) -> Mark:
+            hit = self._after(base, session, stop, armed)
+            if hits is not None:
+                hits.append((hit, armed[stop.watch] if stop.reason == "watch" else None))
+            return hit
+
         if kind == "reach":
-            stop = session.run(breakpoints=bps, stop_before_event=True, report_signals=frozenset())
-            while stop.reason in ("breakpoint", "watch"):
-                hit = self._after(cur, session, stop, watches)
-                if hits is not None:
-                    hits.append(hit)
-                cur = hit
-                stop = session.run(breakpoints=bps, stop_before_event=True,
-                                   report_signals=frozenset())
+            last = cur
+            while (stop := session.run(breakpoints=bps, stop_before_event=True,
+                                       report_signals=frozenset())).reason in ("breakpoint",
+                                                                                "watch"):
+                last = observe(last, stop, watches)
             return cur.then(("reach",))
         if kind == "step":
-            for _ in range(segment[1]):
+            for done in range(1, segment[1] + 1):
                 stop = session.run(step=True, report_signals=frozenset(), stop_at_end=False)
-                cur = cur.then(("step", 1))
-                if hits is not None and session.tracee.get_regs().rip in bps:
-                    hits.append(cur)
-            return cur
+                if counts(done, segment[1]) and stop.reason == "watch":
+                    hits.append((at(done), watches[stop.watch]))
+                elif counts(done, segment[1]) and session.tracee.get_regs().rip in bps:
+                    hits.append((at(done), None))
+            return at(segment[1])
         if kind == "bp":
             addr, count = segment[1], segment[2]
-            for _ in range(count):
+            for done in range(1, count + 1):
+                last = at(done - 1)
                 while True:
                     stop = session.run(breakpoints=bps | {addr}, report_signals=frozenset(),
                                        stop_at_end=False)
-                    if stop.reason != "breakpoint" and stop.reason != "watch":
-                        raise RuntimeError(f"lost the way to {addr:#x} at {cur} ({stop})")
                     if stop.reason == "breakpoint" and stop.addr == addr:
-                        cur = cur.then(("bp", addr, 1))
                         break
-                    cur = self._after(cur, session, stop, watches)
-                    if hits is not None:
-                        hits.append(cur)
-                if hits is not None and addr in bps:
-                    hits.append(cur)
-            return cur
+                    if stop.reason not in ("breakpoint", "watch"):
+                        raise RuntimeError(f"lost the way to {addr:#x} after {last} ({stop})")
+                    last = observe(last, stop, watches)
+                if counts(done, count) and addr in bps:
+                    hits.append((at(done), None))
+            return at(count)
         if kind == "watch":
             key, count = segment[1], segment[2]
             wanted = Watch(*key)
             armed = watches if wanted in watches else [wanted, *watches][:4]
             self._apply_watches(session, armed)
-            for _ in range(count):
+            for done in range(1, count + 1):
+                last = at(done - 1)
                 while True:
                     stop = session.run(breakpoints=bps, report_signals=frozenset(),
                                        stop_at_end=False)
                     if stop.reason == "watch" and armed[stop.watch] == wanted:
-                        cur = cur.then(("watch", key, 1))
                         break
                     if stop.reason not in ("breakpoint", "watch"):
-                        raise RuntimeError(f"lost the way to a watchpoint at {cur} ({stop})")
-                    cur = self._after(cur, session, stop, armed)
-                    if hits is not None:
-                        hits.append(cur)
-                if hits is not None and wanted in watches:
-                    hits.append(cur)
+                        raise RuntimeError(f"lost the way to a watchpoint after {last} ({stop})")
+                    last = observe(last, stop, armed)
+                if counts(done, count) and wanted in watches:
+                    hits.append((at(done), wanted))
             self._apply_watches(session, watches)
-            return cur
+            return at(count)
         raise ValueError(f"unknown segment {segment}")
 
     def _after(self, start: Mark, session: ReplaySession, stop: RunStop,
@@ -370,18 +392,18 @@ class Timeline:
             if self.interrupted.is_set():
                 self.interrupted.clear()
                 return Arrival("interrupted", self.mark, signo=signal.SIGINT)
-            hits: list[Mark] = []
+            hits: list[Hit] = []
             scan = self._fresh_scan(Mark(start), end, hits)
             scan.close()
-            hits = [h for h in hits if h != end]
             if hits:
-                return self._arrive_backwards(hits[-1])
+                return self._arrive_backwards(*hits[-1])
             end = Mark(start)
         self.seek(self.start_mark)
         return Arrival("history-begin", self.mark)
 
-    def _fresh_scan(self, start: Mark, end: Mark, hits: list[Mark]) -> ReplaySession:
+    def _fresh_scan(self, start: Mark, end: Mark, hits: list[Hit]) -> ReplaySession:
         session = self.boundary_checkpoints[start.event].clone()
+        session.echo = False
         try:
             self._drive(session, start, end, True, hits)
         except BaseException:
@@ -389,12 +411,10 @@ class Timeline:
             raise
         return session
 
-    def _arrive_backwards(self, hit: Mark) -> Arrival:
-        last = hit.steps[-1]
-        if last[0] == "watch":
+    def _arrive_backwards(self, hit: Mark, watch: Watch | None) -> Arrival:
+        if watch is not None:
             # Going backwards, gdb expects to stop before the write, with the
             # value it had then: one instruction before the trigger.
-            watch = Watch(*last[1])
             self.seek(self._instructions_before(hit, 1))
             return Arrival("watch", self.mark, watch=watch)
         self.seek(hit)

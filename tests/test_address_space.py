@@ -2,9 +2,10 @@
 
 The property test is DESIGN.md's "address-space model against the real kernel": a
 real traced process (the replay stub, stopped at its execve exit where syscalls may
-be injected) runs random mmap/munmap/mprotect/mremap/brk sequences, each call is
-applied to an ``AddressSpace`` the way a replay session applies it, and after every
-call the model must agree with /proc/PID/maps. All calls stay in a private window
+be injected) runs random mmap/munmap/mprotect/mremap/brk sequences, each call that
+succeeded (and each mprotect that failed on a hole: it has changed what comes before
+the hole) is applied to an ``AddressSpace``, and after every call the model must
+agree with /proc/PID/maps. All calls stay in a private window
 far from the stub page, the stack and the vDSO; an address the kernel picks itself
 (mmap without MAP_FIXED, mremap with only MREMAP_MAYMOVE) may land outside it and is
 released again at once.
@@ -13,8 +14,10 @@ released again at once.
 from __future__ import annotations
 
 import errno
+import itertools
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,12 +28,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from retrograde.replay.address_space import AddressSpace, Mapping, kind_of, prot_perms
 from retrograde.replay.stub import write_stub
 from retrograde.trace.events import MappingRecord
+from retrograde.tracee import page as rpage
 from retrograde.tracee.maps import KernelMapping, page_up, parse_maps
 from retrograde.tracee.process import PTRACE_SYSCALL, Tracee
 from retrograde.tracee.syscalls import syscall_number
 
 PAGE = 4096
-STUB_PAGE = 0x70000000
+STUB_PAGE = rpage.DEFAULT_ADDRESS
 WINDOW = 0x100000000  # [WINDOW, WINDOW_END): nothing else lives there
 WINDOW_PAGES = 256
 WINDOW_END = WINDOW + WINDOW_PAGES * PAGE
@@ -41,6 +45,7 @@ PROT_READ, PROT_WRITE = 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x1, 0x2, 0x10, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+AT_FDCWD = -100
 
 RW_PRIVATE = "rw-p"
 
@@ -220,9 +225,10 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
     def __init__(self, data_file: Path) -> None:
         super().__init__()
         self.data_file = data_file
-        self._process = stub_process()
-        self.tracee = self._process.__enter__()
+        self._resources = ExitStack()
+        self.tracee = self._resources.enter_context(stub_process())
         try:
+            # The model starts from what the kernel shows, as after an emulated exec.
             self.space = AddressSpace([
                 MappingRecord(k.start, k.end, k.perms, k.offset, k.name)
                 for k in parse_maps(self.tracee.read_maps()) if k.name != "[vsyscall]"])
@@ -233,15 +239,16 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
         self.brk = HEAP
 
     def teardown(self) -> None:
-        self._process.__exit__(None, None, None)
+        self._resources.close()
 
     def _syscall(self, name: str, *args: int) -> int:
-        return self.tracee.inject_syscall(STUB_PAGE, syscall_number(name), *args)
+        return self.tracee.inject_syscall(STUB_PAGE + rpage.SYSCALL_OFFSET, syscall_number(name),
+                                          *args)
 
     def _open_in_tracee(self, path: Path) -> int:
-        scratch = STUB_PAGE + 0x100
+        scratch = STUB_PAGE + rpage.SCRATCH_OFFSET
         self.tracee.write(scratch, str(path).encode() + b"\0")
-        fd = self._syscall("openat", -100, scratch, 2, 0)  # AT_FDCWD, O_RDWR
+        fd = self._syscall("openat", AT_FDCWD, scratch, os.O_RDWR, 0)
         assert fd >= 0, f"openat {path} in the stub: errno {-fd}"
         return fd
 
@@ -371,7 +378,7 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
     def model_is_sorted_and_disjoint(self) -> None:
         ms: list[Mapping] = self.space.mappings
         assert all(m.start < m.end and m.start % PAGE == 0 == m.end % PAGE for m in ms), ms
-        assert all(a.end <= b.start for a, b in zip(ms, ms[1:])), ms
+        assert all(a.end <= b.start for a, b in itertools.pairwise(ms)), ms
 
     @invariant()
     def kernel_agrees(self) -> None:

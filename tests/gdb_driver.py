@@ -1,0 +1,296 @@
+"""Real gdb against a real replay server: the pieces tests use to debug a recorded
+program through gdb's own commands.
+
+`ReplayServer` is `retrograde replay -s 0 TRACE` in a process of its own (and its
+own session, so that every replay and checkpoint process it makes can be found
+and checked gone when it ends). `GdbSession` is gdb 13 driven through its MI,
+with the shipped command file loaded, connected to a server; its waits end as
+soon as the answer is in, so a test pays for the replay, not for sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pygdbmi.gdbcontroller import GdbController
+
+import retrograde
+from runner import RETROGRADE
+
+GDB = shutil.which("gdb")
+GDB_COMMANDS = Path(retrograde.__file__).with_name("retrograde.gdb")
+PROGRAMS_DIR = Path(__file__).parent / "programs"
+
+
+def marked_line(program: str, marker: str) -> int:
+    """The line of tests/programs/PROGRAM.c that ends in the comment ``// MARKER``."""
+    lines = (PROGRAMS_DIR / f"{program}.c").read_text().splitlines()
+    found = [n for n, line in enumerate(lines, 1) if line.rstrip().endswith(f"// {marker}")]
+    assert len(found) == 1, f"{program}.c has {len(found)} lines marked {marker!r}"
+    return found[0]
+
+
+def session_processes(sid: int) -> list[str]:
+    """Live (non-zombie) processes of session ``sid``: a server started in a session
+    of its own, its replay processes and their checkpoints, whoever their parent is now."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                comm, fields = f.read().split(" (", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue
+        state, _ppid, _pgrp, session = fields.split()[:4]
+        if int(session) == sid and state != "Z":
+            found.append(f"{entry} ({comm})")
+    return found
+
+
+class ReplayServer:
+    """``retrograde replay -s 0 [OPTIONS] TRACE``, started and listening.
+
+    Its first line of output names the port; the rest (the replayed program's
+    own output) is kept in ``output``. ``close`` ends it (SIGTERM unwinds the
+    replay like Ctrl-C) unless a client killed it already, and fails if any
+    process of its session outlives it.
+    """
+
+    def __init__(self, trace: Path, *options: str, timeout: float = 30) -> None:
+        self.process = subprocess.Popen(
+            [*RETROGRADE, "replay", "-s", "0", *options, str(trace)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        self._output: list[str] = []
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        try:
+            first = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            first = None
+        match = re.fullmatch(r"listening on (\S+):(\d+)\n", first or "")
+        if match is None:
+            self.close()
+            raise RuntimeError(f"the server did not start: {first!r}, stderr {self.stderr!r}")
+        self.host, self.port = match[1], int(match[2])
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        first = True
+        for line in self.process.stdout:
+            if first:
+                self._lines.put(line)
+                first = False
+            else:
+                self._output.append(line)
+        self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def output(self) -> str:
+        """What the replayed program has written so far (the server echoes it)."""
+        return "".join(self._output)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def wait(self, timeout: float = 10) -> int:
+        return self.process.wait(timeout)
+
+    def close(self, timeout: float = 10) -> int:
+        """End the server; its exit status. Raises if a replay process outlives it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        # Replay processes die with their tracer (PTRACE_O_EXITKILL), a moment later.
+        deadline = time.monotonic() + 5
+        while (left := session_processes(self.process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for line in left:
+            try:
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert not left, f"replay processes outlived the server: {left}"
+        return self.process.returncode
+
+    def __enter__(self) -> ReplayServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GdbError(Exception):
+    """gdb answered a command with ^error; the message is gdb's."""
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a command that resumed the program ended: the MI ``*stopped`` record
+    and the console text gdb printed on the way ("Old value = ...")."""
+
+    record: dict[str, Any]
+    console: str = ""
+
+    @property
+    def reason(self) -> str:
+        return self.record.get("reason", "")
+
+    @property
+    def frame(self) -> dict[str, Any]:
+        return self.record.get("frame", {})
+
+    @property
+    def line(self) -> int | None:
+        line = self.frame.get("line")
+        return int(line) if line is not None else None
+
+
+@dataclass
+class _Answer:
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def result(self, token: int) -> dict[str, Any] | None:
+        return next((r for r in self.records
+                     if r["type"] == "result" and r["token"] == token), None)  # fmt: skip
+
+    def stopped(self) -> dict[str, Any] | None:
+        return next((r["payload"] for r in self.records
+                     if r["type"] == "notify" and r["message"] == "stopped"), None)  # fmt: skip
+
+    def console(self) -> str:
+        return "".join(r["payload"] for r in self.records
+                       if r["type"] in ("console", "target") and r["payload"])  # fmt: skip
+
+
+class GdbSession:
+    """gdb 13 on the MI, with retrograde's command file loaded.
+
+    ``cmd`` runs a CLI command and returns what it printed; ``stop`` runs one
+    that resumes the program and returns how it stopped; ``value`` is the value
+    of an expression as gdb prints it. A command gdb rejects raises GdbError.
+    Commands that resume wait for the ``*stopped`` record, so the next command
+    sees the program where it stopped.
+    """
+
+    def __init__(self, timeout: float = 20) -> None:
+        assert GDB is not None, "needs gdb"
+        self.timeout = timeout
+        self.controller = GdbController(
+            command=[GDB, "--interpreter=mi3", "-q", "-nx", "-x", str(GDB_COMMANDS)],
+            time_to_check_for_additional_output_sec=0.05,
+        )
+        self._token = 100
+        self.mi("-gdb-set confirm off")
+        self.mi("-gdb-set pagination off")
+        self.mi("-gdb-set width 0")
+        # Or gdb reads no command (-exec-interrupt) while the program runs.
+        self.mi("-gdb-set mi-async on")
+
+    # -- the MI conversation ----------------------------------------------------------------------
+    def _send(self, command: str, *, until_stopped: bool | None = None,
+              timeout: float | None = None) -> _Answer:
+        """Send an MI command; its records up to its result and, when it resumed
+        the program (``^running``) or ``until_stopped``, up to the ``*stopped``."""
+        self._token += 1
+        token = self._token
+        self.controller.write(f"{token}{command}", read_response=False)
+        answer = _Answer()
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while time.monotonic() < deadline:
+            answer.records += self.controller.get_gdb_response(
+                timeout_sec=0.05, raise_error_on_timeout=False)
+            result = answer.result(token)
+            if result is None:
+                continue
+            if result["message"] == "error":
+                raise GdbError(answer.console() + result["payload"].get("msg", ""))
+            wait = until_stopped if until_stopped is not None else result["message"] == "running"
+            if not wait or answer.stopped() is not None:
+                return answer
+        raise TimeoutError(f"gdb did not finish {command!r} in time: {answer.records}")
+
+    def mi(self, command: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """An MI command's result payload."""
+        answer = self._send(command, timeout=timeout)
+        result = answer.result(self._token)
+        assert result is not None
+        return result["payload"] or {}
+
+    def cmd(self, command: str, *, timeout: float | None = None) -> str:
+        """A CLI command's output (console and target streams)."""
+        quoted = command.replace("\\", "\\\\").replace('"', '\\"')
+        return self._send(f'-interpreter-exec console "{quoted}"', timeout=timeout).console()
+
+    def stop(self, command: str, *, timeout: float | None = None) -> Stopped:
+        """Run a CLI (or ``-exec-...`` MI) command that resumes the program; how it stopped."""
+        if not command.startswith("-"):
+            quoted = command.replace("\\", "\\\\").replace('"', '\\"')
+            command = f'-interpreter-exec console "{quoted}"'
+        answer = self._send(command, until_stopped=True, timeout=timeout)
+        stopped = answer.stopped()
+        assert stopped is not None
+        return Stopped(stopped, answer.console())
+
+    def start(self, command: str) -> None:
+        """Resume the program and return at once (``^running``): for an interrupt to follow."""
+        self._send(command, until_stopped=False)
+
+    def value(self, expression: str) -> str:
+        """``expression``'s value as gdb prints it (-data-evaluate-expression)."""
+        return self.mi(f'-data-evaluate-expression "{expression}"')["value"]
+
+    def pc(self) -> int:
+        return int(self.value("$pc").split()[0], 16)
+
+    # -- the target -------------------------------------------------------------------------------
+    def connect(self, address: str) -> str:
+        """``target remote ADDRESS``; what gdb printed (the reads of the symbol files)."""
+        return self.cmd(f"target remote {address}")
+
+    def close(self) -> None:
+        self.controller.exit()
+
+    def __enter__(self) -> GdbSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def debugging(trace: Path, *options: str) -> Iterator[tuple[GdbSession, ReplayServer]]:
+    """A replay server on ``trace`` and a gdb connected to it; both ended afterwards."""
+    with ReplayServer(trace, *options) as server, GdbSession() as gdb:
+        gdb.connect(server.address)
+        yield gdb, server

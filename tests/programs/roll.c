@@ -1,0 +1,30 @@
+/* A loop of exactly four instructions an iteration (nop, nop, dec, jnz), for
+ * reverse-roll tests: N instructions back from `after_loop` is a known place,
+ * identified by rip (the loop head, `loop_head`) and rcx (iterations left).
+ * Exit status 25. */
+#include <stdio.h>
+
+#define ITERATIONS 30000
+
+int main(void)
+{
+    long left;
+    printf("roll: %d iterations\n", ITERATIONS);
+    fflush(stdout);
+    __asm__ volatile(
+        "mov %1, %%rcx\n"
+        ".globl loop_head\n"
+        "loop_head:\n"
+        "nop\n"
+        "nop\n"
+        "dec %%rcx\n"
+        "jnz loop_head\n"
+        ".globl after_loop\n"
+        "after_loop:\n"
+        "mov %%rcx, %0\n"
+        : "=r"(left)
+        : "i"(ITERATIONS)
+        : "rcx");
+    printf("roll: %ld left\n", left);
+    return 25;
+}
