@@ -37,8 +37,27 @@ def main() -> int:
     same = replayed.returncode == recorded.returncode
     print(f"\nrecorded exit status {recorded.returncode}, replayed {replayed.returncode}: "
           f"{'identical' if same else 'DIFFERENT'}")
+    detect = line_of("printf(\"audit:")
+    session = step("debug it: stop where the bug is noticed, watch the corrupted balance, "
+                   "and run backwards to the write that corrupted it",
+                   [*RETROGRADE, "replay", "--no-echo", "--", "-batch",
+                    "-ex", f"break {detect}", "-ex", "continue",
+                    "-ex", "print acct->balance", "-ex", "watch -l acct->balance",
+                    "-ex", "reverse-continue", "-ex", "backtrace", "-ex", "print i",
+                    "-ex", "reverse-continue", "-ex", "print i"],
+                   capture_output=True, text=True)
+    shown = [line for line in session.stdout.splitlines()
+             if not line.startswith(("Reading ", "warning: ", "0x0000"))]
+    print("\n".join(shown))
+    found = f"buggy.c:{line_of('dst[i] = src[i];')}" in session.stdout
+    print(f"\nreverse-continue landed on the corrupting line: {'yes' if found else 'NO'}")
     shutil.rmtree(work, ignore_errors=True)
-    return 0 if same else 1
+    return 0 if same and found and session.returncode == 0 else 1
+
+
+def line_of(marker: str) -> int:
+    lines = (HERE / "buggy.c").read_text().splitlines()
+    return next(n for n, text in enumerate(lines, 1) if marker in text)
 
 
 if __name__ == "__main__":
