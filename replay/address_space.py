@@ -56,7 +56,7 @@ class AddressSpace:
             (Mapping(r.start, r.end, r.perms, kind_of(r), r) for r in records),
             key=lambda m: m.start)
 
-    def copy(self) -> "AddressSpace":
+    def copy(self) -> AddressSpace:
         clone = AddressSpace([])
         clone.mappings = list(self.mappings)
         return clone

@@ -427,7 +427,7 @@ class ReplaySession:
                                    (flags & 4) | MREMAP_MAYMOVE | MREMAP_FIXED, result)
             if got != result:
                 raise Divergence(n, f"mremap to {result:#x} gave {got:#x} in replay")
-            space.remap(old, old_size, result, new_size)
+            space.remap(old, old_size, result, new_size, dontunmap=bool(flags & 4))
         else:
             got = self._inject(nr, *args)
             if got != result:
