@@ -14,7 +14,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from retrograde.replay.timeline import Arrival, Timeline, Watch
-from retrograde.trace.events import ExecEvent, SignalEvent, SyscallEvent
+from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.registers import registers_to_bytes
 
@@ -98,10 +98,44 @@ class ReplayTarget:
             if reverse:
                 arrival = timeline.reverse_step(1) if step else timeline.reverse_continue()
             else:
-                arrival = timeline.forward(step)
+                arrival = self._forward(step)
         except KeyboardInterrupt:
             return Stop("interrupted", signo=2)
         return self._stop(arrival)
+
+    def _forward(self, step: bool) -> Arrival:
+        """Forwards, with a program that dies of a signal shown as a native debugger
+        shows it.
+
+        The timeline ends its history at the fatal signal, before it is taken:
+        gdb is told of the signal there ("Program received signal SIGSEGV"), the
+        last place where the program can be looked at or reversed from. The next
+        resume goes on to the recorded death ("Program terminated with signal"),
+        past the timeline's stops in between (the signal taken, the process gone
+        but its exit event not yet carried out), where there is nothing to show.
+        """
+        timeline = self.timeline
+        arrival = timeline.forward(step)
+        while arrival.reason in ("signal", "end") and self._dies_next():
+            arrival = timeline.forward(step)
+        fatal = self._signal_reached()
+        if arrival.reason == "end" and fatal is not None:
+            return Arrival("signal", arrival.mark, signo=fatal.signo)
+        return arrival
+
+    def _dies_next(self) -> bool:
+        """Whether the next event is the program's end (nothing runs before it)."""
+        live, reader = self.timeline.live, self.timeline.reader
+        return (live.end is None and live.next_event < len(reader)
+                and isinstance(reader[live.next_event], ExitEvent))
+
+    def _signal_reached(self) -> SignalEvent | None:
+        """The recorded signal the replay has reached and not yet taken, if any."""
+        live, reader = self.timeline.live, self.timeline.reader
+        if live.reached is None or live.end is not None or live.next_event >= len(reader):
+            return None
+        event = reader[live.next_event]
+        return event if isinstance(event, SignalEvent) else None
 
     def _stop(self, arrival: Arrival) -> Stop:
         reason = arrival.reason
@@ -190,6 +224,9 @@ class ReplayTarget:
         live = self.timeline.live
         if live.pending_signal:
             return live.pending_siginfo
+        reached = self._signal_reached()  # a fatal signal, shown before it is taken
+        if reached is not None:
+            return reached.siginfo
         here = self.timeline.mark.event
         for n in range(here - 1, max(0, here - 2) - 1, -1):
             event = self.timeline.reader[n]

@@ -22,21 +22,45 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from retrograde.trace.events import (Event, ExecEvent, ExitEvent, MappingRecord, RdtscEvent,
-                                     SignalEvent, SyscallEvent)
+from retrograde.trace.events import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    MappingRecord,
+    RdtscEvent,
+    SignalEvent,
+    SyscallEvent,
+)
 from retrograde.trace.format import TraceError, TraceReader
 from retrograde.tracee import page as rpage
 from retrograde.tracee.cpu import decode_rdtsc
-from retrograde.tracee.maps import (memory_digest, page_up, parse_maps, writable_memory,
-                                    writable_memory_digest)
-from retrograde.tracee.process import (PTRACE_CONT, PTRACE_SYSCALL, PTRACE_SYSEMU,
-                                       PTRACE_SYSEMU_SINGLESTEP, Stop, Tracee, TraceeError,
-                                       fork_clone)
-from retrograde.tracee.registers import (Registers, describe_difference, registers_from_bytes,
-                                         registers_to_bytes, signed, syscall_args)
-from retrograde.tracee.syscalls import (EXECUTED_IN_REPLAY, MMAP_FAMILY, syscall_name,
-                                        syscall_number)
+from retrograde.tracee.maps import (
+    memory_digest,
+    page_up,
+    parse_maps,
+    writable_memory,
+    writable_memory_digest,
+)
+from retrograde.tracee.process import (
+    PTRACE_CONT,
+    PTRACE_SYSCALL,
+    PTRACE_SYSEMU,
+    PTRACE_SYSEMU_SINGLESTEP,
+    Stop,
+    Tracee,
+    TraceeError,
+    fork_clone,
+)
+from retrograde.tracee.registers import (
+    Registers,
+    describe_difference,
+    registers_from_bytes,
+    registers_to_bytes,
+    syscall_args,
+)
+from retrograde.tracee.syscalls import EXECUTED_IN_REPLAY, MMAP_FAMILY, syscall_name, syscall_number
 
 from .address_space import AddressSpace, prot_perms
 from .stub import write_stub
@@ -104,7 +128,7 @@ class ReplaySession:
         self.reached: Stop | None = None  # next event's stop, reached but not carried out
         self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
 
-    def __enter__(self) -> "ReplaySession":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -115,7 +139,7 @@ class ReplaySession:
             self.tracee.kill()
 
     # -- checkpoints --------------------------------------------------------------------
-    def clone(self) -> "ReplaySession":
+    def clone(self) -> ReplaySession:
         """A copy of this replay at the same position: a checkpoint, or a restore of one.
 
         The copy is a fork of the replay process (injected at the retrograde
@@ -483,9 +507,9 @@ class ReplaySession:
                 self.echo_fds[args[1]] = self.echo_fds[args[0]]
             elif args[0] != args[1]:
                 self.echo_fds.pop(args[1], None)
-        elif nr == NR["dup"] or (nr == NR["fcntl"] and args[1] in (0, 1030)):  # F_DUPFD(_CLOEXEC)
-            if args[0] in self.echo_fds:
-                self.echo_fds[event.result] = self.echo_fds[args[0]]
+        elif (nr == NR["dup"] or (nr == NR["fcntl"] and args[1] in (0, 1030))) \
+                and args[0] in self.echo_fds:  # dup, F_DUPFD, F_DUPFD_CLOEXEC
+            self.echo_fds[event.result] = self.echo_fds[args[0]]
 
     def _echo(self, event: SyscallEvent) -> None:
         self._follow_echoed_fds(event)

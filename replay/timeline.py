@@ -33,8 +33,9 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Self
 
 from retrograde.trace.format import TraceReader
 
@@ -54,7 +55,7 @@ class Mark:
     event: int
     steps: tuple[Segment, ...] = ()
 
-    def then(self, segment: Segment) -> "Mark":
+    def then(self, segment: Segment) -> Mark:
         if self.steps and segment[0] == "step" and self.steps[-1][0] == "step":
             return Mark(self.event, self.steps[:-1] + (("step", self.steps[-1][1] + segment[1]),))
         if segment[0] == "step" and segment[1] == 0:
@@ -141,7 +142,7 @@ class Timeline:
         self.recent.clear()
         self.named.clear()
 
-    def __enter__(self) -> "Timeline":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -504,9 +505,7 @@ class Timeline:
                                            stop_at_end=False)
                         if segment[0] == "watch":
                             self._apply_watches(session, [])
-                        if segment[0] == "bp" and session.tracee.get_regs().rip == segment[1]:
-                            arrived += 1
-                        elif segment[0] == "watch" and stop.reason == "watch":
+                        if segment[0] == "bp" and session.tracee.get_regs().rip == segment[1] or segment[0] == "watch" and stop.reason == "watch":
                             arrived += 1
                     steps += 1
                     cur = cur.then(("step", 1))

@@ -49,7 +49,7 @@ class Event:
         return out
 
     @staticmethod
-    def from_wire(data: dict[str, Any]) -> "Event":
+    def from_wire(data: dict[str, Any]) -> Event:
         data = dict(data)
         cls = EVENT_KINDS[data.pop("k")]
         if "mappings" in data:

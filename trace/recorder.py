@@ -15,27 +15,39 @@ one-line error and a trace that is valid up to that event.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..tracee import cpu
 from ..tracee import page as rpage
 from ..tracee.maps import KernelMapping, memory_digest, page_up, parse_maps, writable_memory
-from ..tracee.process import (PTRACE_EVENT_EXEC, PTRACE_SYSCALL, Tracee, TraceeError,
-                              is_error)
+from ..tracee.process import PTRACE_EVENT_EXEC, PTRACE_SYSCALL, Tracee, TraceeError, is_error
 from ..tracee.registers import Registers, registers_to_bytes, signed, syscall_args
-from ..tracee.syscalls import (MMAP_FAMILY, REFUSED_IN_RECORDING, UnsupportedSyscall,
-                               is_supported, output_regions, syscall_name, syscall_number)
+from ..tracee.syscalls import (
+    MMAP_FAMILY,
+    REFUSED_IN_RECORDING,
+    UnsupportedSyscall,
+    is_supported,
+    output_regions,
+    syscall_name,
+    syscall_number,
+)
 from ..tracee.vdso import patch_vdso
-from .events import (Event, ExecEvent, ExitEvent, MappingRecord, RdtscEvent, SignalEvent,
-                     SyscallEvent)
+from .events import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    MappingRecord,
+    RdtscEvent,
+    SignalEvent,
+    SyscallEvent,
+)
 from .format import TraceWriter
 
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,

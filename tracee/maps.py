@@ -60,7 +60,7 @@ def parse_maps(text: str) -> list[KernelMapping]:
     return mappings
 
 
-def writable_memory(tracee: "Tracee") -> list[tuple[int, bytes]]:
+def writable_memory(tracee: Tracee) -> list[tuple[int, bytes]]:
     """The contents of every writable region, as (address, bytes)."""
     return [(m.start, tracee.read_partial(m.start, m.size))
             for m in parse_maps(tracee.read_maps()) if m.writable and not m.is_pseudo]
@@ -74,7 +74,7 @@ def memory_digest(regions: list[tuple[int, bytes]]) -> bytes:
     return digest.digest()
 
 
-def writable_memory_digest(tracee: "Tracee") -> bytes:
+def writable_memory_digest(tracee: Tracee) -> bytes:
     """A digest of every writable region (addresses and contents).
 
     Two stops with equal registers and equal digests are the same program

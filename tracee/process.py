@@ -18,8 +18,8 @@ import ctypes
 import os
 import resource
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ptrace.binding.func import ptrace as _ptrace
 from ptrace.binding.func import ptrace_getregs, ptrace_setregs
@@ -107,7 +107,7 @@ class Tracee:
     @classmethod
     def spawn(cls, argv: Sequence[str], *, env: dict[str, str] | None = None,
               cwd: str | None = None, trap_tsc: bool = True,
-              options: int = DEFAULT_OPTIONS, isolate: bool = False) -> "Tracee":
+              options: int = DEFAULT_OPTIONS, isolate: bool = False) -> Tracee:
         """Fork and exec ``argv`` under ptrace; return it stopped at PTRACE_EVENT_EXEC.
 
         The child stops itself before exec so that the options (EXITKILL above
@@ -344,4 +344,4 @@ def is_error(result: int) -> bool:
     return -4095 <= result < 0
 
 
-__all__ = ["Tracee", "TraceeError", "Stop", "PtraceError", "fork_clone", "is_error"]
+__all__ = ["PtraceError", "Stop", "Tracee", "TraceeError", "fork_clone", "is_error"]

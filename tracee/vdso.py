@@ -47,7 +47,7 @@ def vdso_function_addresses(image: bytes, base: int) -> dict[str, int]:
     return found
 
 
-def patch_vdso(tracee: "Tracee", start: int, end: int) -> dict[str, int]:
+def patch_vdso(tracee: Tracee, start: int, end: int) -> dict[str, int]:
     """Patch the vDSO at [start, end) in ``tracee``; returns what was patched."""
     image = tracee.read(start, end - start)
     addresses = vdso_function_addresses(image, start)
