@@ -32,7 +32,7 @@ import harness
 
 # Modules whose @section functions make up the benchmark, in printing order.
 # A new family of sections (e.g. gdb latencies) can live in its own module: add it here.
-SECTION_MODULES = ["sections"]
+SECTION_MODULES = ["sections", "gdb_sections"]
 
 DEFAULT_JSON = Path(tempfile.gettempdir()) / "retrograde-bench" / "results-latest.json"
 

@@ -445,27 +445,38 @@ class Timeline:
                 continue
             if anchor.event <= self.start_mark.event:
                 return self.start_mark
-            # The instruction before a boundary is the previous event itself.
+            # The instruction before a boundary is the previous event itself (the
+            # syscall, the rdtsc); the next pass names the place before it in
+            # steps, as forward stepping reaches it.
             remaining -= 1
             end = Mark(anchor.event - 1, (("reach",),))
-            if remaining == 0:
-                return end
 
     def _anchor_before(self, end: Mark) -> Mark:
-        """The latest known mark on the way to ``end`` (not ``end`` itself)."""
-        best = Mark(end.event)
-        for mark in list(self.recent) + [m for m, _ in self.named.values()]:
-            if mark != end and remainder(mark, end) is not None and len(mark.steps) >= len(
-                    best.steps):
-                rest = remainder(mark, end)
-                if rest and (len(mark.steps) > len(best.steps) or best.steps == ()):
-                    best = mark
-        if best == end:
-            return Mark(end.event)
+        """The latest mark known to be on the way to ``end`` (not ``end`` itself).
+
+        Candidates: the boundary, every kept clone on the way, and, when ``end``
+        is the n-th arrival at a breakpoint, the (n-1)-th arrival: in a loop the
+        instructions from there to ``end`` are one iteration, however long the
+        interval has been running.
+        """
+        candidates = [Mark(end.event)]
+        candidates += [m for m in list(self.recent) + [m for m, _ in self.named.values()]
+                       if m != end and remainder(m, end)]
+        if end.steps and end.steps[-1][0] == "bp" and end.steps[-1][2] > 1:
+            kind, addr, count = end.steps[-1]
+            candidates.append(Mark(end.event, end.steps[:-1] + ((kind, addr, count - 1),)))
+        best = candidates[0]
+        for mark in candidates[1:]:
+            if remainder(best, mark) is not None:  # best is on the way to mark: mark is later
+                best = mark
         return best
 
     def _count_steps(self, anchor: Mark, end: Mark) -> int:
-        """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone."""
+        """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone.
+
+        Clones are left behind every CLONE_EVERY_STEPS instructions, so the next
+        reverse step near here starts close by instead of at the anchor.
+        """
         rest = remainder(anchor, end)
         assert rest is not None
         if not rest:
@@ -475,49 +486,28 @@ class Timeline:
         cur = anchor
         try:
             for segment in rest:
-                if segment[0] == "step":
-                    steps += segment[1]
-                    session_moves = segment[1]
-                    for _ in range(session_moves):
-                        session.run(step=True, report_signals=frozenset(), stop_at_end=False)
-                        cur = cur.then(("step", 1))
-                        self._maybe_leave_clone(cur, session, steps)
-                    continue
-                goal = cur
-                arrived = 0
-                want = segment[-1] if segment[0] != "reach" else 1
-                while arrived < want:
+                kind = segment[0]
+                if kind == "watch":
+                    self._apply_watches(session, [Watch(*segment[1])])
+                arrivals, wanted = 0, (1 if kind == "reach" else segment[-1])
+                while arrivals < wanted:
                     if self.interrupted.is_set():
                         raise KeyboardInterrupt
-                    if segment[0] == "reach":
-                        stop = session.run(step=True, stop_before_event=True,
-                                           report_signals=frozenset())
-                        if stop.reason == "reached" or stop.reason == "end":
-                            arrived += 1
-                            goal = goal.then(("reach",))
-                            break
-                    else:
-                        before_rip = session.tracee.get_regs().rip
-                        del before_rip
-                        if segment[0] == "watch":
-                            self._apply_watches(session, [Watch(*segment[1])])
-                        stop = session.run(step=True, report_signals=frozenset(),
-                                           stop_at_end=False)
-                        if segment[0] == "watch":
-                            self._apply_watches(session, [])
-                        if segment[0] == "bp" and session.tracee.get_regs().rip == segment[1] or segment[0] == "watch" and stop.reason == "watch":
-                            arrived += 1
+                    stop = session.run(step=True, stop_before_event=kind == "reach",
+                                       report_signals=frozenset(), stop_at_end=False)
+                    if stop.reason == "reached":
+                        break  # at the event's stop: no instruction was executed
                     steps += 1
                     cur = cur.then(("step", 1))
-                    self._maybe_leave_clone(cur, session, steps)
-                cur = goal.then(segment) if segment[0] != "reach" else goal
+                    if steps % CLONE_EVERY_STEPS == 0:
+                        self._remember(cur, session)
+                    if kind == "step" or (kind == "watch" and stop.reason == "watch") or (
+                            kind == "bp" and session.tracee.get_regs().rip == segment[1]):
+                        arrivals += 1
+                self._apply_watches(session, [])
         finally:
             session.close()
         return steps
-
-    def _maybe_leave_clone(self, mark: Mark, session: ReplaySession, steps: int) -> None:
-        if steps % CLONE_EVERY_STEPS == 0:
-            self._remember(mark, session)
 
     # -- breakpoints ------------------------------------------------------------------------------
     def add_watch(self, watch: Watch) -> bool:

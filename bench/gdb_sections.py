@@ -1,0 +1,450 @@
+"""gdb sections: connecting and reaching main, the cost of a breakpoint hit, and the
+latency of reverse execution, all through real gdb (MI, driven with pygdbmi) against
+`retrograde replay -s 0`, with native gdb on the same program as the reference.
+
+The programs are compiled from the C sources below (not from tests/programs), so
+their shape (a loop of N calls; one long event interval) is fixed here. Every gdb
+command has a timeout, and every server is ended (gdb `kill`, then SIGTERM, then
+SIGKILL of its process group) whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    CFLAGS,
+    BenchError,
+    Context,
+    SectionResult,
+    Timing,
+    count,
+    ratio,
+    run_once,
+    seconds,
+    section,
+    timing,
+)
+
+GDB_COMMANDS = Path(__file__).resolve().parent.parent / "retrograde" / "retrograde.gdb"
+COMMAND_TIMEOUT = 60.0  # seconds for any one gdb command (connect, continue, ...)
+
+HITS_SOURCE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+volatile long sink;
+__attribute__((noinline)) void tick(long i) { sink += i; }
+__attribute__((noinline)) void phase(int n) { sink += n; }
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 2000;
+    phase(1);
+    for (long i = 0; i < n; i++)
+        tick(i);
+    phase(2);
+    for (long i = 0; i < n; i++)
+        tick(i);
+    phase(3);
+    printf("hits: %ld\n", sink);
+    return 0;
+}
+"""
+HITS = 2000
+GDB_ROUNDS = 3  # at most: a replay round costs ~10 s (2000 hits at ~3.5 ms)
+
+# One event interval: no syscall between the strtoull()s and the printf. At -O0 an
+# iteration is 19 instructions (gcc 12, x86-64: checked with objdump); the figures
+# in instructions below are iterations x that.
+LONG_SOURCE = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+volatile uint64_t sink;
+__attribute__((noinline)) void near_mark(uint64_t i) { sink = i; }
+__attribute__((noinline)) void far_mark(uint64_t i) { sink = i; }
+int main(int argc, char **argv)
+{
+    uint64_t n = strtoull(argv[1], 0, 0), far = strtoull(argv[2], 0, 0);
+    uint64_t near = strtoull(argv[3], 0, 0);
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (uint64_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (i == far) far_mark(i);
+        if (i == near) near_mark(i);
+    }
+    sink = x; /* END */
+    printf("long: %016llx\n", (unsigned long long)x);
+    return 0;
+}
+"""
+INSNS_PER_ITERATION = 19
+LONG_ITERATIONS = 5_600_000            # ~1.06e8 instructions in the interval
+NEAR_BACK = 1_000_000 // INSNS_PER_ITERATION   # iterations before the end: ~1e6 instructions
+FAR_BACK = 100_000_000 // INSNS_PER_ITERATION  # ~1e8 instructions
+REVERSE_STEPIS = 20
+REVERSE_NEXTS = 5
+REVERSE_ROLLS = 5
+ROLL = 100_000
+STEP_TIMEOUT = 30.0  # reverse-stepi/next/roll: each counts instructions by single-stepping
+
+
+def compile_source(ctx: Context, name: str, source: str) -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise BenchError("gcc is not installed (apt-get install gcc)")
+    out_dir = ctx.tmp / "programs"
+    out_dir.mkdir(exist_ok=True)
+    src = out_dir / f"{name}.c"
+    src.write_text(source.lstrip())
+    binary = out_dir / name
+    proc = subprocess.run([gcc, *CFLAGS, "-o", str(binary), str(src)],
+                          check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"gcc {src.name} failed:\n{proc.stderr}")
+    return binary
+
+
+def record(ctx: Context, label: str, argv: list[str]) -> Path:
+    path = ctx.new_trace_dir(label)
+    run_once(ctx.retrograde("record", "-o", path, "--", *argv), env=ctx.env, expect=0)
+    return path
+
+
+class CommandTimeout(BenchError):
+    pass
+
+
+class Gdb:
+    """gdb --interpreter=mi3, optionally attached to `retrograde replay -s 0 TRACE`.
+
+    `mi(command)` sends an MI or CLI command and reads until its result record and, if
+    it resumed the program, the *stopped notification; it returns (seconds from
+    sending to the last of those records, records). Timestamps are taken as the
+    records arrive (pygdbmi's quiet-period wait is set to 1 ms).
+    """
+
+    def __init__(self, ctx: Context, trace: Path | None = None,
+                 program: Path | None = None) -> None:
+        from pygdbmi.gdbcontroller import GdbController
+
+        self.ctx = ctx
+        self.server: subprocess.Popen | None = None
+        self.gdb = None
+        self.started = time.perf_counter()
+        try:
+            argv = ["gdb", "--interpreter=mi3", "-q", "-nx"]
+            if trace is not None:
+                log = open(ctx.tmp / "server-stderr.log", "ab")
+                self.server = subprocess.Popen(
+                    [*ctx.retrograde("replay", "-s", "0", "--no-echo", trace)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                    env=ctx.env, start_new_session=True)
+                log.close()
+                address = self._listening()
+                argv += ["-x", str(GDB_COMMANDS)]
+            self.gdb = GdbController(argv, time_to_check_for_additional_output_sec=0.001)
+            self.mi("-gdb-set pagination off")
+            self.mi("-gdb-set confirm off")
+            if trace is not None:
+                self.mi(f"-target-select remote {address}")
+            elif program is not None:
+                self.mi(f"-file-exec-and-symbols {program}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _listening(self) -> str:
+        assert self.server is not None and self.server.stdout is not None
+        fd = self.server.stdout.fileno()
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        data = b""
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.server.poll() is not None:
+                raise BenchError("retrograde replay -s 0 did not say where it listens "
+                                 f"(see {self.ctx.tmp / 'server-stderr.log'}): {data!r}")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    continue
+                data += chunk
+        match = re.match(rb"listening on ([\d.]+):(\d+)", data)
+        if not match:
+            raise BenchError(f"unexpected first line from the server: {data!r}")
+        return f"{match.group(1).decode()}:{match.group(2).decode()}"
+
+    def mi(self, command: str, timeout: float = COMMAND_TIMEOUT) -> tuple[float, list[dict]]:
+        assert self.gdb is not None
+        start = time.perf_counter()
+        self.gdb.write(command, read_response=False)
+        records: list[dict] = []
+        deadline = time.monotonic() + timeout
+        last = start
+        while True:
+            new = self.gdb.get_gdb_response(timeout_sec=0.2, raise_error_on_timeout=False)
+            if new:
+                last = time.perf_counter()
+                records += new
+            results = [r for r in records if r["type"] == "result"]
+            if results:
+                if results[-1]["message"] == "error":
+                    raise BenchError(f"gdb: {command}: {results[-1]['payload'].get('msg')}")
+                if results[-1]["message"] != "running" or any(
+                        r["type"] == "notify" and r["message"] == "stopped" for r in records):
+                    return last - start, records
+            if time.monotonic() > deadline:
+                raise CommandTimeout(f"gdb: {command!r} did not finish in {timeout:.0f} s")
+
+    def stop_of(self, records: list[dict]) -> dict:
+        stops = [r["payload"] for r in records if r["type"] == "notify"
+                 and r["message"] == "stopped"]
+        return stops[-1] if stops else {}
+
+    def resume(self, command: str, expect_func: str | None = None,
+               timeout: float = COMMAND_TIMEOUT) -> float:
+        """A command that resumes; its time; checks where it stopped."""
+        elapsed, records = self.mi(command, timeout)
+        stop = self.stop_of(records)
+        if not stop:
+            raise BenchError(f"gdb: {command!r} did not stop")
+        func = stop.get("frame", {}).get("func")
+        if expect_func is not None and func != expect_func:
+            raise BenchError(f"gdb: {command!r} stopped in {func} ({stop.get('reason')}), "
+                             f"not in {expect_func}")
+        return elapsed
+
+    def breakpoint(self, location: str) -> str:
+        _, records = self.mi(f"-break-insert {location}")
+        result = [r for r in records if r["type"] == "result"][-1]
+        return result["payload"]["bkpt"]["number"]
+
+    def close(self) -> None:
+        if self.gdb is not None:
+            try:
+                if self.gdb.gdb_process and self.gdb.gdb_process.poll() is None:
+                    self.gdb.write("kill", timeout_sec=5, raise_error_on_timeout=False)
+            except Exception:  # noqa: BLE001 (gdb may be gone or stuck: end it below)
+                pass
+            try:
+                self.gdb.exit()
+            except Exception:  # noqa: BLE001
+                pass
+            self.gdb = None
+        if self.server is not None:
+            server, self.server = self.server, None
+            for sig, wait in ((None, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+                if sig is not None:
+                    try:
+                        os.killpg(server.pid, sig)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    server.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            try:  # replay processes left in the server's group, if any
+                os.killpg(server.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if server.stdout is not None:
+                server.stdout.close()
+
+
+def ms(t: float) -> str:
+    return f"{t * 1000:.2f} ms" if t < 0.01 else seconds(t)
+
+
+# -- gdb ----------------------------------------------------------------------------------------
+
+@section("gdb", "gdb: connect and reach main, breakpoint-hit cost")
+def gdb_section(ctx: Context) -> SectionResult:
+    if shutil.which("gdb") is None:
+        raise BenchError("gdb is not installed (apt-get install gdb)")
+    prog = compile_source(ctx, "hits", HITS_SOURCE)
+    argv = [str(prog), str(HITS)]
+    trace = record(ctx, "hits", argv)
+    native_batch = ["gdb", "-batch", "-nx", "-q", "-ex", "break main", "-ex", "run",
+                    "--args", *argv]
+    run_once(native_batch, env=ctx.env)  # untimed warm-up (page cache)
+
+    connect = {"native": Timing(), "replay": Timing()}
+    hits = {k: {"with": Timing(), "without": Timing()} for k in ("native", "replay")}
+    rounds = min(ctx.repeat, GDB_ROUNDS)
+    ctx.log(f"gdb: {rounds} rounds of native gdb -batch, replay connect+main, "
+            f"and {HITS} breakpoint hits natively and in replay")
+    for _ in range(rounds):
+        connect["native"].add(*run_once(native_batch, env=ctx.env))
+        for kind in ("native", "replay"):
+            if kind == "replay":
+                g = Gdb(ctx, trace=trace)
+            else:
+                g = Gdb(ctx, program=prog)
+                g.mi(f"-exec-arguments {HITS}")
+            try:
+                g.breakpoint("main")
+                g.resume("-exec-run" if kind == "native" else "-exec-continue", "main")
+                if kind == "replay":
+                    connect["replay"].add(time.perf_counter() - g.started, 0.0)
+                g.breakpoint("phase")
+                g.resume("-exec-continue", "phase")                     # phase(1)
+                tick = g.breakpoint("tick")
+                g.mi(f"-break-after {tick} {HITS}")                     # hit, but never stop
+                hits[kind]["with"].add(g.resume("-exec-continue", "phase"), 0.0)
+                g.mi(f"-break-delete {tick}")
+                hits[kind]["without"].add(g.resume("-exec-continue", "phase"), 0.0)
+            finally:
+                g.close()
+
+    data: dict[str, Any] = {
+        "hits": HITS,
+        "connect_native_gdb_batch": connect["native"].to_json(),
+        "connect_replay": connect["replay"].to_json(),
+        "connect_ratio": connect["replay"].median / connect["native"].median,
+    }
+    per_hit = {}
+    for kind in ("native", "replay"):
+        w, wo = hits[kind]["with"], hits[kind]["without"]
+        per_hit[kind] = max(w.median - wo.median, 0.0) / HITS
+        data[f"continue_{kind}_with_hits"] = w.to_json()
+        data[f"continue_{kind}_without_hits"] = wo.to_json()
+        data[f"ms_per_hit_{kind}"] = per_hit[kind] * 1000
+    data["per_hit_ratio"] = per_hit["replay"] / per_hit["native"] if per_hit["native"] else None
+    rows = [
+        ["connect, break main, continue to main", timing(connect["native"]),
+         timing(connect["replay"]), ratio(data["connect_ratio"])],
+        [f"continue over {HITS} hits (ignore count)", timing(hits["native"]["with"]),
+         timing(hits["replay"]["with"]), ratio(hits["replay"]["with"].median
+                                              / hits["native"]["with"].median)],
+        ["same stretch, no breakpoint", timing(hits["native"]["without"]),
+         timing(hits["replay"]["without"]), ratio(hits["replay"]["without"].median
+                                                 / hits["native"]["without"].median)],
+        ["per breakpoint hit", f"{per_hit['native'] * 1000:.3f} ms",
+         f"{per_hit['replay'] * 1000:.3f} ms",
+         ratio(data["per_hit_ratio"]) if data["per_hit_ratio"] else "-"],
+    ]
+    notes = [
+        "native connect: the whole `gdb -batch -nx -ex 'break main' -ex run PROG` (start to exit);",
+        "replay connect: from starting `retrograde replay -s 0` to gdb's *stopped at main "
+        "(gdb MI start-up and target remote included)",
+        "per hit: (continue with a breakpoint hit N times, ignore count N) - (the same "
+        "stretch without it), / N; gdb's ignore count is evaluated in gdb, so each hit is a "
+        "stop and a resume",
+        "times: median ±half the min-max range",
+    ]
+    return SectionResult("gdb: connect and reach main, breakpoint-hit cost",
+                         ["measure", "native gdb", "replay", "replay/native"], rows, data, notes)
+
+
+# -- reverse ------------------------------------------------------------------------------------
+
+def _end_line() -> int:
+    return next(n for n, text in enumerate(LONG_SOURCE.lstrip().splitlines(), 1)
+                if "/* END */" in text)
+
+
+@section("reverse", "reverse execution latency (one long event interval)")
+def reverse_section(ctx: Context) -> SectionResult:
+    if shutil.which("gdb") is None:
+        raise BenchError("gdb is not installed (apt-get install gdb)")
+    prog = compile_source(ctx, "long", LONG_SOURCE)
+    n = LONG_ITERATIONS
+    argv = [str(prog), str(n), str(n - FAR_BACK), str(n - NEAR_BACK)]
+    trace = record(ctx, "long", argv)
+    end = f"long.c:{_end_line()}"
+    data: dict[str, Any] = {
+        "instructions_in_interval_approx": n * INSNS_PER_ITERATION,
+        "near_back_instructions_approx": NEAR_BACK * INSNS_PER_ITERATION,
+        "far_back_instructions_approx": FAR_BACK * INSNS_PER_ITERATION,
+        "timeout_s": COMMAND_TIMEOUT,
+    }
+    rows: list[list[str]] = []
+    notes: list[str] = []
+
+    # Session 1: reverse-continue back ~1e6 and ~1e8 instructions, then forwards again.
+    ctx.log("reverse: reverse-continue ~1e6 and ~1e8 instructions back")
+    g = Gdb(ctx, trace=trace)
+    try:
+        g.breakpoint(end)
+        data["forward_to_end_s"] = g.resume("-exec-continue", "main")
+        for label, mark, back in (("1e6", "near_mark", NEAR_BACK), ("1e8", "far_mark", FAR_BACK)):
+            insns = back * INSNS_PER_ITERATION
+            bp = g.breakpoint(mark)
+            try:
+                rc = g.resume("-exec-continue --reverse", mark)
+            except CommandTimeout:
+                data[f"reverse_continue_{label}"] = "did not finish"
+                rows.append([f"reverse-continue ~{count(insns)} insns back",
+                             f"did not finish in {COMMAND_TIMEOUT:.0f} s", "", ""])
+                break
+            g.mi(f"-break-delete {bp}")
+            fwd = g.resume("-exec-continue", "main")
+            data[f"reverse_continue_{label}_s"] = rc
+            data[f"forward_over_{label}_s"] = fwd
+            data[f"reverse_continue_{label}_over_forward"] = rc / fwd
+            rows.append([f"reverse-continue ~{count(insns)} insns back", ms(rc), ms(fwd),
+                         ratio(rc / fwd)])
+    finally:
+        g.close()
+
+    # Session 2, fresh (as after `continue` to a breakpoint): reverse-stepi, -next, -roll.
+    ctx.log(f"reverse: {REVERSE_STEPIS} reverse-stepi, {REVERSE_NEXTS} reverse-next, "
+            f"{REVERSE_ROLLS} reverse-roll {ROLL} from the end of the interval")
+    g = Gdb(ctx, trace=trace)
+    try:
+        g.breakpoint(end)
+        g.resume("-exec-continue", "main")
+        g.mi("-break-delete")
+        for name, command, reps in (
+                ("reverse-stepi", "-exec-step-instruction --reverse", REVERSE_STEPIS),
+                ("reverse-next", "-exec-next --reverse", REVERSE_NEXTS),
+                (f"reverse-roll {ROLL}", f"reverse-roll {ROLL}", REVERSE_ROLLS)):
+            samples: list[float] = []
+            try:
+                for _ in range(reps):
+                    if command.startswith("-exec"):
+                        samples.append(g.resume(command, "main", timeout=STEP_TIMEOUT))
+                    else:
+                        samples.append(g.mi(command, timeout=STEP_TIMEOUT)[0])
+            except CommandTimeout:
+                data[name] = {"samples_s": samples, "did_not_finish": True}
+                rows.append([f"{name} (x{reps})",
+                             f"did not finish in {STEP_TIMEOUT:.0f} s "
+                             f"(after {len(samples)} done)", "", ""])
+                notes.append(f"{name}: stopped measuring at the first command over "
+                             f"{STEP_TIMEOUT:.0f} s; the rest of this session is skipped")
+                break
+            med = statistics.median(samples)
+            data[name] = {"median_s": med, "first_s": samples[0], "max_s": max(samples),
+                          "samples_s": samples}
+            rows.append([f"{name} (x{reps})", ms(med), f"first {ms(samples[0])}",
+                         f"max {ms(max(samples))}"])
+    finally:
+        g.close()
+
+    notes[:0] = [
+        f"program: a {count(n)}-iteration xorshift loop at -O0, {INSNS_PER_ITERATION} "
+        f"instructions an iteration, ~{count(n * INSNS_PER_ITERATION)} instructions in one "
+        "event interval; stopped at the line after the loop",
+        "reverse-continue rows: reverse time, then forward `continue` over the same stretch, "
+        "then reverse/forward",
+        "reverse-stepi/next/roll rows: median, first, max of the repetitions, in a fresh "
+        "session stopped by a breakpoint at the end of the interval (the first pays for "
+        "counting the instructions from the nearest checkpoint)",
+        f"every command has a timeout: {STEP_TIMEOUT:.0f} s for reverse-stepi/next/roll, "
+        f"{COMMAND_TIMEOUT:.0f} s for the others",
+    ]
+    return SectionResult("reverse execution latency (one long event interval)",
+                         ["measure", "time", "", ""], rows, data, notes)

@@ -1,0 +1,156 @@
+"""Time travel on a Timeline: random walks of forward and backward moves.
+
+Two properties, checked by hypothesis on one recording of `watch`:
+
+* a mark names one state: whenever a walk comes back to a mark it visited
+  before, the replay's state digest (registers, xstate, writable memory) is
+  the same as the first time;
+* going back k instructions and then single-stepping k times returns to the
+  very state the walk left.
+
+The digest is ReplaySession.state_digest() except for one field: the
+XSAVE header's XSTATE_BV (bytes 512..519 of the xstate), which says which
+components the CPU tracks as "in init state" rather than what they hold. A
+replay whose xstate was set from the recording (the live session after exec)
+reports SSE (bit 1) in use, while a fork clone of it -- what every checkpoint
+restore and seek runs on -- may report it in init state, with identical
+register contents: the kernel fills a component in init state with its init
+values, so masking the bitmap loses nothing architectural.
+
+Every Timeline is closed at the end of its example, and no process traced by
+this test process outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from runner import record
+
+from retrograde.replay.session import ReplaySession
+from retrograde.replay.timeline import Timeline
+from retrograde.trace.events import ExecEvent
+from retrograde.trace.format import TraceReader
+from retrograde.tracee.maps import memory_digest, writable_memory
+from retrograde.tracee.registers import registers_to_bytes
+
+BREAK_AT = ("add_to_global", "record_hit")
+ENDED = ("exited", "end")
+XSTATE_BV = slice(512, 520)
+
+
+def state_digest(session: ReplaySession) -> bytes:
+    """session.state_digest(), with the XSAVE header's XSTATE_BV left out (see above)."""
+    t = session.tracee
+    xstate = bytearray(t.get_xstate())
+    xstate[XSTATE_BV] = bytes(8)
+    return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, bytes(xstate)),
+                          *writable_memory(t)])
+
+
+def _traced_by_me() -> list[int]:
+    """Live processes whose tracer is this process (replays, checkpoints, clones)."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("TracerPid", "0")) == me and not fields.get("State", "").strip(
+                ).startswith("Z"):
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture(scope="module")
+def watch_trace(programs, tmp_path_factory) -> tuple[TraceReader, frozenset[int]]:
+    """The recording of `watch` and the addresses of BREAK_AT in its replay."""
+    out = tmp_path_factory.mktemp("time-travel") / "watch"
+    recorded = record([programs.watch], out=out)
+    assert recorded.returncode == 22, recorded.stderr.decode(errors="replace")
+    with TraceReader(out) as reader:
+        exec_event = reader[0]
+        assert isinstance(exec_event, ExecEvent)
+        binary = Path(exec_event.path).resolve()
+        bias = next(m.start for m in exec_event.mappings
+                    if m.offset == 0 and m.name and Path(m.name).resolve() == binary)
+        with open(programs.watch, "rb") as f:
+            symbols = {s.name: s["st_value"]
+                       for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
+        yield reader, frozenset(bias + symbols[name] for name in BREAK_AT)
+
+
+MOVES = st.one_of(
+    st.just(("stepi",)),
+    st.just(("continue",)),
+    st.just(("reverse-stepi",)),
+    st.just(("reverse-continue",)),
+    st.tuples(st.just("reverse-roll"), st.integers(2, 50)),
+    st.tuples(st.just("there-and-back"), st.integers(1, 50)),
+)
+
+
+@settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+@given(moves=st.lists(MOVES, min_size=1, max_size=12))
+def test_marks_name_one_state_and_rolls_come_back(watch_trace, moves):
+    reader, breakpoints = watch_trace
+    visited: dict = {}
+    timeline = Timeline(reader)
+    try:
+        timeline.breakpoints = set(breakpoints)
+
+        def note() -> bytes | None:
+            """Check (and remember) the digest at the current mark."""
+            if timeline.live.end is not None:
+                return None
+            digest = state_digest(timeline.live)
+            seen = visited.setdefault(timeline.mark, digest)
+            assert seen == digest, f"{timeline.mark} names two states"
+            return digest
+
+        note()
+        for move in moves:
+            if move[0] == "stepi":
+                arrival = timeline.forward(True)
+            elif move[0] == "continue":
+                arrival = timeline.forward(False)
+                if arrival.reason == "breakpoint":
+                    assert timeline.live.tracee.get_regs().rip in breakpoints
+            elif move[0] == "reverse-stepi":
+                arrival = timeline.reverse_step(1)
+            elif move[0] == "reverse-continue":
+                arrival = timeline.reverse_continue()
+                if arrival.reason == "breakpoint":
+                    assert timeline.live.tracee.get_regs().rip in breakpoints
+            elif move[0] == "reverse-roll":
+                arrival = timeline.reverse_step(move[1])
+            else:  # there-and-back: reverse_step(k), then k single steps forward
+                k = move[1]
+                if timeline.mark == timeline.start_mark:
+                    continue
+                before_mark, before = timeline.mark, note()
+                back = timeline.reverse_step(k)
+                note()
+                if back.reason == "history-begin":
+                    continue  # fewer than k instructions of history: nothing to count
+                for _ in range(k):
+                    arrival = timeline.forward(True)
+                    note()
+                assert arrival.reason in ("step", "end"), arrival
+                assert state_digest(timeline.live) == before, (
+                    f"{k} back from {before_mark} and {k} forward arrived at "
+                    f"{timeline.mark}, another state")
+            note()
+            if arrival.reason in ENDED:
+                break
+    finally:
+        timeline.close()
+    assert not _traced_by_me(), "replay processes outlived their Timeline"
