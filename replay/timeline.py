@@ -205,15 +205,16 @@ class Timeline:
         e = max(events)
         return Mark(e), self.boundary_checkpoints[e]
 
-    def _fresh_at(self, target: Mark, observe: bool = False,
+    def _fresh_at(self, target: Mark, *, source: tuple[Mark, ReplaySession] | None = None,
                   hits: list[Hit] | None = None) -> ReplaySession:
-        """A new session at ``target``; with ``observe``, the user's hits on the way
-        (strictly before ``target``) are appended to ``hits``."""
-        source_mark, source = self._source_for(target)
-        session = source.clone()
+        """A new session at ``target``, cloned from ``source`` (default: the cheapest
+        clone). With ``hits``, the user's breakpoints and watchpoints are armed on
+        the way and their hits strictly before ``target`` are appended to it."""
+        source_mark, source_session = source or self._source_for(target)
+        session = source_session.clone()
         session.echo = False  # output is echoed once, as the live replay first produces it
         try:
-            self._drive(session, source_mark, target, observe, hits)
+            self._drive(session, source_mark, target, hits is not None, hits)
         except BaseException:
             session.close()
             raise
@@ -394,23 +395,13 @@ class Timeline:
                 self.interrupted.clear()
                 return Arrival("interrupted", self.mark, signo=signal.SIGINT)
             hits: list[Hit] = []
-            scan = self._fresh_scan(Mark(start), end, hits)
-            scan.close()
+            self._fresh_at(end, source=(Mark(start), self.boundary_checkpoints[start]),
+                           hits=hits).close()
             if hits:
                 return self._arrive_backwards(*hits[-1])
             end = Mark(start)
         self.seek(self.start_mark)
         return Arrival("history-begin", self.mark)
-
-    def _fresh_scan(self, start: Mark, end: Mark, hits: list[Hit]) -> ReplaySession:
-        session = self.boundary_checkpoints[start.event].clone()
-        session.echo = False
-        try:
-            self._drive(session, start, end, True, hits)
-        except BaseException:
-            session.close()
-            raise
-        return session
 
     def _arrive_backwards(self, hit: Mark, watch: Watch | None) -> Arrival:
         if watch is not None:

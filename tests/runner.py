@@ -9,6 +9,16 @@ from pathlib import Path
 
 RETROGRADE = [sys.executable, "-m", "retrograde"]
 
+# Real programs of this machine, recorded and replayed with unchanged output.
+REAL_PROGRAMS = [
+    ["ls", "-l", "/usr/bin"],
+    ["/usr/bin/python3", "-c", "import json, re, collections; print(json.dumps({'a': [1, 2]}))"],
+    ["sort", "-r", "/etc/services"],
+    ["gzip", "-c", "/etc/services"],
+    ["sqlite3", ":memory:", "create table t(x); insert into t values (1),(2),(40); "
+                            "select sum(x), count(*) from t;"],
+]
+
 
 def run(argv: list[str], *, cwd: Path | None = None, timeout: float = 60,
         input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -10,11 +10,11 @@ import subprocess
 import time
 
 import pytest
+from runner import REAL_PROGRAMS, RETROGRADE, descendants_alive, latest, native, record, retrograde
 
 from retrograde.trace.events import ExecEvent, ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.syscalls import syscall_number
-from runner import RETROGRADE, descendants_alive, latest, native, record, retrograde
 
 DETERMINISTIC = ["hello", "hello_static", "pipes", "mmaps", "execself", "watch"]
 
@@ -184,14 +184,7 @@ def test_corrupt_and_truncated_traces_give_one_line(programs, trace_root):
     assert "Traceback" not in got.stderr.decode()
 
 
-@pytest.mark.parametrize("argv", [
-    ["ls", "-l", "/usr/bin"],
-    ["/usr/bin/python3", "-c", "import json, re, collections; print(json.dumps({'a': [1, 2]}))"],
-    ["sort", "-r", "/etc/services"],
-    ["gzip", "-c", "/etc/services"],
-    ["sqlite3", ":memory:", "create table t(x); insert into t values (1),(2),(40); "
-                            "select sum(x), count(*) from t;"],
-])
+@pytest.mark.parametrize("argv", REAL_PROGRAMS)
 def test_real_programs_record_with_unchanged_output(trace_root, argv):
     want = native(argv)
     got = record(argv)

@@ -7,11 +7,11 @@ import shutil
 import signal
 
 import pytest
+from runner import REAL_PROGRAMS, latest, record, replay
 
 from retrograde.trace.events import SyscallEvent
 from retrograde.trace.format import TraceReader, TraceWriter
 from retrograde.tracee.syscalls import syscall_number
-from runner import latest, native, record, replay
 
 PROGRAMS = {  # name -> extra arguments
     "hello": [], "hello_static": [], "pipes": [], "mmaps": [], "execself": [], "watch": [],
@@ -63,14 +63,7 @@ def test_fatal_signal_status(programs, trace_root):
     assert replayed.returncode == 128 + signal.SIGSEGV
 
 
-@pytest.mark.parametrize("argv", [
-    ["ls", "-l", "/usr/bin"],
-    ["/usr/bin/python3", "-c", "import json, re, collections; print(json.dumps({'a': [1, 2]}))"],
-    ["sort", "-r", "/etc/services"],
-    ["gzip", "-c", "/etc/services"],
-    ["sqlite3", ":memory:", "create table t(x); insert into t values (1),(2),(40); "
-                            "select sum(x), count(*) from t;"],
-])
+@pytest.mark.parametrize("argv", REAL_PROGRAMS)
 def test_real_programs_replay_identically(trace_root, argv):
     recorded = record(argv)
     replayed = replay(None, "--check-maps")
@@ -81,13 +74,12 @@ def test_real_programs_replay_identically(trace_root, argv):
 def _rewrite(trace, tmp_path, change):
     """A copy of ``trace`` with ``change(n, event)`` applied to every event."""
     copy = tmp_path / "tampered"
-    with TraceReader(trace) as reader:
-        with TraceWriter(copy, dict(reader.metadata)) as writer:
-            for path in (trace / "files").iterdir():
-                writer.add_file(path)
-            for n, event in enumerate(reader):
-                writer.append(change(n, event))
-            writer.close(**{k: reader.metadata.get(k) for k in ("exit_status", "exit_signal")})
+    with TraceReader(trace) as reader, TraceWriter(copy, dict(reader.metadata)) as writer:
+        for path in (trace / "files").iterdir():
+            writer.add_file(path)
+        for n, event in enumerate(reader):
+            writer.append(change(n, event))
+        writer.close(**{k: reader.metadata.get(k) for k in ("exit_status", "exit_signal")})
     return copy
 
 
