@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from retrograde.trace.dump import signal_name
 from retrograde.trace.events import (
     Event,
     ExecEvent,
@@ -303,7 +304,7 @@ class ReplaySession:
             return self._replay_syscall(n, event, stop)
         if isinstance(event, SignalEvent):
             if stop.kind != "signal" or stop.signo != event.signo:
-                raise Divergence(n, f"recorded signal {signal.Signals(event.signo).name}, "
+                raise Divergence(n, f"recorded signal {signal_name(event.signo)}, "
                                     f"replay {self._describe(stop)}")
             self.pending_signal, self.pending_siginfo = event.signo, event.siginfo
         elif isinstance(event, RdtscEvent):
@@ -350,11 +351,11 @@ class ReplaySession:
     def _describe(self, stop: Stop) -> str:
         if stop.kind == "signal":
             pc = self.tracee.get_regs().rip
-            return f"signal {signal.Signals(stop.signo).name} at pc {pc:#x}"
+            return f"signal {signal_name(stop.signo)} at pc {pc:#x}"
         if stop.kind == "exited":
             return f"exit with status {stop.status}"
         if stop.kind == "killed":
-            return f"death by {signal.Signals(stop.signo).name}"
+            return f"death by {signal_name(stop.signo)}"
         return f"{stop.kind} stop"
 
     def _replay_syscall(self, n: int, event: SyscallEvent, stop: Stop) -> int:
@@ -662,6 +663,6 @@ def replay_autopilot(path: Path, *, echo: bool = True, verbose: bool = False,
             print(f"retrograde: replayed {session.next_event + 1} events", file=sys.stderr)
     if end.exit_signal is not None:
         print(f"retrograde: the program was terminated by signal "
-              f"{signal.Signals(end.exit_signal).name}", file=sys.stderr)
+              f"{signal_name(end.exit_signal)}", file=sys.stderr)
         return 128 + end.exit_signal
     return end.exit_status or 0

@@ -95,7 +95,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         print(f"retrograde: {result.error} (trace up to there in {trace_dir})", file=sys.stderr)
         return 1
     if result.exit_signal is not None:
-        name = signal.Signals(result.exit_signal).name
+        from retrograde.trace.dump import signal_name
+
+        name = signal_name(result.exit_signal)
         print(f"retrograde: {Path(prog).name} terminated by signal {name}", file=sys.stderr)
         return 128 + result.exit_signal
     return result.exit_status or 0
@@ -143,7 +145,9 @@ def _exit_text(meta: dict) -> str:
     if meta.get("error"):
         return "error"
     if meta.get("exit_signal") is not None:
-        return signal.Signals(meta["exit_signal"]).name
+        from retrograde.trace.dump import signal_name
+
+        return signal_name(meta["exit_signal"])
     if meta.get("exit_status") is not None:
         return str(meta["exit_status"])
     return "incomplete"

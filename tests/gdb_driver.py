@@ -18,27 +18,27 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pygdbmi.gdbcontroller import GdbController
+from runner import RETROGRADE
 
 import retrograde
-from runner import RETROGRADE
 
 GDB = shutil.which("gdb")
 GDB_COMMANDS = Path(retrograde.__file__).with_name("retrograde.gdb")
 PROGRAMS_DIR = Path(__file__).parent / "programs"
 
 
-def marked_line(program: str, marker: str) -> int:
-    """The line of tests/programs/PROGRAM.c that ends in the comment ``// MARKER``."""
+def source_line(program: str, text: str) -> int:
+    """The one line of tests/programs/PROGRAM.c that contains ``text``: a marker
+    comment ("// write: total") or a statement, never a hard-coded number."""
     lines = (PROGRAMS_DIR / f"{program}.c").read_text().splitlines()
-    found = [n for n, line in enumerate(lines, 1) if line.rstrip().endswith(f"// {marker}")]
-    assert len(found) == 1, f"{program}.c has {len(found)} lines marked {marker!r}"
+    found = [n for n, line in enumerate(lines, 1) if text in line]
+    assert len(found) == 1, f"{program}.c has {len(found)} lines with {text!r}"
     return found[0]
 
 
@@ -58,6 +58,22 @@ def session_processes(sid: int) -> list[str]:
         if int(session) == sid and state != "Z":
             found.append(f"{entry} ({comm})")
     return found
+
+
+def outliving(sid: int, timeout: float = 5) -> list[str]:
+    """The processes of session ``sid`` still alive after ``timeout``, killed then.
+
+    For after its leader ended: replay processes die with their tracer
+    (PTRACE_O_EXITKILL), but a moment later."""
+    deadline = time.monotonic() + timeout
+    while (left := session_processes(sid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for line in left:
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
 
 
 class ReplayServer:
@@ -131,19 +147,11 @@ class ReplayServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        # Replay processes die with their tracer (PTRACE_O_EXITKILL), a moment later.
-        deadline = time.monotonic() + 5
-        while (left := session_processes(self.process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for line in left:
-            try:
-                os.kill(int(line.split()[0]), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        left = outliving(self.process.pid)
         assert not left, f"replay processes outlived the server: {left}"
         return self.process.returncode
 
-    def __enter__(self) -> ReplayServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -164,7 +172,12 @@ class Stopped:
 
     @property
     def reason(self) -> str:
-        return self.record.get("reason", "")
+        """The MI reason. gdb 13 leaves it out of the ``*stopped`` record when
+        the target ran out of history (sourceware bug 29260, fixed in gdb 14):
+        then it is "no-history" if gdb said so on the console."""
+        if "reason" in self.record:
+            return self.record["reason"]
+        return "no-history" if "No more reverse-execution history." in self.console else ""
 
     @property
     def frame(self) -> dict[str, Any]:
@@ -188,9 +201,17 @@ class _Answer:
         return next((r["payload"] for r in self.records
                      if r["type"] == "notify" and r["message"] == "stopped"), None)  # fmt: skip
 
-    def console(self) -> str:
+    def text(self, *streams: str) -> str:
         return "".join(r["payload"] for r in self.records
-                       if r["type"] in ("console", "target") and r["payload"])  # fmt: skip
+                       if r["type"] in streams and r["payload"])  # fmt: skip
+
+    def console(self) -> str:
+        return self.text("console", "target")
+
+
+def _mi_string(text: str) -> str:
+    """``text`` as an MI c-string parameter."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class GdbSession:
@@ -218,8 +239,9 @@ class GdbSession:
         self.mi("-gdb-set mi-async on")
 
     # -- the MI conversation ----------------------------------------------------------------------
-    def _send(self, command: str, *, until_stopped: bool | None = None,
-              timeout: float | None = None) -> _Answer:
+    def _send(
+        self, command: str, *, until_stopped: bool | None = None, timeout: float | None = None
+    ) -> _Answer:
         """Send an MI command; its records up to its result and, when it resumed
         the program (``^running``) or ``until_stopped``, up to the ``*stopped``."""
         self._token += 1
@@ -229,12 +251,19 @@ class GdbSession:
         deadline = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < deadline:
             answer.records += self.controller.get_gdb_response(
-                timeout_sec=0.05, raise_error_on_timeout=False)
+                timeout_sec=0.05, raise_error_on_timeout=False
+            )
             result = answer.result(token)
+            if any(r["type"] == "log" and "Remote connection closed" in r["payload"]
+                   for r in answer.records):  # fmt: skip
+                raise GdbError(answer.text("log", "console", "target"))  # the server is gone
             if result is None:
                 continue
             if result["message"] == "error":
-                raise GdbError(answer.console() + result["payload"].get("msg", ""))
+                # The log stream holds the warnings that explain some errors
+                # ("Remote failure reply: ...").
+                text = answer.text("log", "console", "target")
+                raise GdbError(text + result["payload"].get("msg", ""))
             wait = until_stopped if until_stopped is not None else result["message"] == "running"
             if not wait or answer.stopped() is not None:
                 return answer
@@ -249,14 +278,14 @@ class GdbSession:
 
     def cmd(self, command: str, *, timeout: float | None = None) -> str:
         """A CLI command's output (console and target streams)."""
-        quoted = command.replace("\\", "\\\\").replace('"', '\\"')
-        return self._send(f'-interpreter-exec console "{quoted}"', timeout=timeout).console()
+        return self._send(
+            f"-interpreter-exec console {_mi_string(command)}", timeout=timeout
+        ).console()
 
     def stop(self, command: str, *, timeout: float | None = None) -> Stopped:
         """Run a CLI (or ``-exec-...`` MI) command that resumes the program; how it stopped."""
         if not command.startswith("-"):
-            quoted = command.replace("\\", "\\\\").replace('"', '\\"')
-            command = f'-interpreter-exec console "{quoted}"'
+            command = f"-interpreter-exec console {_mi_string(command)}"
         answer = self._send(command, until_stopped=True, timeout=timeout)
         stopped = answer.stopped()
         assert stopped is not None
@@ -268,7 +297,7 @@ class GdbSession:
 
     def value(self, expression: str) -> str:
         """``expression``'s value as gdb prints it (-data-evaluate-expression)."""
-        return self.mi(f'-data-evaluate-expression "{expression}"')["value"]
+        return self.mi(f"-data-evaluate-expression {_mi_string(expression)}")["value"]
 
     def pc(self) -> int:
         return int(self.value("$pc").split()[0], 16)
@@ -281,16 +310,40 @@ class GdbSession:
     def close(self) -> None:
         self.controller.exit()
 
-    def __enter__(self) -> GdbSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-@contextmanager
-def debugging(trace: Path, *options: str) -> Iterator[tuple[GdbSession, ReplayServer]]:
-    """A replay server on ``trace`` and a gdb connected to it; both ended afterwards."""
-    with ReplayServer(trace, *options) as server, GdbSession() as gdb:
+class Debugging:
+    """The servers and gdbs of one test, all ended with it (in reverse order).
+
+    ``start(trace)`` is a new server on ``trace`` and a gdb connected to it;
+    ``gdb()`` one more gdb, not connected (a second client, a reconnection).
+    A server's end checks that no replay process outlives it; what it wrote
+    on stderr is printed then, so a failing test shows why a server ended.
+    """
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+
+    def start(self, trace: Path, *options: str) -> tuple[GdbSession, ReplayServer]:
+        server = self._stack.enter_context(ReplayServer(trace, *options))
+        self._stack.callback(lambda: server.stderr and print(f"server stderr:\n{server.stderr}"))
+        gdb = self.gdb()
         gdb.connect(server.address)
-        yield gdb, server
+        return gdb, server
+
+    def gdb(self) -> GdbSession:
+        return self._stack.enter_context(GdbSession())
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -52,3 +52,21 @@ def test_checkpoint_processes_die_with_the_replayer(programs, trace_root):
     replay.wait(10)
     time.sleep(0.2)
     assert not [pid for pid in replaying if alive(pid)]
+
+
+def test_a_checkpoint_at_every_event_changes_nothing(programs, trace_root, monkeypatch):
+    """Where checkpoints land depends on time; with one at every event, a replay
+    through signal handlers and sigreturns must still follow the recording."""
+    from retrograde.replay import timeline as timeline_module
+    from retrograde.replay.timeline import Timeline
+
+    monkeypatch.setattr(timeline_module, "CHECKPOINT_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(timeline_module, "MAX_BOUNDARY_CHECKPOINTS", 10_000)
+    record([programs.signals])
+    with TraceReader(latest(trace_root)) as reader, Timeline(reader) as timeline:
+        timeline.report_signals = frozenset()
+        arrival = timeline.forward(step=False)
+        assert arrival.reason == "end"
+        assert len(timeline.boundary_checkpoints) > len(reader) // 2
+        assert timeline.forward(step=False).reason == "exited"
+        assert timeline.live.end.exit_status == 16
