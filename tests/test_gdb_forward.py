@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from gdb_driver import (
-    GDB,
     Debugging,
     GdbError,
     GdbSession,
@@ -31,9 +30,6 @@ from runner import RETROGRADE, record
 from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec
 from retrograde.trace.events import SignalEvent
 from retrograde.trace.format import TraceReader
-
-pytestmark = pytest.mark.skipif(GDB is None, reason="needs gdb")
-
 
 @dataclass(frozen=True)
 class Recording:
@@ -508,3 +504,21 @@ def test_replay_starts_gdb_itself_with_the_arguments_after_the_dashes(
     )
     assert "$1 = 102" in stdout.splitlines()
     assert not outliving(replay.pid)
+
+
+def test_sse_and_avx_registers_are_the_recorded_ones(programs, tmp_path, debug: Debugging) -> None:
+    """vector.c loads the bytes 1..32 into ymm2 before calling checkpoint()."""
+    trace = tmp_path / "vector"
+    assert record([programs.vector], out=trace).returncode == 26
+    gdb, _ = debug.start(trace)
+    gdb.cmd("break checkpoint")
+    gdb.stop("continue")
+    expected = "{" + ", ".join(str(i) for i in range(1, 33)) + "}"
+    assert gdb.value("$ymm2.v32_int8") == expected
+    assert gdb.value("$xmm2.v16_int8") == "{" + ", ".join(str(i) for i in range(1, 17)) + "}"
+    everything = gdb.cmd("info all-registers")
+    assert re.search(r"^ymm2\s", everything, re.M) and re.search(r"^mxcsr\s", everything, re.M)
+    assert re.search(r"^fs_base\s+0x[0-9a-f]{6,}", gdb.cmd("info registers fs_base"))  # TLS
+    gdb.stop("reverse-stepi")
+    gdb.stop("stepi")
+    assert gdb.value("$ymm2.v32_int8") == expected
