@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := gcc gdb make sqlite3 strace
 
-.PHONY: test demo bench lint system-deps clean
+.PHONY: test demo bench lint typecheck system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -37,8 +37,17 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-lint: $(STAMP)
+lint: typecheck $(STAMP)
 	$(VENV)/bin/ruff check retrograde tracee trace replay gdbstub
+
+# mypy cannot follow setuptools' package-dir mapping, so check a symlink tree that
+# has the installed layout (retrograde/{tracee,trace,replay,gdbstub}).
+typecheck: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	mkdir -p "$$tmp/retrograde" && \
+	for f in $(CURDIR)/retrograde/*.py; do ln -s "$$f" "$$tmp/retrograde/"; done && \
+	for d in tracee trace replay gdbstub; do ln -s "$(CURDIR)/$$d" "$$tmp/retrograde/$$d"; done && \
+	cd "$$tmp" && $(abspath $(PY)) -m mypy -p retrograde --ignore-missing-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info tests/programs/build

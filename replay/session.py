@@ -135,6 +135,20 @@ class ReplaySession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def process(self) -> Tracee:
+        """The replay process; TraceeError if the session has none (not started)."""
+        if self.tracee is None:
+            raise TraceeError("the replay has not been started")
+        return self.tracee
+
+    @property
+    def _space(self) -> AddressSpace:
+        """The recorded address space, known from the replay's first exec on."""
+        if self.space is None:
+            raise TraceeError("the replay has not been started")
+        return self.space
+
     def close(self) -> None:
         if self.tracee is not None:
             self.tracee.kill()
@@ -163,7 +177,7 @@ class ReplaySession:
 
     def state_digest(self) -> bytes:
         """Registers, extended state and writable memory: equal digests, equal states."""
-        t = self.tracee
+        t = self.process
         return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, t.get_xstate()),
                               *writable_memory(t)])
 
@@ -213,7 +227,7 @@ class ReplaySession:
         carries it out).
         """
         step_over = (not step and self.reached is None and bool(breakpoints)
-                     and self.tracee.get_regs().rip in breakpoints)
+                     and self.process.get_regs().rip in breakpoints)
         while True:
             if self.end is not None:
                 return RunStop("exited")
@@ -258,7 +272,7 @@ class ReplaySession:
 
     def _reach(self, n: int, event: Event, single: bool, breakpoints: frozenset[int]) -> Stop:
         """Resume toward event ``n``; return its stop, or a trap that came first."""
-        t = self.tracee
+        t = self.process
         expect = 0
         if isinstance(event, SignalEvent):
             if event.where == "precise":
@@ -272,7 +286,7 @@ class ReplaySession:
         try:
             return self._resume(PTRACE_SYSEMU_SINGLESTEP if single else PTRACE_SYSEMU, expect)
         finally:
-            if self.tracee.alive:
+            if t.alive:
                 for addr, byte in saved.items():
                     t.write(addr, byte)
 
@@ -281,7 +295,7 @@ class ReplaySession:
         """A SIGTRAP of ours (breakpoint, single step, watchpoint), or None."""
         if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
             return None
-        t = self.tracee
+        t = self.process
         regs = t.get_regs()
         if regs.rip - 1 in breakpoints:
             regs.rip -= 1
@@ -325,7 +339,7 @@ class ReplaySession:
         itself (``expect``) stops here; any other (a checkpoint's SIGCHLD, a
         kill from outside) is discarded. Faults stop here whatever they are.
         """
-        t = self.tracee
+        t = self.process
         signo, self.pending_signal = self.pending_signal, 0
         if signo:
             t.set_siginfo(self.pending_siginfo)
@@ -341,7 +355,7 @@ class ReplaySession:
         if stop.kind != "syscall":
             raise Divergence(n, f"recorded {format_call(event.nr, event.args)}, replay "
                                 f"{self._describe(stop)}")
-        regs = self.tracee.get_regs()
+        regs = self.process.get_regs()
         nr, args = regs.orig_rax, syscall_args(regs)
         if nr != event.nr or args != tuple(event.args):
             raise Divergence(n, f"recorded {format_call(event.nr, event.args)}, replay "
@@ -350,7 +364,7 @@ class ReplaySession:
 
     def _describe(self, stop: Stop) -> str:
         if stop.kind == "signal":
-            pc = self.tracee.get_regs().rip
+            pc = self.process.get_regs().rip
             return f"signal {signal_name(stop.signo)} at pc {pc:#x}"
         if stop.kind == "exited":
             return f"exit with status {stop.status}"
@@ -361,7 +375,7 @@ class ReplaySession:
     def _replay_syscall(self, n: int, event: SyscallEvent, stop: Stop) -> int:
         """Replay one syscall from its entry stop; returns how many events it consumed."""
         regs = self._check_syscall(n, event, stop)
-        t = self.tracee
+        t = self.process
         nr = event.nr
         if nr in (NR["execve"], NR["execveat"]) and event.result == 0:
             exec_event = self._event(n + 1)
@@ -385,7 +399,7 @@ class ReplaySession:
 
     def _run_natively(self, n: int, event: SyscallEvent, regs: Registers) -> int:
         """Back up to the syscall instruction and let the kernel run it for real."""
-        t = self.tracee
+        t = self.process
         regs.rip -= 2
         regs.rax = regs.orig_rax
         t.set_regs(regs)
@@ -423,11 +437,11 @@ class ReplaySession:
         self.end = ReplayEnd(*actual)
 
     def _inject(self, nr: int, *args: int) -> int:
-        return self.tracee.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *args)
+        return self.process.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *args)
 
     def _replay_mmap_family(self, n: int, event: SyscallEvent) -> None:
         nr, args, result = event.nr, event.args, event.result
-        space = self.space
+        space = self._space
         if nr == NR["brk"]:
             self._emulate_brk(n, result)
         elif nr == NR["mmap"]:
@@ -472,10 +486,10 @@ class ReplaySession:
                                MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0)
             if got != old_end:
                 raise Divergence(n, f"cannot grow the heap to {result:#x}")
-            self.space.map(MappingRecord(old_end, new_end, "rw-p", 0, "[heap]"))
+            self._space.map(MappingRecord(old_end, new_end, "rw-p", 0, "[heap]"))
         elif new_end < old_end:
             self._inject(NR["munmap"], new_end, old_end - new_end)
-            self.space.unmap(new_end, old_end - new_end)
+            self._space.unmap(new_end, old_end - new_end)
         self.brk = result
 
     def _open_trace_file(self, digest: str) -> int:
@@ -483,7 +497,7 @@ class ReplaySession:
         if len(path) > rpage.SCRATCH_SIZE:
             raise TraceError(f"trace path too long to open in the replay process: {path!r}")
         scratch = self.page + rpage.SCRATCH_OFFSET
-        self.tracee.write(scratch, path)
+        self.process.write(scratch, path)
         fd = self._inject(NR["openat"], AT_FDCWD, scratch, os.O_RDONLY | os.O_CLOEXEC, 0)
         if fd < 0:
             raise TraceError(f"cannot open {path.decode()[:-1]} in the replay process "
@@ -492,7 +506,7 @@ class ReplaySession:
 
     def _check_maps(self, n: int) -> None:
         if self.check_maps:
-            problem = self.space.check(parse_maps(self.tracee.read_maps()))
+            problem = self._space.check(parse_maps(self.process.read_maps()))
             if problem:
                 raise Divergence(n, f"address space differs: {problem}")
 
@@ -517,14 +531,14 @@ class ReplaySession:
         if not self.echo or event.result <= 0 or event.args[0] not in self.echo_fds:
             return
         if event.nr == NR["write"]:
-            data = self.tracee.read_partial(event.args[1], event.result)
+            data = self.process.read_partial(event.args[1], event.result)
         elif event.nr == NR["writev"]:
             data = b""
-            iov = self.tracee.read_partial(event.args[1], 16 * event.args[2])
+            iov = self.process.read_partial(event.args[1], 16 * event.args[2])
             for i in range(0, len(iov), 16):
                 base, length = int.from_bytes(iov[i:i + 8], "little"), \
                     int.from_bytes(iov[i + 8:i + 16], "little")
-                data += self.tracee.read_partial(base, length)
+                data += self.process.read_partial(base, length)
             data = data[:event.result]
         else:
             return
@@ -535,7 +549,7 @@ class ReplaySession:
     # -- exec ----------------------------------------------------------------------------
     def _emulate_exec(self, n: int, event: ExecEvent) -> None:
         """Exec the stub for the new image's retrograde page, then rebuild the image."""
-        t = self.tracee
+        t = self.process
         stub = str(write_stub(event.retrograde_page)).encode() + b"\0"
         scratch = self.page + rpage.SCRATCH_OFFSET
         argv_at = scratch + ((len(stub) + 7) & ~7)
@@ -549,7 +563,7 @@ class ReplaySession:
 
     def _finish_stub_exec(self, event: ExecEvent) -> None:
         """At the stub's PTRACE_EVENT_EXEC stop: rebuild the recorded address space."""
-        t = self.tracee
+        t = self.process
         t.resume(PTRACE_SYSCALL)  # to execve's exit stop, where injecting is allowed
         stop = t.wait()
         if stop.kind != "syscall":
@@ -584,7 +598,7 @@ class ReplaySession:
             raise TraceeError(f"cannot rebuild mapping {record.start:#x}-{record.end:#x} "
                               f"{record.name} (error {-got})")
         if record.contents:
-            self.tracee.write(record.start, record.contents)
+            self.process.write(record.start, record.contents)
 
     # -- signals and rdtsc ------------------------------------------------------------------
     def _run_to_precise_state(self, n: int, event: SignalEvent) -> Stop:
@@ -597,8 +611,11 @@ class ReplaySession:
         program's own instructions change registers and writable memory, so the
         recorded state has exactly the recorded future.
         """
-        t = self.tracee
-        want = registers_from_bytes(event.regs)
+        recorded_regs = event.regs
+        if recorded_regs is None:
+            raise TraceError(f"event {n}: an asynchronous signal without its recorded state")
+        t = self.process
+        want = registers_from_bytes(recorded_regs)
         pc = want.rip
         original = t.read(pc, 1)
         for _ in range(PRECISE_SEARCH_LIMIT):
@@ -613,20 +630,20 @@ class ReplaySession:
                 raise Divergence(n, f"unexpected trap at {regs.rip - 1:#x}")
             regs.rip = pc
             t.set_regs(regs)
-            if registers_to_bytes(regs) == event.regs and writable_memory_digest(t) == event.digest:
+            if registers_to_bytes(regs) == recorded_regs and writable_memory_digest(t) == event.digest:
                 # Turn this SIGTRAP stop into the recorded signal's delivery.
                 return Stop("signal", signo=event.signo)
             t.resume(PTRACE_SYSEMU_SINGLESTEP)
             if t.wait().kind != "signal":
                 raise Divergence(n, f"stepping over pc {pc:#x} did not trap "
                                     f"({describe_difference(regs, want)})")
-        return self._restore_precise_state(n, event)
+        return self._restore_precise_state(n, event, recorded_regs)
 
-    def _restore_precise_state(self, n: int, event: SignalEvent) -> Stop:
-        t = self.tracee
+    def _restore_precise_state(self, n: int, event: SignalEvent, recorded_regs: bytes) -> Stop:
+        t = self.process
         for addr, data in event.memory:
             t.write(addr, data)
-        t.set_regs(registers_from_bytes(event.regs))
+        t.set_regs(registers_from_bytes(recorded_regs))
         if event.xstate:
             t.set_xstate(event.xstate)
         if writable_memory_digest(t) != event.digest:
@@ -635,7 +652,7 @@ class ReplaySession:
         return self._resume(expect=event.signo)
 
     def _replay_rdtsc(self, n: int, event: RdtscEvent, stop: Stop) -> None:
-        t = self.tracee
+        t = self.process
         regs = t.get_regs()
         insn = decode_rdtsc(t.read_partial(regs.rip, 3)) if stop.kind == "signal" else None
         if stop.signo != signal.SIGSEGV or insn is None or regs.rip != event.pc:

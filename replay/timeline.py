@@ -273,9 +273,11 @@ class Timeline:
         a hit: a reverse-continue does not report where it starts from.
         """
         kind = segment[0]
+        observing = hits is not None
+        found: list[Hit] = hits if hits is not None else []
 
         def counts(done: int, total: int) -> bool:
-            return hits is not None and (done < total or not final)
+            return observing and (done < total or not final)
 
         def at(progress: int) -> Mark:
             if progress == 0:
@@ -284,8 +286,8 @@ class Timeline:
 
         def observe(base: Mark, stop: RunStop, armed: list[Watch]) -> Mark:
             hit = self._after(base, session, stop, armed)
-            if hits is not None:
-                hits.append((hit, armed[stop.watch] if stop.reason == "watch" else None))
+            if observing:
+                found.append((hit, armed[stop.watch] if stop.reason == "watch" else None))
             return hit
 
         if kind == "reach":
@@ -299,9 +301,9 @@ class Timeline:
             for done in range(1, segment[1] + 1):
                 stop = session.run(step=True, report_signals=frozenset(), stop_at_end=False)
                 if counts(done, segment[1]) and stop.reason == "watch":
-                    hits.append((at(done), watches[stop.watch]))
-                elif counts(done, segment[1]) and session.tracee.get_regs().rip in bps:
-                    hits.append((at(done), None))
+                    found.append((at(done), watches[stop.watch]))
+                elif counts(done, segment[1]) and session.process.get_regs().rip in bps:
+                    found.append((at(done), None))
             return at(segment[1])
         if kind == "bp":
             addr, count = segment[1], segment[2]
@@ -316,7 +318,7 @@ class Timeline:
                         raise RuntimeError(f"lost the way to {addr:#x} after {last} ({stop})")
                     last = observe(last, stop, watches)
                 if counts(done, count) and addr in bps:
-                    hits.append((at(done), None))
+                    found.append((at(done), None))
             return at(count)
         if kind == "watch":
             key, count = segment[1], segment[2]
@@ -334,7 +336,7 @@ class Timeline:
                         raise RuntimeError(f"lost the way to a watchpoint after {last} ({stop})")
                     last = observe(last, stop, armed)
                 if counts(done, count) and wanted in watches:
-                    hits.append((at(done), wanted))
+                    found.append((at(done), wanted))
             self._apply_watches(session, watches)
             return at(count)
         raise ValueError(f"unknown segment {segment}")
@@ -493,7 +495,7 @@ class Timeline:
                     if steps % CLONE_EVERY_STEPS == 0:
                         self._remember(cur, session)
                     if kind == "step" or (kind == "watch" and stop.reason == "watch") or (
-                            kind == "bp" and session.tracee.get_regs().rip == segment[1]):
+                            kind == "bp" and session.process.get_regs().rip == segment[1]):
                         arrivals += 1
                 self._apply_watches(session, [])
         finally:

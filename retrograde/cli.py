@@ -154,11 +154,12 @@ def _exit_text(meta: dict) -> str:
 
 
 def _size(n: int) -> str:
+    size: float = n
     for unit in ("B", "K", "M", "G"):
-        if n < 1024:
-            return f"{n:.0f}{unit}"
-        n /= 1024
-    return f"{n:.0f}T"
+        if size < 1024:
+            return f"{size:.0f}{unit}"
+        size /= 1024
+    return f"{size:.0f}T"
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -219,7 +220,8 @@ def serve_replay(path: Path, args: argparse.Namespace) -> int:
             gdb: list[subprocess.Popen] = []
 
             def listening(host: str, port: int) -> None:
-                if args.server_port is not None:
+                # Without -s PORT there is always a debugger (checked above).
+                if args.server_port is not None or not debugger:
                     print(f"listening on {host}:{port}", flush=True)
                     return
                 argv = [debugger, "-q", "-x", str(GDB_COMMANDS),

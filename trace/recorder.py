@@ -110,14 +110,17 @@ def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
 class Recorder:
     """Records one program into one trace directory. Owns the tracee and the writer."""
 
+    # Both exist for the whole of ``run`` (the tracee from its spawn on), which is
+    # where every other method is called from.
+    tracee: Tracee
+    writer: TraceWriter
+
     def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
                  cwd: str | None = None) -> None:
         self.argv = list(argv)
         self.trace_dir = trace_dir
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd or os.getcwd()
-        self.tracee: Tracee | None = None
-        self.writer: TraceWriter | None = None
         self.mmap_count = 0
         self.in_syscall = False
         self.entry_nr = -1
@@ -132,8 +135,9 @@ class Recorder:
     def run(self) -> RecordingResult:
         self.writer = TraceWriter(self.trace_dir, trace_metadata(self.argv, self.cwd, self.env))
         result = RecordingResult(self.trace_dir, 0)
+        tracee: Tracee | None = None
         try:
-            self.tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd)
+            self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd)
             self._loop(result)
         except (RecordingError, TraceeError) as error:
             result.error = str(error)
@@ -141,15 +145,14 @@ class Recorder:
             result.error = f"{error} at event {self.writer.event_count}"
         finally:
             self._cancel_held()
-            if self.tracee is not None:
-                self.tracee.kill()
+            if tracee is not None:
+                tracee.kill()
             result.events = self.writer.event_count
             self.writer.close(exit_status=result.exit_status, exit_signal=result.exit_signal,
                               error=result.error)
         return result
 
     def _append(self, event: Event) -> None:
-        assert self.writer is not None
         self.writer.append(event)
         now = time.monotonic()
         if now - self._last_flush > FLUSH_SECONDS:
@@ -158,7 +161,6 @@ class Recorder:
 
     def _loop(self, result: RecordingResult) -> None:
         t = self.tracee
-        assert t is not None
         self.exec_pending = True  # spawn stopped us at PTRACE_EVENT_EXEC of the first exec
         self.in_syscall = True
         self.entry_nr = NR_EXECVE
@@ -357,7 +359,7 @@ class Recorder:
     def _raise_held(self) -> None:
         with self.held_lock:
             held = self.held
-            if held is None or held.raised or self.tracee is None or not self.tracee.alive:
+            if held is None or held.raised or not self.tracee.alive:
                 return
             held.timer.cancel()
             held.raised = True

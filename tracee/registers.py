@@ -8,9 +8,11 @@ traces, so that a value recorded once is handed back to the kernel unchanged.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from ptrace.binding.linux_struct import user_regs_struct
 
-Registers = user_regs_struct
+Registers: TypeAlias = user_regs_struct
 
 # The order of user_regs_struct, as in <sys/user.h>.
 REGISTER_NAMES: tuple[str, ...] = tuple(name for name, _ in user_regs_struct._fields_)

@@ -15,6 +15,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 if TYPE_CHECKING:
     from .process import Tracee
@@ -34,7 +35,7 @@ def vdso_function_addresses(image: bytes, base: int) -> dict[str, int]:
     elf = ELFFile(io.BytesIO(image))
     symtab = elf.get_section_by_name(".dynsym")
     found: dict[str, int] = {}
-    if symtab is None:
+    if not isinstance(symtab, SymbolTableSection):
         return found
     # The vDSO is linked at address 0 (its symbols are offsets), but be robust to
     # a non-zero link address by going through the first PT_LOAD.
