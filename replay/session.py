@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -90,11 +91,41 @@ class Divergence(Exception):
         self.event_no = event_no
 
 
+class Interruption:
+    """Lets another thread stop whichever replay process of a timeline is running.
+
+    ``set`` records the request and sends SIGSTOP to the processes inside
+    ``ReplaySession.run`` (a debugger's Ctrl-C comes from the server's I/O
+    thread, which must not use ptrace); the session sees the stop and returns
+    "interrupted". A SIGSTOP that arrives after the request was cleared is a
+    stray signal and is discarded like any other.
+    """
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+        self.running: set[int] = set()
+
+    def set(self) -> None:
+        self._requested.set()
+        for pid in list(self.running):
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+
+    def is_set(self) -> bool:
+        return self._requested.is_set()
+
+    def clear(self) -> None:
+        self._requested.clear()
+
+
 @dataclass(frozen=True)
 class RunStop:
     """Why ``ReplaySession.run`` returned."""
 
-    reason: str  # "breakpoint" | "step" | "watch" | "signal" | "event" | "end" | "exited"
+    reason: str  # "breakpoint" | "step" | "watch" | "signal" | "event" | "end" | "exited" |
+    #              "reached" | "interrupted"
     addr: int = 0  # the breakpoint's address
     signo: int = 0
     watch: int = -1  # the debug register (0-3) that triggered
@@ -127,6 +158,7 @@ class ReplaySession:
         self.page = 0
         self.end: ReplayEnd | None = None
         self.reached: Stop | None = None  # next event's stop, reached but not carried out
+        self.interruption: Interruption | None = None  # shared with the other sessions of a timeline
         self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
 
     def __enter__(self) -> Self:
@@ -173,6 +205,7 @@ class ReplaySession:
         copy.brk, copy.page = self.brk, self.page
         copy.echo_fds = dict(self.echo_fds)
         copy.reached = self.reached
+        copy.interruption = self.interruption
         return copy
 
     def state_digest(self) -> bytes:
@@ -226,6 +259,21 @@ class ReplaySession:
         ``stop_before_event`` any event's stop reached ("reached"; the next run
         carries it out).
         """
+        interruption = self.interruption
+        if interruption is None:
+            return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
+                             stop_before_event)
+        pid = self.process.pid
+        interruption.running.add(pid)
+        try:
+            return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
+                             stop_before_event)
+        finally:
+            interruption.running.discard(pid)
+
+    def _run(self, step: bool, breakpoints: frozenset[int], until_event: bool,
+             report_signals: frozenset[int], stop_at_end: bool,
+             stop_before_event: bool) -> RunStop:
         step_over = (not step and self.reached is None and bool(breakpoints)
                      and self.process.get_regs().rip in breakpoints)
         while True:
@@ -237,6 +285,9 @@ class ReplaySession:
             if stop is None:
                 single = step or step_over
                 stop = self._reach(n, event, single, frozenset() if single else breakpoints)
+                if stop.kind == "signal" and stop.signo == signal.SIGSTOP and not (
+                        isinstance(event, SignalEvent) and event.signo == signal.SIGSTOP):
+                    return RunStop("interrupted")
                 trap = self._classify_trap(stop, frozenset() if single else breakpoints, single)
                 if trap is not None:
                     if step_over and trap.reason == "step":
@@ -284,7 +335,8 @@ class ReplaySession:
         for addr in saved:
             t.write(addr, b"\xcc")
         try:
-            return self._resume(PTRACE_SYSEMU_SINGLESTEP if single else PTRACE_SYSEMU, expect)
+            return self._resume(PTRACE_SYSEMU_SINGLESTEP if single else PTRACE_SYSEMU, expect,
+                                interruptible=True)
         finally:
             if t.alive:
                 for addr, byte in saved.items():
@@ -332,7 +384,8 @@ class ReplaySession:
             raise Divergence(n, f"unexpected {event.kind} event")
         return 1
 
-    def _resume(self, request: int = PTRACE_SYSEMU, expect: int = 0) -> Stop:
+    def _resume(self, request: int = PTRACE_SYSEMU, expect: int = 0,
+                interruptible: bool = False) -> Stop:
         """Resume (delivering any pending signal) until a stop the replay cares about.
 
         Asynchronous signals are the trace's to deliver: one the session raised
@@ -347,6 +400,9 @@ class ReplaySession:
             t.resume(request, signo)
             stop = t.wait()
             if stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS or stop.signo == expect:
+                return stop
+            if interruptible and stop.signo == signal.SIGSTOP and self.interruption is not None \
+                    and self.interruption.is_set():
                 return stop
             signo = 0
 

@@ -9,6 +9,9 @@ previous one ended:
     ("step", n)          single-step n instructions
     ("watch", key, n)    run until the n-th trigger of watchpoint key
     ("reach",)           run until the next event's stop, without carrying it out
+    ("state", pc, regs, digest)
+                         run until an arrival at pc in exactly this state (registers
+                         and a digest of memory): where an interrupt stopped a run
 
 Between two events execution is deterministic, so replaying a mark's segments
 from a checkpoint at its boundary always arrives at the same state. A segment
@@ -30,7 +33,6 @@ running).
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,10 +40,12 @@ from dataclasses import dataclass
 from typing import Self
 
 from retrograde.trace.format import TraceReader
+from retrograde.tracee.registers import registers_to_bytes
 
-from .session import ALL_SIGNALS, ReplaySession, RunStop
+from .session import ALL_SIGNALS, Interruption, ReplaySession, RunStop
 
 Segment = tuple
+ATOMIC = ("reach", "state")  # segments without a count: done entirely or not at all
 CHECKPOINT_INTERVAL_SECONDS = 0.05  # replay time between two boundary checkpoints
 MAX_BOUNDARY_CHECKPOINTS = 48
 MAX_RECENT_CLONES = 24
@@ -63,8 +67,12 @@ class Mark:
         return Mark(self.event, self.steps + (segment,))
 
     def __str__(self) -> str:
-        inside = ", ".join(" ".join(str(x if not isinstance(x, int) or x < 4096 else hex(x))
-                                    for x in seg) for seg in self.steps)
+        def show(seg: Segment) -> str:
+            if seg[0] == "state":
+                return f"state at {seg[1]:#x}"
+            return " ".join(str(x if not isinstance(x, int) or x < 4096 else hex(x)) for x in seg)
+
+        inside = ", ".join(show(seg) for seg in self.steps)
         return f"event {self.event}" + (f" + {inside}" if inside else "")
 
 
@@ -81,7 +89,7 @@ def remainder(prefix: Mark, target: Mark) -> tuple[Segment, ...] | None:
     last, goal = prefix.steps[i], target.steps[i]
     if last == goal:
         return target.steps[i + 1:]
-    if last[0] != goal[0] or last[:-1] != goal[:-1] or last[0] == "reach" or last[-1] > goal[-1]:
+    if last[0] != goal[0] or last[:-1] != goal[:-1] or last[0] in ATOMIC or last[-1] > goal[-1]:
         return None
     return ((*goal[:-1], goal[-1] - last[-1]),) + target.steps[i + 1:]
 
@@ -129,7 +137,8 @@ class Timeline:
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
         self.report_signals: frozenset[int] = ALL_SIGNALS
-        self.interrupted = threading.Event()
+        self.interrupted = Interruption()
+        self.live.interruption = self.interrupted
         self._last_checkpoint_time = time.monotonic()
         self._checkpoint_boundary()
 
@@ -241,6 +250,16 @@ class Timeline:
             dr7 |= (1 << (2 * i)) | (rw << (16 + 4 * i)) | (size << (18 + 4 * i))
         t.set_debugreg(7, dr7)
 
+    @staticmethod
+    def _step(session: ReplaySession, **how: object) -> RunStop:
+        """``session.run`` for the timeline's own moves: no signals reported, and an
+        interrupt abandons the move (the live session is left where it was)."""
+        how.setdefault("report_signals", frozenset())
+        stop = session.run(**how)  # type: ignore[arg-type]
+        if stop.reason == "interrupted":
+            raise KeyboardInterrupt
+        return stop
+
     def _drive(self, session: ReplaySession, start: Mark, target: Mark, observe: bool,
                hits: list[Hit] | None) -> None:
         """Run ``session`` from ``start`` to ``target``; collect user hits on the way."""
@@ -251,8 +270,7 @@ class Timeline:
         while session.next_event < target.event:
             if self.interrupted.is_set():
                 raise KeyboardInterrupt
-            stop = session.run(breakpoints=bps, until_event=True, report_signals=frozenset(),
-                               stop_at_end=False)
+            stop = self._step(session, breakpoints=bps, until_event=True, stop_at_end=False)
             cur = self._after(cur, session, stop, watches)
             if observe and stop.reason in ("breakpoint", "watch") and hits is not None:
                 hits.append((cur, watches[stop.watch] if stop.reason == "watch" else None))
@@ -292,14 +310,26 @@ class Timeline:
 
         if kind == "reach":
             last = cur
-            while (stop := session.run(breakpoints=bps, stop_before_event=True,
-                                       report_signals=frozenset())).reason in ("breakpoint",
-                                                                                "watch"):
+            while (stop := self._step(session, breakpoints=bps,
+                                      stop_before_event=True)).reason in ("breakpoint", "watch"):
                 last = observe(last, stop, watches)
             return cur.then(("reach",))
+        if kind == "state":
+            pc, regs, digest = segment[1], segment[2], segment[3]
+            last = cur
+            while True:
+                stop = self._step(session, breakpoints=bps | {pc}, stop_at_end=False)
+                if stop.reason == "breakpoint" and stop.addr == pc and \
+                        registers_to_bytes(session.process.get_regs()) == regs and \
+                        session.state_digest() == digest:
+                    return cur.then(segment)
+                if stop.reason not in ("breakpoint", "watch"):
+                    raise RuntimeError(f"lost the way to a state at {pc:#x} after {last} ({stop})")
+                if stop.reason == "watch" or stop.addr in bps:
+                    last = observe(last, stop, watches)
         if kind == "step":
             for done in range(1, segment[1] + 1):
-                stop = session.run(step=True, report_signals=frozenset(), stop_at_end=False)
+                stop = self._step(session, step=True, stop_at_end=False)
                 if counts(done, segment[1]) and stop.reason == "watch":
                     found.append((at(done), watches[stop.watch]))
                 elif counts(done, segment[1]) and session.process.get_regs().rip in bps:
@@ -310,8 +340,7 @@ class Timeline:
             for done in range(1, count + 1):
                 last = at(done - 1)
                 while True:
-                    stop = session.run(breakpoints=bps | {addr}, report_signals=frozenset(),
-                                       stop_at_end=False)
+                    stop = self._step(session, breakpoints=bps | {addr}, stop_at_end=False)
                     if stop.reason == "breakpoint" and stop.addr == addr:
                         break
                     if stop.reason not in ("breakpoint", "watch"):
@@ -328,8 +357,7 @@ class Timeline:
             for done in range(1, count + 1):
                 last = at(done - 1)
                 while True:
-                    stop = session.run(breakpoints=bps, report_signals=frozenset(),
-                                       stop_at_end=False)
+                    stop = self._step(session, breakpoints=bps, stop_at_end=False)
                     if stop.reason == "watch" and armed[stop.watch] == wanted:
                         break
                     if stop.reason not in ("breakpoint", "watch"):
@@ -370,6 +398,8 @@ class Timeline:
                 start = self.mark
                 stop = live.run(step=step, breakpoints=bps, until_event=not step,
                                 report_signals=self.report_signals)
+                if stop.reason == "interrupted":
+                    return self._interrupted_here(start)
                 self.mark = self._after(start, live, stop, self.watches)
                 if stop.reason == "event":
                     if time.monotonic() - self._last_checkpoint_time > CHECKPOINT_INTERVAL_SECONDS:
@@ -386,6 +416,17 @@ class Timeline:
         if stop.reason == "step" or not self.mark.steps:
             self._checkpoint_boundary()
         return arrival
+
+    def _interrupted_here(self, start: Mark) -> Arrival:
+        """Name the place an interrupt stopped the live run (an arbitrary instruction
+        that no breakpoint count names) by its state, and keep a clone of it."""
+        self.interrupted.clear()
+        live = self.live
+        base = start if live.next_event == start.event else Mark(live.next_event)
+        regs = live.process.get_regs()
+        self.mark = base.then(("state", regs.rip, registers_to_bytes(regs), live.state_digest()))
+        self._remember(self.mark, live)
+        return Arrival("interrupted", self.mark, signo=signal.SIGINT)
 
     def reverse_continue(self) -> Arrival:
         """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes)."""
@@ -464,6 +505,12 @@ class Timeline:
                 best = mark
         return best
 
+    @staticmethod
+    def _in_state(session: ReplaySession, segment: Segment) -> bool:
+        regs = session.process.get_regs()
+        return regs.rip == segment[1] and registers_to_bytes(regs) == segment[2] and \
+            session.state_digest() == segment[3]
+
     def _count_steps(self, anchor: Mark, end: Mark) -> int:
         """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone.
 
@@ -482,12 +529,10 @@ class Timeline:
                 kind = segment[0]
                 if kind == "watch":
                     self._apply_watches(session, [Watch(*segment[1])])
-                arrivals, wanted = 0, (1 if kind == "reach" else segment[-1])
+                arrivals, wanted = 0, (1 if kind in ATOMIC else segment[-1])
                 while arrivals < wanted:
-                    if self.interrupted.is_set():
-                        raise KeyboardInterrupt
-                    stop = session.run(step=True, stop_before_event=kind == "reach",
-                                       report_signals=frozenset(), stop_at_end=False)
+                    stop = self._step(session, step=True, stop_before_event=kind == "reach",
+                                      stop_at_end=False)
                     if stop.reason == "reached":
                         break  # at the event's stop: no instruction was executed
                     steps += 1
@@ -495,7 +540,8 @@ class Timeline:
                     if steps % CLONE_EVERY_STEPS == 0:
                         self._remember(cur, session)
                     if kind == "step" or (kind == "watch" and stop.reason == "watch") or (
-                            kind == "bp" and session.process.get_regs().rip == segment[1]):
+                            kind == "bp" and session.process.get_regs().rip == segment[1]) or (
+                            kind == "state" and self._in_state(session, segment)):
                         arrivals += 1
                 self._apply_watches(session, [])
         finally:

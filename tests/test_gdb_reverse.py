@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +187,29 @@ def test_monitor_when_and_named_checkpoints(programs, trace_root, debug):
     gdb.cmd("maintenance flush dcache")
     assert gdb.value("delta") == "2"
     assert gdb.cmd("when") == here
+
+
+def test_ctrl_c_interrupts_a_long_continue_and_a_long_reverse_continue(programs, trace_root,
+                                                                        debug):
+    """compute spins about 3 s in user code with no syscall: no event to stop at."""
+    gdb, _ = debug.start(recorded(programs.compute, trace_root, "1500000000"))
+    gdb.start("-exec-continue")
+    time.sleep(0.5)
+    began = time.monotonic()
+    stop = gdb.stop("-exec-interrupt")
+    assert time.monotonic() - began < 1.5
+    assert (stop.reason, stop.record.get("signal-name")) == ("signal-received", "SIGINT")
+    assert "state at" in gdb.cmd("when")  # a place inside the loop, named by its state
+    here = gdb.pc()
+    gdb.stop("stepi")
+    gdb.stop("reverse-stepi")
+    assert gdb.pc() == here
+    assert gdb.stop("continue", timeout=SLOW).reason == "no-history"
+    end = gdb.pc()
+    gdb.cmd("break main")  # hit long before: the scan back has to cross the whole loop
+    gdb.start("-exec-continue --reverse")
+    time.sleep(0.5)
+    stop = gdb.stop("-exec-interrupt")
+    assert stop.record.get("signal-name") == "SIGINT"
+    assert gdb.pc() == end  # an interrupted reverse-continue leaves the replay where it was
+    assert where(gdb.stop("reverse-continue", timeout=SLOW))[0] == "main"
