@@ -121,6 +121,29 @@ class Arrival:
 Hit = tuple  # (Mark, the Watch that triggered, or None for a breakpoint)
 
 
+class _Arrivals:
+    """Breakpoint and watchpoint hits seen since ``base``, each named by its count.
+
+    "The 5th arrival at x after base" is a recipe as good as a chain of every
+    stop on the way, and stays one segment long however dense the hits are, so
+    a scan through 10^5 hits costs linear time.
+    """
+
+    def __init__(self, base: Mark) -> None:
+        self.base = base
+        self.counts: dict[tuple, int] = {}
+
+    def hit(self, stop: RunStop, armed: list[Watch]) -> Hit:
+        if stop.reason == "watch":
+            watch: Watch | None = armed[stop.watch]
+            assert watch is not None
+            key: tuple = ("watch", (watch.addr, watch.length, watch.kind))
+        else:
+            watch, key = None, ("bp", stop.addr)
+        self.counts[key] = count = self.counts.get(key, 0) + 1
+        return self.base.then((*key, count)), watch
+
+
 class Timeline:
     def __init__(self, reader: TraceReader, *, echo: bool = False,
                  progress: Callable[[str], None] | None = None) -> None:
@@ -266,14 +289,18 @@ class Timeline:
         bps = frozenset(self.breakpoints) if observe else frozenset()
         watches = list(self.watches) if observe else []
         self._apply_watches(session, watches)
-        cur = start
+        arrivals = _Arrivals(start)
         while session.next_event < target.event:
             if self.interrupted.is_set():
                 raise KeyboardInterrupt
             stop = self._step(session, breakpoints=bps, until_event=True, stop_at_end=False)
-            cur = self._after(cur, session, stop, watches)
-            if observe and stop.reason in ("breakpoint", "watch") and hits is not None:
-                hits.append((cur, watches[stop.watch] if stop.reason == "watch" else None))
+            if session.next_event != arrivals.base.event:
+                arrivals = _Arrivals(Mark(session.next_event))
+            elif stop.reason in ("breakpoint", "watch"):
+                hit = arrivals.hit(stop, watches)
+                if observe and hits is not None:
+                    hits.append(hit)
+        cur = arrivals.base
         segments = (remainder(cur, target) or ()) if cur.event == target.event else ()
         for i, segment in enumerate(segments):
             cur = self._run_segment(session, cur, segment, bps, watches, hits if observe else None,
@@ -302,21 +329,20 @@ class Timeline:
                 return cur
             return Mark(cur.event, cur.steps + ((*segment[:-1], progress),))
 
-        def observe(base: Mark, stop: RunStop, armed: list[Watch]) -> Mark:
-            hit = self._after(base, session, stop, armed)
+        def observe(arrivals: _Arrivals, stop: RunStop, armed: list[Watch]) -> None:
+            hit = arrivals.hit(stop, armed)
             if observing:
-                found.append((hit, armed[stop.watch] if stop.reason == "watch" else None))
-            return hit
+                found.append(hit)
 
         if kind == "reach":
-            last = cur
+            arrivals = _Arrivals(cur)
             while (stop := self._step(session, breakpoints=bps,
                                       stop_before_event=True)).reason in ("breakpoint", "watch"):
-                last = observe(last, stop, watches)
+                observe(arrivals, stop, watches)
             return cur.then(("reach",))
         if kind == "state":
             pc, regs, digest = segment[1], segment[2], segment[3]
-            last = cur
+            arrivals = _Arrivals(cur)
             while True:
                 stop = self._step(session, breakpoints=bps | {pc}, stop_at_end=False)
                 if stop.reason == "breakpoint" and stop.addr == pc and \
@@ -324,9 +350,9 @@ class Timeline:
                         session.state_digest() == digest:
                     return cur.then(segment)
                 if stop.reason not in ("breakpoint", "watch"):
-                    raise RuntimeError(f"lost the way to a state at {pc:#x} after {last} ({stop})")
+                    raise RuntimeError(f"lost the way to a state at {pc:#x} after {cur} ({stop})")
                 if stop.reason == "watch" or stop.addr in bps:
-                    last = observe(last, stop, watches)
+                    observe(arrivals, stop, watches)
         if kind == "step":
             for done in range(1, segment[1] + 1):
                 stop = self._step(session, step=True, stop_at_end=False)
@@ -338,14 +364,15 @@ class Timeline:
         if kind == "bp":
             addr, count = segment[1], segment[2]
             for done in range(1, count + 1):
-                last = at(done - 1)
+                arrivals = _Arrivals(at(done - 1))
                 while True:
                     stop = self._step(session, breakpoints=bps | {addr}, stop_at_end=False)
                     if stop.reason == "breakpoint" and stop.addr == addr:
                         break
                     if stop.reason not in ("breakpoint", "watch"):
-                        raise RuntimeError(f"lost the way to {addr:#x} after {last} ({stop})")
-                    last = observe(last, stop, watches)
+                        raise RuntimeError(f"lost the way to {addr:#x} after {arrivals.base} "
+                                           f"({stop})")
+                    observe(arrivals, stop, watches)
                 if counts(done, count) and addr in bps:
                     found.append((at(done), None))
             return at(count)
@@ -355,14 +382,15 @@ class Timeline:
             armed = watches if wanted in watches else [wanted, *watches][:4]
             self._apply_watches(session, armed)
             for done in range(1, count + 1):
-                last = at(done - 1)
+                arrivals = _Arrivals(at(done - 1))
                 while True:
                     stop = self._step(session, breakpoints=bps, stop_at_end=False)
                     if stop.reason == "watch" and armed[stop.watch] == wanted:
                         break
                     if stop.reason not in ("breakpoint", "watch"):
-                        raise RuntimeError(f"lost the way to a watchpoint after {last} ({stop})")
-                    last = observe(last, stop, armed)
+                        raise RuntimeError(f"lost the way to a watchpoint after {arrivals.base} "
+                                           f"({stop})")
+                    observe(arrivals, stop, armed)
                 if counts(done, count) and wanted in watches:
                     found.append((at(done), wanted))
             self._apply_watches(session, watches)

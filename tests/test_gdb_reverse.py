@@ -213,3 +213,22 @@ def test_ctrl_c_interrupts_a_long_continue_and_a_long_reverse_continue(programs,
     assert stop.record.get("signal-name") == "SIGINT"
     assert gdb.pc() == end  # an interrupted reverse-continue leaves the replay where it was
     assert where(gdb.stop("reverse-continue", timeout=SLOW))[0] == "main"
+
+
+def test_dense_breakpoint_hits_are_scanned_in_linear_time(programs, trace_root, debug):
+    """A breakpoint in compute.c's loop is hit 2000 times between two events (each
+    hit is named by its count, not by the chain of hits before it): reverse-continue
+    from the printf lands on the last iteration, then on the one before."""
+    source = Path(__file__).parent / "programs" / "compute.c"
+    gdb, _ = debug.start(recorded(programs.compute, trace_root, "2000"))
+    gdb.cmd(f"break {line_of(source, 'printf(')}")
+    gdb.stop("continue")
+    gdb.cmd("delete")
+    gdb.cmd(f"break {line_of(source, 'x ^= x << 13;')}")
+    gdb.stop("reverse-continue", timeout=SLOW)
+    assert gdb.value("i") == "1999"
+    gdb.stop("reverse-continue", timeout=SLOW)
+    assert gdb.value("i") == "1998"
+    gdb.cmd("delete")
+    assert where(gdb.stop("reverse-step", timeout=SLOW)) == ("main", line_of(source, "for ("))
+    assert gdb.value("i") in ("1997", "1998")  # the increment, or the test after it
