@@ -31,7 +31,7 @@ retrograde monitor commands:
   reverse-roll [N]      step back N instructions (default 1) in one seek
   checkpoint [NAME]     remember this position as NAME
   restart NAME          go back (or forward) to checkpoint NAME
-  info checkpoints      list the named checkpoints
+  info checkpoints      list the named checkpoints and count the automatic ones
   help                  this text
 """
 
@@ -307,9 +307,12 @@ class ReplayTarget:
             timeline.seek(timeline.named[words[1]][0])
             return f"now at {timeline.mark}\n"
         if words[:2] == ["info", "checkpoints"]:
-            if not timeline.named:
-                return "no checkpoints\n"
-            return "".join(f"{name}: {mark}\n" for name, (mark, _) in timeline.named.items())
+            named = "".join(f"{name}: {mark}\n" for name, (mark, _) in timeline.named.items())
+            boundaries = sorted(timeline.boundary_checkpoints)
+            return (named or "no named checkpoints\n") + (
+                f"automatic: {len(boundaries)} at event boundaries "
+                f"({', '.join(map(str, boundaries[-8:]))}{' ...' if len(boundaries) > 8 else ''})"
+                f", {len(timeline.recent)} near recent stops\n")
         raise ValueError(f"unknown monitor command: {command} (try: monitor help)")
 
     def kill(self) -> None:

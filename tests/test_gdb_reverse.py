@@ -180,7 +180,9 @@ def test_monitor_when_and_named_checkpoints(programs, trace_root, debug):
     here = gdb.cmd("when")
     assert re.search(r"event \d+", here)
     gdb.cmd("monitor checkpoint first")
-    assert "first: event" in gdb.cmd("monitor info checkpoints")
+    listing = gdb.cmd("monitor info checkpoints")
+    assert "first: event" in listing
+    assert re.search(r"automatic: \d+ at event boundaries .*, \d+ near recent stops", listing)
     assert hit(gdb.stop("continue")) == ("add_to_global", "4")
     gdb.cmd("monitor restart first")
     gdb.cmd("maintenance flush register-cache")
