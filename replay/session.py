@@ -78,6 +78,7 @@ MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 AT_FDCWD = -100
 PRECISE_SEARCH_LIMIT = 200
 TRAP_TRACE = 2  # si_code of a single-step trap
+TRAP_FLAG = 0x100  # EFLAGS.TF
 ALL_SIGNALS = frozenset(range(1, 65))
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -209,9 +210,16 @@ class ReplaySession:
         return copy
 
     def state_digest(self) -> bytes:
-        """Registers, extended state and writable memory: equal digests, equal states."""
+        """Registers, extended state and writable memory: equal digests, equal states.
+
+        The XSAVE header's XSTATE_BV (bytes 512-519) is left out: it says which
+        register groups the CPU considers in their initial state, which a fork
+        may change without changing any register.
+        """
         t = self.process
-        return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, t.get_xstate()),
+        xstate = t.get_xstate()
+        xstate = xstate[:512] + bytes(8) + xstate[520:]
+        return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, xstate),
                               *writable_memory(t)])
 
     # -- driving ----------------------------------------------------------------------
@@ -448,6 +456,9 @@ class ReplaySession:
         self._echo(event)
         regs = t.get_regs()  # an executed call may have changed fs_base
         regs.rax = event.result & 0xFFFFFFFFFFFFFFFF
+        # `syscall` saved the flags in r11, with the trap flag when the debugger
+        # single-stepped it; the recorded program never ran with it set.
+        regs.r11 &= ~TRAP_FLAG
         t.set_regs(regs)
         for addr, data in event.writes:
             t.write(addr, data)

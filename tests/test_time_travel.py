@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from runner import record
 
 from retrograde.replay.session import ReplaySession
-from retrograde.replay.timeline import Timeline
+from retrograde.replay.timeline import Mark, Timeline
 from retrograde.trace.events import ExecEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.maps import memory_digest, writable_memory
@@ -154,3 +154,21 @@ def test_marks_name_one_state_and_rolls_come_back(watch_trace, moves):
     finally:
         timeline.close()
     assert not _traced_by_me(), "replay processes outlived their Timeline"
+
+
+def test_stepping_over_a_syscall_gives_the_state_running_to_it_gives(programs, tmp_path):
+    """The syscall instruction copies the flags into r11, trap flag included when
+    single-stepped; the state after it must still be the recorded one."""
+    trace = tmp_path / "hello"
+    assert record([programs.hello], out=trace).returncode == 3
+    with TraceReader(trace) as reader:
+        write = next(n for n, e in enumerate(reader) if e.kind == "syscall" and e.nr == 1)
+        with Timeline(reader) as stepped, Timeline(reader) as ran:
+            stepped.seek(Mark(write))
+            while stepped.mark.event == write:
+                assert stepped.forward(step=True).reason == "step"
+            ran.seek(Mark(write + 1))
+            assert stepped.mark == ran.mark == Mark(write + 1)
+            assert registers_to_bytes(stepped.live.process.get_regs()) == \
+                registers_to_bytes(ran.live.process.get_regs())
+            assert stepped.live.state_digest() == ran.live.state_digest()
