@@ -320,3 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `retrograde dump | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:  # a bug of ours: still one line, unless asked for the trace
+        if os.environ.get("RETROGRADE_DEBUG"):
+            raise
+        print(f"retrograde: internal error: {type(error).__name__}: {error} "
+              "(run with RETROGRADE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 70
