@@ -361,38 +361,33 @@ class Timeline:
                 elif counts(done, segment[1]) and session.process.get_regs().rip in bps:
                     found.append((at(done), None))
             return at(segment[1])
-        if kind == "bp":
-            addr, count = segment[1], segment[2]
-            for done in range(1, count + 1):
-                arrivals = _Arrivals(at(done - 1))
-                while True:
-                    stop = self._step(session, breakpoints=bps | {addr}, stop_at_end=False)
-                    if stop.reason == "breakpoint" and stop.addr == addr:
-                        break
-                    if stop.reason not in ("breakpoint", "watch"):
-                        raise RuntimeError(f"lost the way to {addr:#x} after {arrivals.base} "
-                                           f"({stop})")
-                    observe(arrivals, stop, watches)
-                if counts(done, count) and addr in bps:
-                    found.append((at(done), None))
-            return at(count)
-        if kind == "watch":
-            key, count = segment[1], segment[2]
-            wanted = Watch(*key)
-            armed = watches if wanted in watches else [wanted, *watches][:4]
+        if kind in ("bp", "watch"):
+            count = segment[2]
+            if kind == "bp":
+                addr = segment[1]
+                armed, run_bps, watch = watches, bps | {addr}, None
+                is_user_hit = addr in bps
+
+                def arrived(stop: RunStop) -> bool:
+                    return stop.reason == "breakpoint" and stop.addr == addr
+            else:
+                watch = Watch(*segment[1])
+                armed, run_bps = (watches if watch in watches else [watch, *watches][:4]), bps
+                is_user_hit = watch in watches
+
+                def arrived(stop: RunStop) -> bool:
+                    return stop.reason == "watch" and armed[stop.watch] == watch
             self._apply_watches(session, armed)
             for done in range(1, count + 1):
                 arrivals = _Arrivals(at(done - 1))
-                while True:
-                    stop = self._step(session, breakpoints=bps, stop_at_end=False)
-                    if stop.reason == "watch" and armed[stop.watch] == wanted:
-                        break
+                while not arrived(stop := self._step(session, breakpoints=run_bps,
+                                                     stop_at_end=False)):
                     if stop.reason not in ("breakpoint", "watch"):
-                        raise RuntimeError(f"lost the way to a watchpoint after {arrivals.base} "
-                                           f"({stop})")
+                        raise RuntimeError(f"lost the way to {segment[0]} {segment[1]} after "
+                                           f"{arrivals.base} ({stop})")
                     observe(arrivals, stop, armed)
-                if counts(done, count) and wanted in watches:
-                    found.append((at(done), wanted))
+                if counts(done, count) and is_user_hit:
+                    found.append((at(done), watch))
             self._apply_watches(session, watches)
             return at(count)
         raise ValueError(f"unknown segment {segment}")
