@@ -190,3 +190,13 @@ def test_real_programs_record_with_unchanged_output(trace_root, argv):
     got = record(argv)
     assert got.returncode == want.returncode, got.stderr
     assert got.stdout == want.stdout
+
+
+def test_an_executable_that_cannot_be_executed_is_one_line(trace_root, tmp_path):
+    bogus = tmp_path / "bogus"
+    bogus.write_bytes(b"\x7fELF but not really")
+    bogus.chmod(0o755)
+    got = record([bogus])
+    err = got.stderr.decode()
+    assert got.returncode == 1
+    assert err.count("\n") == 1 and "cannot run" in err and "Exec format error" in err

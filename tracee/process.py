@@ -128,11 +128,14 @@ class Tracee:
                 _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
                 _ptrace(PTRACE_TRACEME)
                 os.kill(os.getpid(), signal.SIGSTOP)
-                if trap_tsc:
-                    _libc.prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)
                 if cwd:
                     os.chdir(cwd)
-                os.execve(path, list(argv), env if env is not None else os.environ)
+                environment = env if env is not None else dict(os.environ)
+                # Last before execve: from here on the clock reads of this very
+                # Python process (a profiler's, say) would fault too.
+                if trap_tsc:
+                    _libc.prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)
+                os.execve(path, list(argv), environment)
             except BaseException as error:  # noqa: BLE001 - report anything to the parent
                 os.write(write_end, f"{getattr(error, 'strerror', None) or error}".encode())
             finally:
@@ -145,15 +148,23 @@ class Tracee:
         _ptrace(PTRACE_SETOPTIONS, pid, 0, options)
         _ptrace(PTRACE_CONT, pid, 0, 0)
         tracee = cls(pid)
-        stop = tracee.wait()
-        if tracee.alive:
-            tracee.reopen_memory()
-        message = os.read(read_end, 4096).decode(errors="replace")
-        os.close(read_end)
-        if stop.kind == "event" and stop.event == PTRACE_EVENT_EXEC:
-            return tracee
-        tracee.kill()
-        raise TraceeError(f"cannot run {path}: {message or stop}")
+        try:
+            while True:
+                stop = tracee.wait()
+                if stop.kind == "event" and stop.event == PTRACE_EVENT_EXEC:
+                    tracee.reopen_memory()
+                    return tracee
+                if stop.kind in ("exited", "killed"):
+                    # The child reported why before it exited; the pipe is closed now.
+                    message = os.read(read_end, 4096).decode(errors="replace")
+                    raise TraceeError(f"cannot run {path}: {message or stop}")
+                # A signal before exec (the child is still us): deliver it as is.
+                tracee.resume(PTRACE_CONT, stop.signo if stop.kind == "signal" else 0)
+        except BaseException:
+            tracee.kill()
+            raise
+        finally:
+            os.close(read_end)
 
     def wait(self) -> Stop:
         _, status = os.waitpid(self.pid, 0x40000000)  # __WALL
