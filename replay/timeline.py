@@ -35,7 +35,6 @@ from __future__ import annotations
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
@@ -145,11 +144,9 @@ class _Arrivals:
 
 
 class Timeline:
-    def __init__(self, reader: TraceReader, *, echo: bool = False,
-                 progress: Callable[[str], None] | None = None) -> None:
+    def __init__(self, reader: TraceReader, *, echo: bool = False) -> None:
         self.reader = reader
         self.echo = echo
-        self.progress = progress
         self.live = ReplaySession(reader, echo=echo)
         self.live.start()
         self.mark = Mark(self.live.next_event)
@@ -220,22 +217,29 @@ class Timeline:
         return self.mark
 
     # -- moving the live session ------------------------------------------------------------
+    def _clones_on_the_way(self, target: Mark) -> list[tuple[Mark, ReplaySession]]:
+        return [(mark, session) for mark, session in [*self.recent.items(), *self.named.values()]
+                if remainder(mark, target) is not None]
+
+    @staticmethod
+    def _latest(marks: list[Mark]) -> Mark:
+        """Of marks that all lie on the way to one place, the one nearest to it."""
+        best = marks[0]
+        for mark in marks[1:]:
+            if remainder(best, mark) is not None:  # best is on the way to mark
+                best = mark
+        return best
+
     def _source_for(self, target: Mark) -> tuple[Mark, ReplaySession]:
         """The stopped clone from which ``target`` is cheapest to reach."""
-        best: tuple[Mark, ReplaySession] | None = None
-        candidates = list(self.recent.items()) + list(self.named.values())
-        for mark, session in candidates:
-            if remainder(mark, target) is not None and (
-                    best is None or len(mark.steps) > len(best[0].steps)
-                    or mark.steps and best[0].steps and mark.steps[-1][-1] > best[0].steps[-1][-1]):
-                best = (mark, session)
-        if best is not None:
-            return best
+        on_the_way = dict(self._clones_on_the_way(target))
+        if on_the_way:
+            best = self._latest(list(on_the_way))
+            return best, on_the_way[best]
         events = [e for e in self.boundary_checkpoints if e <= target.event]
         if not events:
             raise ValueError(f"no checkpoint before {target}")
-        e = max(events)
-        return Mark(e), self.boundary_checkpoints[e]
+        return Mark(max(events)), self.boundary_checkpoints[max(events)]
 
     def _fresh_at(self, target: Mark, *, source: tuple[Mark, ReplaySession] | None = None,
                   hits: list[Hit] | None = None) -> ReplaySession:
@@ -517,16 +521,11 @@ class Timeline:
         interval has been running.
         """
         candidates = [Mark(end.event)]
-        candidates += [m for m in list(self.recent) + [m for m, _ in self.named.values()]
-                       if m != end and remainder(m, end)]
+        candidates += [m for m, _ in self._clones_on_the_way(end) if m != end]
         if end.steps and end.steps[-1][0] == "bp" and end.steps[-1][2] > 1:
             kind, addr, count = end.steps[-1]
             candidates.append(Mark(end.event, end.steps[:-1] + ((kind, addr, count - 1),)))
-        best = candidates[0]
-        for mark in candidates[1:]:
-            if remainder(best, mark) is not None:  # best is on the way to mark: mark is later
-                best = mark
-        return best
+        return self._latest(candidates)
 
     @staticmethod
     def _in_state(session: ReplaySession, segment: Segment) -> bool:
