@@ -553,6 +553,20 @@ class Timeline:
                     self._apply_watches(session, [Watch(*segment[1])])
                 arrivals, wanted = 0, (1 if kind in ATOMIC else segment[-1])
                 while arrivals < wanted:
+                    if kind in ("step", "bp") and session.reached is None \
+                            and not session.pending_signal:
+                        # Plain instructions up to the goal: the fast stepper.
+                        chunk = CLONE_EVERY_STEPS - steps % CLONE_EVERY_STEPS
+                        if kind == "step":
+                            chunk = min(chunk, wanted - arrivals)
+                        done, arrived = session.single_steps(
+                            chunk, stop_at=segment[1] if kind == "bp" else None)
+                        steps += done
+                        cur = cur.then(("step", done))
+                        arrivals += done if kind == "step" else int(arrived)
+                        if steps % CLONE_EVERY_STEPS == 0:
+                            self._remember(cur, session)
+                        continue
                     stop = self._step(session, step=True, stop_before_event=kind == "reach",
                                       stop_at_end=False)
                     if stop.reason == "reached":
