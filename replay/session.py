@@ -132,6 +132,15 @@ class RunStop:
     watch: int = -1  # the debug register (0-3) that triggered
 
 
+class TraceEnds(Exception):
+    """The trace stops before the program did: the recorder was killed or stopped early."""
+
+    def __init__(self, event_no: int) -> None:
+        super().__init__(f"the trace ends at event {event_no}, before the program did (the "
+                         "recording was cut short)")
+        self.event_no = event_no
+
+
 @dataclass(frozen=True)
 class ReplayEnd:
     exit_status: int | None
@@ -246,8 +255,7 @@ class ReplaySession:
         try:
             return self.reader[n]
         except IndexError:
-            raise Divergence(n, "the trace ends here without an exit (an incomplete "
-                                "recording)") from None
+            raise TraceEnds(n) from None
 
     def step_event(self) -> None:
         """Replay exactly the next event of the trace (an exec with its execve)."""
@@ -288,6 +296,8 @@ class ReplaySession:
             if self.end is not None:
                 return RunStop("exited")
             n = self.next_event
+            if stop_at_end and n >= len(self.reader) and self.reached is None:
+                return RunStop("end")  # a cut-short trace: nothing recorded goes further
             event = self._event(n)
             stop, self.reached = self.reached, None
             if stop is None:
@@ -771,6 +781,9 @@ def replay_autopilot(path: Path, *, echo: bool = True, verbose: bool = False,
         except Divergence as error:
             print(f"retrograde: {error}", file=sys.stderr)
             return 2
+        except TraceEnds as error:
+            print(f"retrograde: replayed everything there is: {error}", file=sys.stderr)
+            return 1
         if verbose:
             print(f"retrograde: replayed {session.next_event + 1} events", file=sys.stderr)
     if end.exit_signal is not None:

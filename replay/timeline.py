@@ -409,6 +409,8 @@ class Timeline:
         if stop.reason == "watch":
             w = watches[stop.watch]
             return base.then(("watch", (w.addr, w.length, w.kind), 1))
+        if stop.reason == "end" and session.next_event >= len(self.reader):
+            return Mark(session.next_event)  # the end of a cut-short trace: a boundary
         if stop.reason in ("end", "reached"):
             return base.then(("reach",))
         return base

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from gdb_driver import Debugging, GdbSession, Stopped
-from runner import record
+from runner import RETROGRADE, record
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SLOW = 180  # seconds for a command that counts instructions over a long stretch
@@ -234,3 +234,24 @@ def test_dense_breakpoint_hits_are_scanned_in_linear_time(programs, trace_root, 
     gdb.cmd("delete")
     assert where(gdb.stop("reverse-step", timeout=SLOW)) == ("main", line_of(source, "for ("))
     assert gdb.value("i") in ("1997", "1998")  # the increment, or the test after it
+
+
+def test_a_cut_short_recording_ends_in_history_end_and_goes_backwards(programs, trace_root,
+                                                                      debug):
+    recorder = subprocess.Popen([*RETROGRADE, "record", "-o", str(trace_root / "cut"), "--",
+                                 str(programs.syscall_heavy), "2000000"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    recorder.kill()
+    recorder.wait()
+    replayed = subprocess.run([*RETROGRADE, "replay", "-a", "--no-echo", str(trace_root / "cut")],
+                              capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 1
+    assert replayed.stderr.count("\n") == 1 and "cut short" in replayed.stderr
+    gdb, _ = debug.start(trace_root / "cut")
+    assert gdb.stop("continue", timeout=SLOW).reason == "no-history"
+    end = gdb.pc()
+    gdb.stop("reverse-stepi", timeout=SLOW)
+    assert gdb.pc() != end
+    assert gdb.stop("continue", timeout=SLOW).reason == "no-history"
+    assert gdb.pc() == end
