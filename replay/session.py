@@ -79,6 +79,7 @@ AT_FDCWD = -100
 PRECISE_SEARCH_LIMIT = 200
 TRAP_TRACE = 2  # si_code of a single-step trap
 TRAP_FLAG = 0x100  # EFLAGS.TF
+RESUME_FLAG = 0x10000  # EFLAGS.RF
 ALL_SIGNALS = frozenset(range(1, 65))
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -357,6 +358,46 @@ class ReplaySession:
                                   f"({self._describe(stop)})")
             # else: a stray signal, discarded; the step did not happen yet
         return done, False
+
+    def run_to_arrival(self, addr: int, count: int) -> None:
+        """Run to the ``count``-th arrival at ``addr`` on a hardware execution
+        breakpoint (debug register 0): one stop an arrival, no int3 to step over.
+
+        The kernel sets the resume flag on such a stop, so the next resume
+        executes the instruction; it is cleared here at the end, so the state is
+        the one a software breakpoint gives. Same preconditions as
+        ``single_steps``, and no watchpoint may be armed.
+        """
+        if self.reached is not None or self.pending_signal:
+            raise TraceeError("run_to_arrival needs a task with nothing pending")
+        t = self.process
+        regs = t.get_regs()
+        if regs.rip == addr:  # already there: that arrival does not count
+            regs.eflags |= RESUME_FLAG
+            t.set_regs(regs)
+        t.set_debugreg(0, addr)
+        t.set_debugreg(7, 1)  # L0, execute, length 1
+        try:
+            arrivals = 0
+            while arrivals < count:
+                t.resume(PTRACE_SYSEMU)
+                stop = t.wait()
+                if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
+                    arrivals += 1
+                elif stop.kind == "signal" and stop.signo == signal.SIGSTOP and \
+                        self.interruption is not None and self.interruption.is_set():
+                    raise KeyboardInterrupt
+                elif stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
+                    raise TraceeError(f"an event came on the way to {addr:#x} "
+                                      f"({self._describe(stop)})")
+            regs = t.get_regs()
+            if regs.rip != addr:
+                raise TraceeError(f"stopped at {regs.rip:#x} on the way to {addr:#x}")
+            regs.eflags &= ~RESUME_FLAG
+            t.set_regs(regs)
+        finally:
+            t.set_debugreg(7, 0)
+            t.set_debugreg(6, 0)
 
     def _is_final(self, n: int, event: Event) -> bool:
         """Whether carrying out event ``n`` ends the program."""

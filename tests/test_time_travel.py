@@ -77,15 +77,20 @@ def watch_trace(programs, tmp_path_factory) -> tuple[TraceReader, frozenset[int]
     recorded = record([programs.watch], out=out)
     assert recorded.returncode == 22, recorded.stderr.decode(errors="replace")
     with TraceReader(out) as reader:
-        exec_event = reader[0]
-        assert isinstance(exec_event, ExecEvent)
-        binary = Path(exec_event.path).resolve()
-        bias = next(m.start for m in exec_event.mappings
-                    if m.offset == 0 and m.name and Path(m.name).resolve() == binary)
-        with open(programs.watch, "rb") as f:
-            symbols = {s.name: s["st_value"]
-                       for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
-        yield reader, frozenset(bias + symbols[name] for name in BREAK_AT)
+        addresses = _function_addresses(reader, programs.watch)
+        yield reader, frozenset(addresses[name] for name in BREAK_AT)
+
+
+def _function_addresses(reader: TraceReader, binary: Path) -> dict[str, int]:
+    """Where the program's functions are in the replay (its load address + symbols)."""
+    exec_event = reader[0]
+    assert isinstance(exec_event, ExecEvent)
+    path = Path(exec_event.path).resolve()
+    bias = next(m.start for m in exec_event.mappings
+                if m.offset == 0 and m.name and Path(m.name).resolve() == path)
+    with open(binary, "rb") as f:
+        return {s.name: bias + s["st_value"]
+                for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
 
 
 MOVES = st.one_of(
@@ -172,3 +177,27 @@ def test_stepping_over_a_syscall_gives_the_state_running_to_it_gives(programs, t
             assert registers_to_bytes(stepped.live.process.get_regs()) == \
                 registers_to_bytes(ran.live.process.get_regs())
             assert stepped.live.state_digest() == ran.live.state_digest()
+
+
+def test_counting_arrivals_with_a_debug_register_matches_counting_with_int3(programs, tmp_path):
+    """Seeks count breakpoint arrivals on a hardware breakpoint; a scan counts
+    them with int3: the n-th arrival must be the same place either way, also
+    when counting starts at the breakpoint's own address."""
+    trace = tmp_path / "watch"
+    assert record([programs.watch], out=trace).returncode == 22
+    with TraceReader(trace) as reader, Timeline(reader) as timeline:
+        address = _function_addresses(reader, programs.watch)["record_hit"]
+        timeline.breakpoints = {address}
+        first = timeline.forward(step=False)
+        assert first.reason == "breakpoint"
+        software = []
+        for _ in range(3):
+            timeline.forward(step=False)
+            software.append(timeline.live.state_digest())
+        third = Mark(first.mark.event, first.mark.steps[:-1] + (("bp", address, 3),))
+        timeline.recent.clear()  # seek from the boundary, through run_to_arrival
+        timeline.seek(third)
+        assert timeline.live.state_digest() == software[1]
+        fourth = Mark(third.event, third.steps[:-1] + (("bp", address, 4),))
+        timeline.seek(fourth)  # from the clone at the 3rd arrival: starts on the address
+        assert timeline.live.state_digest() == software[2]
