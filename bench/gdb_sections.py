@@ -96,6 +96,7 @@ REVERSE_STEPIS = 20
 REVERSE_NEXTS = 5
 REVERSE_ROLLS = 5
 ROLL = 100_000
+LOOP_ROLL = 10_000
 STEP_TIMEOUT = 30.0  # reverse-stepi/next/roll: each counts instructions by single-stepping
 
 
@@ -431,6 +432,36 @@ def reverse_section(ctx: Context) -> SectionResult:
                           "samples_s": samples}
             rows.append([f"{name} (x{reps})", ms(med), f"first {ms(samples[0])}",
                          f"max {ms(max(samples))}"])
+    finally:
+        g.close()
+
+    # Session 3: the same commands where debugging usually happens, at a breakpoint hit
+    # many times in a loop (the 1000th call of tick()): the instructions to count back
+    # start at the previous hit, however long the program has run.
+    ctx.log("reverse: the same commands at the 1000th hit of a breakpoint in a loop")
+    hits_trace = record(ctx, "hits-reverse",
+                        [str(compile_source(ctx, "hits", HITS_SOURCE)), str(HITS)])
+    g = Gdb(ctx, trace=hits_trace)
+    try:
+        bp = g.breakpoint("tick")
+        g.mi(f"-break-after {bp} 999")
+        g.resume("-exec-continue", "tick")
+        g.mi("-break-delete")
+        for name, command, reps in (
+                ("reverse-stepi", "-exec-step-instruction --reverse", REVERSE_STEPIS),
+                ("reverse-next", "-exec-next --reverse", REVERSE_NEXTS),
+                (f"reverse-roll {LOOP_ROLL}", f"reverse-roll {LOOP_ROLL}", REVERSE_ROLLS)):
+            samples = []
+            for _ in range(reps):
+                if command.startswith("-exec"):
+                    samples.append(g.resume(command, timeout=STEP_TIMEOUT))
+                else:
+                    samples.append(g.mi(command, timeout=STEP_TIMEOUT)[0])
+            med = statistics.median(samples)
+            data[f"loop {name}"] = {"median_s": med, "first_s": samples[0],
+                                    "max_s": max(samples), "samples_s": samples}
+            rows.append([f"{name} (x{reps}), 1000th hit in a loop", ms(med),
+                         f"first {ms(samples[0])}", f"max {ms(max(samples))}"])
     finally:
         g.close()
 

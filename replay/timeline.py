@@ -59,10 +59,21 @@ class Mark:
     steps: tuple[Segment, ...] = ()
 
     def then(self, segment: Segment) -> Mark:
-        if self.steps and segment[0] == "step" and self.steps[-1][0] == "step":
-            return Mark(self.event, self.steps[:-1] + (("step", self.steps[-1][1] + segment[1]),))
-        if segment[0] == "step" and segment[1] == 0:
+        """This mark, then ``segment``. Counting segments of one kind and target merge:
+        the next arrival after the m-th arrival at a place is the (m+1)-th."""
+        if segment[0] not in ATOMIC and segment[-1] == 0:
             return self
+        last = self.steps[-1] if self.steps else None
+        if last is not None and last[0] not in ATOMIC and last[:-1] == segment[:-1]:
+            return Mark(self.event, self.steps[:-1] + ((*last[:-1], last[-1] + segment[-1]),))
+        # A debugger steps over a breakpoint before it continues: the m-th arrival at
+        # a, one step, then the next arrival at a is the (m+1)-th arrival at a (one
+        # instruction cannot arrive at a again, unless it is a jump to itself).
+        if segment[0] == "bp" and len(self.steps) >= 2 and self.steps[-1] == ("step", 1):
+            before = self.steps[-2]
+            if before[0] == "bp" and before[1] == segment[1]:
+                return Mark(self.event, self.steps[:-2] + (("bp", segment[1],
+                                                            before[2] + segment[2]),))
         return Mark(self.event, self.steps + (segment,))
 
     def __str__(self) -> str:
