@@ -342,22 +342,27 @@ class ReplaySession:
         if self.reached is not None or self.pending_signal:
             raise TraceeError("single_steps needs a task with nothing pending")
         t = self.process
-        done = 0
-        while done < limit:
-            t.resume(PTRACE_SYSEMU_SINGLESTEP)
+        for done in range(1, limit + 1):
+            self._next_trap(PTRACE_SYSEMU_SINGLESTEP, "while stepping inside an interval")
+            if stop_at is not None and t.get_regs().rip == stop_at:
+                return done, True
+        return limit, False
+
+    def _next_trap(self, request: int, where: str) -> None:
+        """Resume with ``request`` until the next SIGTRAP, for callers that know no
+        event comes: stray signals are discarded (the instruction did not run yet),
+        an interrupt raises KeyboardInterrupt, anything else is an error."""
+        t = self.process
+        while True:
+            t.resume(request)
             stop = t.wait()
             if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
-                done += 1
-                if stop_at is not None and t.get_regs().rip == stop_at:
-                    return done, True
-            elif stop.kind == "signal" and stop.signo == signal.SIGSTOP and \
+                return
+            if stop.kind == "signal" and stop.signo == signal.SIGSTOP and \
                     self.interruption is not None and self.interruption.is_set():
                 raise KeyboardInterrupt
-            elif stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
-                raise TraceeError(f"an event came while stepping inside an interval "
-                                  f"({self._describe(stop)})")
-            # else: a stray signal, discarded; the step did not happen yet
-        return done, False
+            if stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
+                raise TraceeError(f"an event came {where} ({self._describe(stop)})")
 
     def run_to_arrival(self, addr: int, count: int) -> None:
         """Run to the ``count``-th arrival at ``addr`` on a hardware execution
@@ -378,18 +383,8 @@ class ReplaySession:
         t.set_debugreg(0, addr)
         t.set_debugreg(7, 1)  # L0, execute, length 1
         try:
-            arrivals = 0
-            while arrivals < count:
-                t.resume(PTRACE_SYSEMU)
-                stop = t.wait()
-                if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
-                    arrivals += 1
-                elif stop.kind == "signal" and stop.signo == signal.SIGSTOP and \
-                        self.interruption is not None and self.interruption.is_set():
-                    raise KeyboardInterrupt
-                elif stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
-                    raise TraceeError(f"an event came on the way to {addr:#x} "
-                                      f"({self._describe(stop)})")
+            for _ in range(count):
+                self._next_trap(PTRACE_SYSEMU, f"on the way to {addr:#x}")
             regs = t.get_regs()
             if regs.rip != addr:
                 raise TraceeError(f"stopped at {regs.rip:#x} on the way to {addr:#x}")
