@@ -46,7 +46,6 @@ class ReplayTarget:
         first = self.execs[0][1]
         self.pid = self.tid = first.task
         self.files = self._recorded_files(reader)
-        self.killed = False
 
     @staticmethod
     def _recorded_files(reader: TraceReader) -> dict[str, Path]:
@@ -316,7 +315,8 @@ class ReplayTarget:
         raise ValueError(f"unknown monitor command: {command} (try: monitor help)")
 
     def kill(self) -> None:
-        self.killed = True
+        """Nothing to do here: the server ends, and the CLI closes the timeline,
+        which kills the replay and every checkpoint."""
 
     def pass_signals(self, signals: set[int]) -> None:
         self.timeline.report_signals = frozenset(range(1, 65)) - frozenset(signals)

@@ -243,10 +243,6 @@ class ReplaySession:
         self._finish_stub_exec(first)
         self.next_event = 1
 
-    @property
-    def at_end(self) -> bool:
-        return self.end is not None
-
     def run_to_end(self) -> ReplayEnd:
         while self.end is None:
             self.step_event()
@@ -527,8 +523,8 @@ class ReplaySession:
             self._replay_mmap_family(n, event)
         elif nr in EXECUTED_IN_REPLAY:
             t.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *event.args)
+            regs = t.get_regs()  # the call may have moved fs_base (arch_prctl)
         self._echo(event)
-        regs = t.get_regs()  # an executed call may have changed fs_base
         regs.rax = event.result & 0xFFFFFFFFFFFFFFFF
         # `syscall` saved the flags in r11, with the trap flag when the debugger
         # single-stepped it; the recorded program never ran with it set.

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gdb_driver import Debugging, GdbSession, Stopped
+from gdb_driver import Debugging, GdbSession, Stopped, source_line
 from runner import RETROGRADE, record
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -29,8 +29,10 @@ def recorded(program: Path, trace_root: Path, *args: str) -> Path:
     return out
 
 
-def line_of(source: Path, marker: str) -> int:
-    return next(n for n, text in enumerate(source.read_text().splitlines(), 1) if marker in text)
+def buggy_line(text: str) -> int:
+    """The line of examples/buggy.c (the demo program) that contains ``text``."""
+    lines = (EXAMPLES / "buggy.c").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if text in line)
 
 
 def hit(stop: Stopped) -> tuple[str, str]:
@@ -66,12 +68,11 @@ def test_breakpoints_backwards_in_reverse_order_then_forwards_again(programs, tr
 
 
 def test_reverse_next_and_finish_restore_the_machine_state(programs, trace_root, debug):
-    source = Path(__file__).parent / "programs" / "watch.c"
     gdb, _ = debug.start(recorded(programs.watch, trace_root))
     gdb.cmd("break record_hit")
     for _ in range(3):
         stop = gdb.stop("continue")
-    assert where(stop) == ("record_hit", line_of(source, "// write: hits"))
+    assert where(stop) == ("record_hit", source_line("watch", "// write: hits"))
 
     def state() -> tuple:
         return (registers(gdb), gdb.value("c->hits"), gdb.value("c->total"),
@@ -88,7 +89,7 @@ def test_reverse_next_and_finish_restore_the_machine_state(programs, trace_root,
         stop = gdb.stop("reverse-next")
         if registers(gdb)["rip"] == before[0]["rip"]:
             break
-    assert where(stop) == ("record_hit", line_of(source, "// write: hits"))
+    assert where(stop) == ("record_hit", source_line("watch", "// write: hits"))
     assert state() == before
     gdb.cmd("delete")
     assert where(gdb.stop("finish"))[0] == "step"
@@ -103,18 +104,18 @@ def test_reverse_next_and_finish_restore_the_machine_state(programs, trace_root,
 
 
 def test_reverse_watch_finds_the_write_that_corrupted_a_heap_field(trace_root, debug, tmp_path):
-    source = EXAMPLES / "buggy.c"
     binary = tmp_path / "buggy"
-    subprocess.run(["gcc", "-g", "-O0", "-o", str(binary), str(source)], check=True)
+    subprocess.run(["gcc", "-g", "-O0", "-o", str(binary), str(EXAMPLES / "buggy.c")],
+                   check=True)
     gdb, _ = debug.start(recorded(binary, trace_root))
-    detect = line_of(source, "printf(\"audit:")
+    detect = buggy_line("printf(\"audit:")
     gdb.cmd(f"break {detect}")
     assert where(gdb.stop("continue"))[1] == detect
     assert gdb.value("acct->balance") == "28257"
     gdb.cmd("watch -l acct->balance")
     stop = gdb.stop("reverse-continue")
     assert "Old value = 28257" in stop.console and "New value = 865" in stop.console
-    assert where(stop) == ("copy_name", line_of(source, "dst[i] = src[i];"))
+    assert where(stop) == ("copy_name", buggy_line("dst[i] = src[i];"))
     assert gdb.value("i") == "9"
     stop = gdb.stop("reverse-continue")  # the byte before it
     assert "Old value = 865" in stop.console
@@ -221,18 +222,17 @@ def test_dense_breakpoint_hits_are_scanned_in_linear_time(programs, trace_root, 
     """A breakpoint in compute.c's loop is hit 2000 times between two events (each
     hit is named by its count, not by the chain of hits before it): reverse-continue
     from the printf lands on the last iteration, then on the one before."""
-    source = Path(__file__).parent / "programs" / "compute.c"
     gdb, _ = debug.start(recorded(programs.compute, trace_root, "2000"))
-    gdb.cmd(f"break {line_of(source, 'printf(')}")
+    gdb.cmd(f"break {source_line('compute', 'printf(')}")
     gdb.stop("continue")
     gdb.cmd("delete")
-    gdb.cmd(f"break {line_of(source, 'x ^= x << 13;')}")
+    gdb.cmd(f"break {source_line('compute', 'x ^= x << 13;')}")
     gdb.stop("reverse-continue", timeout=SLOW)
     assert gdb.value("i") == "1999"
     gdb.stop("reverse-continue", timeout=SLOW)
     assert gdb.value("i") == "1998"
     gdb.cmd("delete")
-    assert where(gdb.stop("reverse-step", timeout=SLOW)) == ("main", line_of(source, "for ("))
+    assert where(gdb.stop("reverse-step", timeout=SLOW)) == ("main", source_line("compute", "for ("))
     assert gdb.value("i") in ("1997", "1998")  # the increment, or the test after it
 
 

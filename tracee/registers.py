@@ -36,10 +36,6 @@ def signed(value: int) -> int:
     return value - (1 << 64) if value & (1 << 63) else value
 
 
-def unsigned(value: int) -> int:
-    return value & 0xFFFFFFFFFFFFFFFF
-
-
 def describe_difference(a: Registers, b: Registers) -> str:
     diffs = [f"{n}={getattr(a, n):#x}/{getattr(b, n):#x}" for n in REGISTER_NAMES
              if getattr(a, n) != getattr(b, n)]
