@@ -17,10 +17,12 @@ resume must deliver (the task is then at that signal's delivery stop).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -45,6 +47,7 @@ from retrograde.tracee.maps import (
     writable_memory,
     writable_memory_digest,
 )
+from retrograde.tracee.perf import ArrivalCounter, PerfUnavailable
 from retrograde.tracee.process import (
     PTRACE_CONT,
     PTRACE_SYSCALL,
@@ -146,6 +149,23 @@ class TraceEnds(Exception):
 class ReplayEnd:
     exit_status: int | None
     exit_signal: int | None
+
+
+@contextlib.contextmanager
+def _apart_from_tracer(pid: int) -> Iterator[None]:
+    """Keep task ``pid`` and this thread on different CPUs meanwhile: a task
+    the tracer wakes is otherwise often queued on the tracer's CPU, and a slice
+    of its running then lasts as long as the scheduler pleases."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        yield
+        return
+    os.sched_setaffinity(pid, cpus[-1:])
+    os.sched_setaffinity(0, cpus[:-1])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
 
 
 def format_call(nr: int, args: tuple[int, ...]) -> str:
@@ -362,7 +382,9 @@ class ReplaySession:
 
     def run_to_arrival(self, addr: int, count: int) -> None:
         """Run to the ``count``-th arrival at ``addr`` on a hardware execution
-        breakpoint (debug register 0): one stop an arrival, no int3 to step over.
+        breakpoint: a perf counter that stops the task at that arrival (one stop,
+        however many arrivals; tracee/perf.py), or, where the kernel offers no
+        counter, debug register 0 with one stop an arrival.
 
         The kernel sets the resume flag on such a stop, so the next resume
         executes the instruction; it is cleared here at the end, so the state is
@@ -376,19 +398,63 @@ class ReplaySession:
         if regs.rip == addr:  # already there: that arrival does not count
             regs.eflags |= RESUME_FLAG
             t.set_regs(regs)
-        t.set_debugreg(0, addr)
-        t.set_debugreg(7, 1)  # L0, execute, length 1
+        where = f"on the way to {addr:#x}"
         try:
-            for _ in range(count):
-                self._next_trap(PTRACE_SYSEMU, f"on the way to {addr:#x}")
-            regs = t.get_regs()
-            if regs.rip != addr:
-                raise TraceeError(f"stopped at {regs.rip:#x} on the way to {addr:#x}")
-            regs.eflags &= ~RESUME_FLAG
+            counter = ArrivalCounter(t.pid, addr, stop_at=count) if count > 1 else None
+        except PerfUnavailable:
+            counter = None
+        if counter is not None:
+            with counter:
+                self._next_trap(PTRACE_SYSEMU, where)
+                if counter.count != count:
+                    raise TraceeError(f"stopped after {counter.count} of {count} arrivals {where}")
+        else:
+            t.set_debugreg(0, addr)
+            t.set_debugreg(7, 1)  # L0, execute, length 1
+            try:
+                for _ in range(count):
+                    self._next_trap(PTRACE_SYSEMU, where)
+            finally:
+                t.set_debugreg(7, 0)
+                t.set_debugreg(6, 0)
+        regs = t.get_regs()
+        if regs.rip != addr:
+            raise TraceeError(f"stopped at {regs.rip:#x} on the way to {addr:#x}")
+        regs.eflags &= ~RESUME_FLAG
+        t.set_regs(regs)
+
+    def run_to_arrival_in_slices(self, addr: int, count: int, seconds: float,
+                                 pause: Callable[[int], None]) -> None:
+        """``run_to_arrival`` on a perf counter, stopping the task (SIGSTOP) after
+        every ``seconds`` of running to call ``pause(arrivals made so far)``; the
+        timeline clones it there. Raises PerfUnavailable without a counter."""
+        if self.reached is not None or self.pending_signal:
+            raise TraceeError("run_to_arrival_in_slices needs a task with nothing pending")
+        t = self.process
+        regs = t.get_regs()
+        if regs.rip == addr:
+            regs.eflags |= RESUME_FLAG
             t.set_regs(regs)
-        finally:
-            t.set_debugreg(7, 0)
-            t.set_debugreg(6, 0)
+        with ArrivalCounter(t.pid, addr, stop_at=count) as counter, _apart_from_tracer(t.pid):
+            while True:
+                t.resume(PTRACE_SYSEMU)
+                stop = t.wait_for(seconds)
+                if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
+                    break
+                if stop.kind == "signal" and stop.signo == signal.SIGSTOP:
+                    if self.interruption is not None and self.interruption.is_set():
+                        raise KeyboardInterrupt
+                    pause(counter.count)
+                    continue
+                if stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
+                    raise TraceeError(f"an event came on the way to {addr:#x} "
+                                      f"({self._describe(stop)})")
+            if counter.count != count:
+                raise TraceeError(f"stopped after {counter.count} of {count} arrivals on the "
+                                  f"way to {addr:#x}")
+        regs = t.get_regs()
+        regs.eflags &= ~RESUME_FLAG
+        t.set_regs(regs)
 
     def _is_final(self, n: int, event: Event) -> bool:
         """Whether carrying out event ``n`` ends the program."""

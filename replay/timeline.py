@@ -39,9 +39,11 @@ from dataclasses import dataclass
 from typing import Self
 
 from retrograde.trace.format import TraceReader
+from retrograde.tracee.perf import ArrivalCounter, PerfUnavailable
 from retrograde.tracee.registers import registers_to_bytes
 
-from .session import ALL_SIGNALS, Interruption, ReplaySession, RunStop
+from .flow import predecessors
+from .session import ALL_SIGNALS, RESUME_FLAG, Interruption, ReplaySession, RunStop
 
 Segment = tuple
 ATOMIC = ("reach", "state")  # segments without a count: done entirely or not at all
@@ -49,6 +51,12 @@ CHECKPOINT_INTERVAL_SECONDS = 0.05  # replay time between two boundary checkpoin
 MAX_BOUNDARY_CHECKPOINTS = 48
 MAX_RECENT_CLONES = 24
 CLONE_EVERY_STEPS = 256  # while counting instructions, leave a clone this often
+STEPS_BEFORE_CLOSING_IN = 400  # single steps to try before a long stretch is narrowed down
+WAYPOINT_FIRST_SLICE = 0.002  # seconds of native running between waypoint clones, then /8
+WAYPOINT_LEVELS = 3  # slices of 2 ms, 0.25 ms, 0.03 ms: shorter ones are mostly the tracer's latency
+COUNTED_SLICE = 0.002  # the last pass, slowed by its perf counters
+MAX_WAYPOINTS = 8
+LOOP_WAYPOINT = 64  # arrivals back, when going back through a loop from a waypoint
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,7 @@ class Timeline:
         self.boundary_checkpoints: dict[int, ReplaySession] = {}
         self.recent: OrderedDict[Mark, ReplaySession] = OrderedDict()
         self.named: dict[str, tuple[Mark, ReplaySession]] = {}
+        self.waypoints: OrderedDict[Mark, ReplaySession] = OrderedDict()
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
         self.report_signals: frozenset[int] = ALL_SIGNALS
@@ -176,10 +185,11 @@ class Timeline:
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
         for session in [self.live, *self.boundary_checkpoints.values(), *self.recent.values(),
-                        *(s for _, s in self.named.values())]:
+                        *self.waypoints.values(), *(s for _, s in self.named.values())]:
             session.close()
         self.boundary_checkpoints.clear()
         self.recent.clear()
+        self.waypoints.clear()
         self.named.clear()
 
     def __enter__(self) -> Self:
@@ -229,7 +239,9 @@ class Timeline:
 
     # -- moving the live session ------------------------------------------------------------
     def _clones_on_the_way(self, target: Mark) -> list[tuple[Mark, ReplaySession]]:
-        return [(mark, session) for mark, session in [*self.recent.items(), *self.named.values()]
+        return [(mark, session) for mark, session in [*self.recent.items(),
+                                                      *self.waypoints.items(),
+                                                      *self.named.values()]
                 if remainder(mark, target) is not None]
 
     @staticmethod
@@ -512,12 +524,35 @@ class Timeline:
     def _instructions_before(self, end: Mark, count: int) -> Mark:
         """The mark ``count`` instructions before ``end`` (the start, if fewer)."""
         remaining = count
+        back = 1  # arrivals back, when end is the n-th arrival at a place
+        closed_in = False
         while True:
-            anchor = self._anchor_before(end)
-            distance = self._count_steps(anchor, end)
+            anchor = self._anchor_before(end, back)
+            rest = remainder(anchor, end)
+            assert rest is not None
+            long_stretch = not closed_in and back == 1 and len(rest) == 1 and rest[0][0] == "bp"
+            distance = self._count_steps(anchor, end,
+                                         limit=STEPS_BEFORE_CLOSING_IN if long_stretch else None)
+            if distance is None:
+                # Far from every known mark, inside a long native run: narrow it down.
+                closed_in = True
+                end, before = self._close_in(end)
+                if before is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return before
+                    end, closed_in = before, False
+                continue
             if distance >= remaining:
                 return anchor.then(("step", distance - remaining))
             remaining -= distance
+            back = 1
+            if len(rest) == 1 and rest[0][0] == "bp" and anchor.steps and \
+                    anchor.steps[-1][:2] == rest[0][:2]:
+                # Counted back over rest[0][2] arrivals of a loop: aim the next
+                # anchor at enough arrivals for what remains, in one count.
+                per_arrival = max(1, distance // rest[0][2])
+                back = -(-remaining // per_arrival) + 1
             if anchor.steps:
                 end = anchor
                 continue
@@ -529,20 +564,166 @@ class Timeline:
             remaining -= 1
             end = Mark(anchor.event - 1, (("reach",),))
 
-    def _anchor_before(self, end: Mark) -> Mark:
+    def _anchor_before(self, end: Mark, back: int = 1) -> Mark:
         """The latest mark known to be on the way to ``end`` (not ``end`` itself).
 
-        Candidates: the boundary, every kept clone on the way, and, when ``end``
-        is the n-th arrival at a breakpoint, the (n-1)-th arrival: in a loop the
-        instructions from there to ``end`` are one iteration, however long the
-        interval has been running.
+        Candidates: the boundary, every shorter recipe that ``end`` extends,
+        every kept clone on the way, and, when ``end``
+        is the n-th arrival at a breakpoint, the (n-back)-th arrival: in a loop
+        the instructions from there to ``end`` are ``back`` iterations, however
+        long the interval has been running.
         """
-        candidates = [Mark(end.event)]
+        candidates = [Mark(end.event, end.steps[:i]) for i in range(max(1, len(end.steps)))]
         candidates += [m for m, _ in self._clones_on_the_way(end) if m != end]
         if end.steps and end.steps[-1][0] == "bp" and end.steps[-1][2] > 1:
             kind, addr, count = end.steps[-1]
-            candidates.append(Mark(end.event, end.steps[:-1] + ((kind, addr, count - 1),)))
+            candidates.append(Mark(end.event,
+                                   end.steps[:-1] + ((kind, addr, max(0, count - back)),)))
         return self._latest(candidates)
+
+    # -- closing in on a place far inside a long native run ------------------------------------
+    def _close_in(self, end: Mark) -> tuple[Mark, Mark | None]:
+        """For ``end``, the n-th arrival at a place after a long native run: a
+        waypoint clone shortly before it, and the mark one instruction before
+        ``end`` if the instruction there can be identified.
+
+        Returns (``end`` renamed from the waypoint, the mark before or None). The
+        previous instruction is one of a few candidate addresses (replay/flow.py);
+        their arrivals are counted on perf counters while the waypoint is sought,
+        and the candidate whose last arrival, stepped once, is exactly ``end``'s
+        state is the one.
+        """
+        _, addr, count = end.steps[-1]
+        wanted = self._state_at(end)
+        probe = self._fresh_at(Mark(end.event))
+        try:
+            read = probe.process.read
+            top = int.from_bytes(read(wanted[2], 8), "little")
+            candidates = [p for p in predecessors(read, addr, top) if p != addr][:3]
+        except OSError:
+            candidates = []
+        finally:
+            probe.close()
+        try:
+            waypoint, counts = self._waypoint_before(end, candidates)
+        except PerfUnavailable:
+            return end, None
+        made = waypoint.steps[-2][2] if len(waypoint.steps) >= 2 and \
+            waypoint.steps[-2][:2] == ("bp", addr) else 0
+        renamed = waypoint.then(("bp", addr, count - made)) if waypoint.steps != \
+            end.steps[:-1] else end
+        for pc in candidates:
+            if counts.get(pc):
+                before = self._last_arrival_before(waypoint, pc, counts[pc], wanted)
+                if before is not None:
+                    return renamed, before
+        return renamed, None
+
+    def _last_arrival_before(self, waypoint: Mark, pc: int, arrivals: int,
+                             wanted: tuple[bytes, bytes, int]) -> Mark | None:
+        """``waypoint`` + the ``arrivals``-th arrival at ``pc``, if one step from there
+        gives the state ``wanted``. A waypoint LOOP_WAYPOINT arrivals earlier is
+        kept on the way, so that going further back through a loop starts there
+        rather than ``arrivals`` away."""
+        if arrivals > LOOP_WAYPOINT:
+            near = waypoint.then(("bp", pc, arrivals - LOOP_WAYPOINT))
+            self._keep_waypoint(near, self._fresh_at(near))
+        before = waypoint.then(("bp", pc, arrivals))
+        session = self._fresh_at(before)
+        try:
+            self._remember(before, session)
+            session.single_steps(1)
+            return before if self._state_of(session)[:2] == wanted[:2] else None
+        finally:
+            session.close()
+
+    def _keep_waypoint(self, mark: Mark, session: ReplaySession) -> None:
+        self.waypoints[mark] = session
+        while len(self.waypoints) > MAX_WAYPOINTS:
+            self.waypoints.popitem(last=False)[1].close()
+
+    def _waypoint_before(self, end: Mark, counted: list[int]) -> tuple[Mark, dict[int, int]]:
+        """A clone a short native run before ``end`` (the n-th arrival at a place)
+        and the arrivals at each of ``counted`` from there to ``end``.
+
+        DESIGN.md, "Long event intervals": run natively from the segment's start,
+        stopping every few milliseconds to clone; from the last clone before
+        ``end`` again with shorter slices; the last pass counts ``counted`` on perf
+        counters, which slows the run to one debug trap per arrival and so makes
+        its slices short in instructions too. A clone is named by its state after
+        the arrivals at ``end``'s place so far; without one, the segment's start
+        is the waypoint.
+        """
+        _, addr, count = end.steps[-1]
+        base = Mark(end.event, end.steps[:-1])
+        start, made, found = self._fresh_at(base), 0, False
+        at_start: dict[int, int] = dict.fromkeys(counted, 0)
+        slices = [WAYPOINT_FIRST_SLICE / 8 ** i for i in range(WAYPOINT_LEVELS)]
+        try:
+            for seconds, counting in [*((s, []) for s in slices), (COUNTED_SLICE, counted)]:
+                runner = start.clone()
+                latest: list[tuple[ReplaySession, int, dict[int, int]]] = []
+                counters = [ArrivalCounter(runner.process.pid, a) for a in counting]
+
+                def pause(arrivals: int, runner: ReplaySession = runner, made: int = made,
+                          counters: list[ArrivalCounter] = counters,
+                          latest: list[tuple[ReplaySession, int, dict[int, int]]] = latest
+                          ) -> None:
+                    regs = runner.process.get_regs()
+                    if regs.rip == addr:
+                        return  # an arrival at end's place is a count, not a state
+                    clone = runner.clone()
+                    trapped = bool(regs.eflags & RESUME_FLAG)
+                    if trapped:
+                        # Stopped between a debug trap and its instruction: the same
+                        # state as an arrival there, and that arrival is counted.
+                        regs.eflags &= ~RESUME_FLAG
+                        clone.process.set_regs(regs)
+                    if latest:
+                        latest.pop()[0].close()
+                    # Counts are of arrivals after the clone; one at the clone's own
+                    # pc not yet trapped is counted later by this run.
+                    latest.append((clone, made + arrivals,
+                                   {c.addr: c.count + (regs.rip == c.addr and not trapped)
+                                    for c in counters}))
+
+                try:
+                    runner.run_to_arrival_in_slices(addr, count - made, seconds, pause)
+                    at_end = {c.addr: c.count for c in counters}
+                finally:
+                    for c in counters:
+                        c.close()
+                    runner.close()
+                if latest:
+                    start.close()
+                    (start, made, at_start), found = latest[0], True
+        except BaseException:
+            start.close()
+            raise
+        counts = {a: at_end.get(a, 0) - at_start.get(a, 0) for a in counted}
+        if not found:
+            start.close()
+            return base, counts
+        regs = start.process.get_regs()
+        waypoint = base.then(("bp", addr, made)).then(
+            ("state", regs.rip, registers_to_bytes(regs), start.state_digest()))
+        self._keep_waypoint(waypoint, start)
+        return waypoint, counts
+
+    @staticmethod
+    def _state_of(session: ReplaySession) -> tuple[bytes, bytes, int]:
+        """(registers, digest of the whole state, rsp): equal states, equal futures."""
+        regs = session.process.get_regs()
+        return registers_to_bytes(regs), session.state_digest(), regs.rsp
+
+    def _state_at(self, mark: Mark) -> tuple[bytes, bytes, int]:
+        if mark == self.mark and self.live.tracee is not None:
+            return self._state_of(self.live)
+        session = self._fresh_at(mark)
+        try:
+            return self._state_of(session)
+        finally:
+            session.close()
 
     @staticmethod
     def _in_state(session: ReplaySession, segment: Segment) -> bool:
@@ -550,8 +731,9 @@ class Timeline:
         return regs.rip == segment[1] and registers_to_bytes(regs) == segment[2] and \
             session.state_digest() == segment[3]
 
-    def _count_steps(self, anchor: Mark, end: Mark) -> int:
-        """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone.
+    def _count_steps(self, anchor: Mark, end: Mark, limit: int | None = None) -> int | None:
+        """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone
+        (None if there are more than ``limit``).
 
         Clones are left behind every CLONE_EVERY_STEPS instructions, so the next
         reverse step near here starts close by instead of at the anchor.
@@ -573,6 +755,8 @@ class Timeline:
                     if kind in ("step", "bp") and session.reached is None \
                             and not session.pending_signal:
                         # Plain instructions up to the goal: the fast stepper.
+                        if limit is not None and steps >= limit:
+                            return None
                         chunk = CLONE_EVERY_STEPS - steps % CLONE_EVERY_STEPS
                         if kind == "step":
                             chunk = min(chunk, wanted - arrivals)
