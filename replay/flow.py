@@ -2,12 +2,15 @@
 
 Going back one instruction from a place a long native run reached needs the
 previous instruction's address, to count its arrivals (replay/timeline.py). x86
-code cannot be decoded backwards reliably, so this lists candidates and the
+code cannot be decoded backwards for certain, so this ranks candidates, and the
 timeline keeps the one whose last arrival, stepped once, gives exactly the
 state it came from:
 
-- the instruction that ends at ``pc``, when control can fall through it (every
-  length from 1 to 15 bytes that decodes to exactly that length);
+- the instruction that ends at ``pc``, when control can fall through it. Linear
+  decoding started at each of the WINDOW bytes before ``pc`` resynchronises with
+  the real instruction stream within a few instructions; every start that ends
+  exactly at ``pc`` votes for the instruction it ends with, and the true one
+  gathers nearly all the votes;
 - when ``pc`` is a call target, the call that pushed the return address on top
   of the stack.
 
@@ -17,29 +20,44 @@ counts instructions by single-stepping instead.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import capstone
 
-MAX_INSN = 15
+WINDOW = 48
 _NO_FALL_THROUGH = {"jmp", "ljmp", "ret", "retf", "iret", "iretq", "hlt", "ud2", "int3",
                     "syscall", "sysenter", "call", "lcall"}
 
 _decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
 
-def _ending_at(read: Callable[[int, int], bytes], end: int) -> list[capstone.CsInsn]:
-    """Instructions of every length that decode to end exactly at ``end``."""
-    found = []
-    for length in range(1, MAX_INSN + 1):
-        try:
-            code = read(end - length, length)
-        except OSError:
-            continue
-        insn = next(_decoder.disasm(code, end - length, 1), None)
-        if insn is not None and insn.size == length:
-            found.append(insn)
-    return found
+def _code_before(read: Callable[[int, int], bytes], end: int) -> tuple[int, bytes]:
+    """Up to WINDOW readable bytes that end at ``end``, and where they start."""
+    for size in (WINDOW, end % 4096):  # the window may reach into an unmapped page
+        if size:
+            try:
+                return end - size, read(end - size, size)
+            except OSError:
+                continue
+    return end, b""
+
+
+def _ending_at(read: Callable[[int, int], bytes], end: int) -> Counter[capstone.CsInsn]:
+    """Instructions that linear decoding from some start before ``end`` ends with
+    exactly at ``end``, with how many starts agree on each."""
+    base, code = _code_before(read, end)
+    votes: Counter[tuple[int, int]] = Counter()
+    found: dict[tuple[int, int], capstone.CsInsn] = {}
+    for offset in range(len(code)):
+        last = None
+        for insn in _decoder.disasm(code[offset:], base + offset):
+            last = insn
+        if last is not None and last.address + last.size == end:
+            key = (last.address, last.size)
+            votes[key] += 1
+            found[key] = last
+    return Counter({found[key]: n for key, n in votes.items()})
 
 
 def predecessors(read: Callable[[int, int], bytes], pc: int, top_of_stack: int) -> list[int]:
@@ -48,12 +66,9 @@ def predecessors(read: Callable[[int, int], bytes], pc: int, top_of_stack: int) 
     ``read(addr, size)`` reads the program's memory; ``top_of_stack`` is the
     8 bytes at rsp, the return address if ``pc`` was just called.
     """
-    falls = [insn.address for insn in _ending_at(read, pc)
+    falls = [insn.address for insn, _ in _ending_at(read, pc).most_common()
              if insn.mnemonic not in _NO_FALL_THROUGH]
-    calls = [insn.address for insn in _ending_at(read, top_of_stack)
+    calls = [insn.address for insn, _ in _ending_at(read, top_of_stack).most_common()
              if insn.mnemonic == "call" and (insn.op_str == hex(pc) or
                                              not insn.op_str.startswith("0x"))]
-    # Shorter encodings first: a 1-byte "instruction" inside a longer one is
-    # rarer as a real predecessor than the plain decoding.
-    ordered = sorted(falls, key=lambda a: pc - a > 7) + calls
-    return list(dict.fromkeys(ordered))
+    return list(dict.fromkeys(falls + calls))

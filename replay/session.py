@@ -456,6 +456,38 @@ class ReplaySession:
         regs.eflags &= ~RESUME_FLAG
         t.set_regs(regs)
 
+    def run_to_arrival_counting(self, addr: int, count: int, counted: list[int], every: int,
+                                pause: Callable[[int, int], None]) -> dict[int, int]:
+        """``run_to_arrival``, counting on the way the arrivals at each of
+        ``counted`` (the task's own position included, if it is one) and stopping
+        at every ``every``-th of them to call ``pause(address, arrivals there)``.
+        Returns the counts. Raises PerfUnavailable without counters."""
+        if self.reached is not None or self.pending_signal:
+            raise TraceeError("run_to_arrival_counting needs a task with nothing pending")
+        t = self.process
+        regs = t.get_regs()
+        if regs.rip == addr:
+            regs.eflags |= RESUME_FLAG
+            t.set_regs(regs)
+        where = f"on the way to {addr:#x}"
+        with contextlib.ExitStack() as stack:
+            goal = stack.enter_context(ArrivalCounter(t.pid, addr, stop_at=count))
+            counters = [stack.enter_context(ArrivalCounter(t.pid, a, stop_at=every))
+                        for a in counted]
+            while goal.count < count:
+                self._next_trap(PTRACE_SYSEMU, where)
+                rip = t.get_regs().rip
+                for counter in counters:
+                    if counter.addr == rip and counter.count % every == 0:
+                        pause(rip, counter.count)
+            counts = {c.addr: c.count for c in counters}
+        regs = t.get_regs()
+        if regs.rip != addr:
+            raise TraceeError(f"stopped at {regs.rip:#x} {where}")
+        regs.eflags &= ~RESUME_FLAG
+        t.set_regs(regs)
+        return counts
+
     def _is_final(self, n: int, event: Event) -> bool:
         """Whether carrying out event ``n`` ends the program."""
         if isinstance(event, SyscallEvent):

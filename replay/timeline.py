@@ -36,7 +36,7 @@ import signal
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.perf import ArrivalCounter, PerfUnavailable
@@ -52,11 +52,10 @@ MAX_BOUNDARY_CHECKPOINTS = 48
 MAX_RECENT_CLONES = 24
 CLONE_EVERY_STEPS = 256  # while counting instructions, leave a clone this often
 STEPS_BEFORE_CLOSING_IN = 400  # single steps to try before a long stretch is narrowed down
-WAYPOINT_FIRST_SLICE = 0.002  # seconds of native running between waypoint clones, then /8
-WAYPOINT_LEVELS = 3  # slices of 2 ms, 0.25 ms, 0.03 ms: shorter ones are mostly the tracer's latency
-COUNTED_SLICE = 0.002  # the last pass, slowed by its perf counters
-MAX_WAYPOINTS = 8
-LOOP_WAYPOINT = 64  # arrivals back, when going back through a loop from a waypoint
+WAYPOINT_FIRST_SLICE = 0.001  # seconds of native running between waypoint clones, then /6
+WAYPOINT_LEVELS = 3  # slices of 1, 0.17, 0.03 ms: shorter ones are mostly the tracer's latency
+MAX_WAYPOINTS = 12
+ARRIVALS_BETWEEN_CLONES = 256  # while counting arrivals on perf counters, clone this often
 
 
 @dataclass(frozen=True)
@@ -139,6 +138,30 @@ class Arrival:
 Hit = tuple  # (Mark, the Watch that triggered, or None for a breakpoint)
 
 
+@dataclass(frozen=True)
+class Link:
+    """How a waypoint was found: on the way from ``parent`` to the
+    ``from_parent``-th arrival at ``addr`` after it, which is the
+    ``from_waypoint``-th arrival after the waypoint."""
+
+    parent: Mark
+    from_parent: int
+    from_waypoint: int
+    addr: int
+
+
+class State(NamedTuple):
+    """A replay's state: equal registers and digests, equal futures."""
+
+    registers: bytes
+    digest: bytes
+    rsp: int
+    rip: int
+
+    def same(self, other: State) -> bool:
+        return (self.registers, self.digest) == (other.registers, other.digest)
+
+
 class _Arrivals:
     """Breakpoint and watchpoint hits seen since ``base``, each named by its count.
 
@@ -174,6 +197,7 @@ class Timeline:
         self.recent: OrderedDict[Mark, ReplaySession] = OrderedDict()
         self.named: dict[str, tuple[Mark, ReplaySession]] = {}
         self.waypoints: OrderedDict[Mark, ReplaySession] = OrderedDict()
+        self.links: dict[Mark, Link] = {}
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
         self.report_signals: frozenset[int] = ALL_SIGNALS
@@ -493,14 +517,43 @@ class Timeline:
             if self.interrupted.is_set():
                 self.interrupted.clear()
                 return Arrival("interrupted", self.mark, signo=signal.SIGINT)
-            hits: list[Hit] = []
-            self._fresh_at(end, source=(Mark(start), self.boundary_checkpoints[start]),
-                           hits=hits).close()
+            hits = self._hits_before(Mark(start), end)
             if hits:
                 return self._arrive_backwards(*hits[-1])
             end = Mark(start)
         self.seek(self.start_mark)
         return Arrival("history-begin", self.mark)
+
+    def _hits_before(self, start: Mark, end: Mark) -> list[Hit]:
+        """The user's breakpoint and watchpoint hits from ``start`` (a boundary
+        with a checkpoint) to just before ``end``, in order.
+
+        A scan runs ``end``'s recipe with the breakpoints armed. When the recipe
+        passes a waypoint (a "state" segment: an arrival in one exact state at a
+        pc the long run it came from passed millions of times), the scan does
+        not go through it: hits after the waypoint come from its clone, and the
+        hits before it are those from ``start`` to the next event's stop less as
+        many as the clone meets on its way there.
+        """
+        source = (start, self.boundary_checkpoints[start.event])
+        states = [i for i, segment in enumerate(end.steps) if segment[0] == "state"]
+        waypoint = Mark(end.event, end.steps[:states[-1] + 1]) if states else None
+        clone = self.waypoints.get(waypoint) or self.recent.get(waypoint) \
+            if waypoint is not None else None
+        hits: list[Hit] = []
+        if waypoint is None or clone is None or end.event >= len(self.reader):
+            self._fresh_at(end, source=source, hits=hits).close()
+            return hits
+        self._fresh_at(end, source=(waypoint, clone), hits=hits).close()
+        if hits:
+            return hits
+        beyond: list[Hit] = []
+        self._fresh_at(waypoint.then(("reach",)), source=(waypoint, clone), hits=beyond).close()
+        self._fresh_at(Mark(end.event, (("reach",),)), source=source, hits=hits).close()
+        del hits[len(hits) - len(beyond):]
+        if hits and self._state_at(hits[-1][0]).same(self._state_of(clone)):
+            hits.pop()  # the hit is the waypoint itself, which its clone does not meet
+        return hits
 
     def _arrive_backwards(self, hit: Mark, watch: Watch | None) -> Arrival:
         if watch is not None:
@@ -527,6 +580,16 @@ class Timeline:
         back = 1  # arrivals back, when end is the n-th arrival at a place
         closed_in = False
         while True:
+            if end in self.links:
+                # A waypoint: only its state names it, so no count reaches it from
+                # an earlier mark; the step back across it is found from its parent.
+                before = self._previous_across(end)
+                if before is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return before
+                    end, back, closed_in = before, 1, False
+                    continue
             anchor = self._anchor_before(end, back)
             rest = remainder(anchor, end)
             assert rest is not None
@@ -575,155 +638,10 @@ class Timeline:
         """
         candidates = [Mark(end.event, end.steps[:i]) for i in range(max(1, len(end.steps)))]
         candidates += [m for m, _ in self._clones_on_the_way(end) if m != end]
-        if end.steps and end.steps[-1][0] == "bp" and end.steps[-1][2] > 1:
+        if end.steps and end.steps[-1][0] == "bp" and end.steps[-1][2] > back:
             kind, addr, count = end.steps[-1]
-            candidates.append(Mark(end.event,
-                                   end.steps[:-1] + ((kind, addr, max(0, count - back)),)))
+            candidates.append(Mark(end.event, end.steps[:-1] + ((kind, addr, count - back),)))
         return self._latest(candidates)
-
-    # -- closing in on a place far inside a long native run ------------------------------------
-    def _close_in(self, end: Mark) -> tuple[Mark, Mark | None]:
-        """For ``end``, the n-th arrival at a place after a long native run: a
-        waypoint clone shortly before it, and the mark one instruction before
-        ``end`` if the instruction there can be identified.
-
-        Returns (``end`` renamed from the waypoint, the mark before or None). The
-        previous instruction is one of a few candidate addresses (replay/flow.py);
-        their arrivals are counted on perf counters while the waypoint is sought,
-        and the candidate whose last arrival, stepped once, is exactly ``end``'s
-        state is the one.
-        """
-        _, addr, count = end.steps[-1]
-        wanted = self._state_at(end)
-        probe = self._fresh_at(Mark(end.event))
-        try:
-            read = probe.process.read
-            top = int.from_bytes(read(wanted[2], 8), "little")
-            candidates = [p for p in predecessors(read, addr, top) if p != addr][:3]
-        except OSError:
-            candidates = []
-        finally:
-            probe.close()
-        try:
-            waypoint, counts = self._waypoint_before(end, candidates)
-        except PerfUnavailable:
-            return end, None
-        made = waypoint.steps[-2][2] if len(waypoint.steps) >= 2 and \
-            waypoint.steps[-2][:2] == ("bp", addr) else 0
-        renamed = waypoint.then(("bp", addr, count - made)) if waypoint.steps != \
-            end.steps[:-1] else end
-        for pc in candidates:
-            if counts.get(pc):
-                before = self._last_arrival_before(waypoint, pc, counts[pc], wanted)
-                if before is not None:
-                    return renamed, before
-        return renamed, None
-
-    def _last_arrival_before(self, waypoint: Mark, pc: int, arrivals: int,
-                             wanted: tuple[bytes, bytes, int]) -> Mark | None:
-        """``waypoint`` + the ``arrivals``-th arrival at ``pc``, if one step from there
-        gives the state ``wanted``. A waypoint LOOP_WAYPOINT arrivals earlier is
-        kept on the way, so that going further back through a loop starts there
-        rather than ``arrivals`` away."""
-        if arrivals > LOOP_WAYPOINT:
-            near = waypoint.then(("bp", pc, arrivals - LOOP_WAYPOINT))
-            self._keep_waypoint(near, self._fresh_at(near))
-        before = waypoint.then(("bp", pc, arrivals))
-        session = self._fresh_at(before)
-        try:
-            self._remember(before, session)
-            session.single_steps(1)
-            return before if self._state_of(session)[:2] == wanted[:2] else None
-        finally:
-            session.close()
-
-    def _keep_waypoint(self, mark: Mark, session: ReplaySession) -> None:
-        self.waypoints[mark] = session
-        while len(self.waypoints) > MAX_WAYPOINTS:
-            self.waypoints.popitem(last=False)[1].close()
-
-    def _waypoint_before(self, end: Mark, counted: list[int]) -> tuple[Mark, dict[int, int]]:
-        """A clone a short native run before ``end`` (the n-th arrival at a place)
-        and the arrivals at each of ``counted`` from there to ``end``.
-
-        DESIGN.md, "Long event intervals": run natively from the segment's start,
-        stopping every few milliseconds to clone; from the last clone before
-        ``end`` again with shorter slices; the last pass counts ``counted`` on perf
-        counters, which slows the run to one debug trap per arrival and so makes
-        its slices short in instructions too. A clone is named by its state after
-        the arrivals at ``end``'s place so far; without one, the segment's start
-        is the waypoint.
-        """
-        _, addr, count = end.steps[-1]
-        base = Mark(end.event, end.steps[:-1])
-        start, made, found = self._fresh_at(base), 0, False
-        at_start: dict[int, int] = dict.fromkeys(counted, 0)
-        slices = [WAYPOINT_FIRST_SLICE / 8 ** i for i in range(WAYPOINT_LEVELS)]
-        try:
-            for seconds, counting in [*((s, []) for s in slices), (COUNTED_SLICE, counted)]:
-                runner = start.clone()
-                latest: list[tuple[ReplaySession, int, dict[int, int]]] = []
-                counters = [ArrivalCounter(runner.process.pid, a) for a in counting]
-
-                def pause(arrivals: int, runner: ReplaySession = runner, made: int = made,
-                          counters: list[ArrivalCounter] = counters,
-                          latest: list[tuple[ReplaySession, int, dict[int, int]]] = latest
-                          ) -> None:
-                    regs = runner.process.get_regs()
-                    if regs.rip == addr:
-                        return  # an arrival at end's place is a count, not a state
-                    clone = runner.clone()
-                    trapped = bool(regs.eflags & RESUME_FLAG)
-                    if trapped:
-                        # Stopped between a debug trap and its instruction: the same
-                        # state as an arrival there, and that arrival is counted.
-                        regs.eflags &= ~RESUME_FLAG
-                        clone.process.set_regs(regs)
-                    if latest:
-                        latest.pop()[0].close()
-                    # Counts are of arrivals after the clone; one at the clone's own
-                    # pc not yet trapped is counted later by this run.
-                    latest.append((clone, made + arrivals,
-                                   {c.addr: c.count + (regs.rip == c.addr and not trapped)
-                                    for c in counters}))
-
-                try:
-                    runner.run_to_arrival_in_slices(addr, count - made, seconds, pause)
-                    at_end = {c.addr: c.count for c in counters}
-                finally:
-                    for c in counters:
-                        c.close()
-                    runner.close()
-                if latest:
-                    start.close()
-                    (start, made, at_start), found = latest[0], True
-        except BaseException:
-            start.close()
-            raise
-        counts = {a: at_end.get(a, 0) - at_start.get(a, 0) for a in counted}
-        if not found:
-            start.close()
-            return base, counts
-        regs = start.process.get_regs()
-        waypoint = base.then(("bp", addr, made)).then(
-            ("state", regs.rip, registers_to_bytes(regs), start.state_digest()))
-        self._keep_waypoint(waypoint, start)
-        return waypoint, counts
-
-    @staticmethod
-    def _state_of(session: ReplaySession) -> tuple[bytes, bytes, int]:
-        """(registers, digest of the whole state, rsp): equal states, equal futures."""
-        regs = session.process.get_regs()
-        return registers_to_bytes(regs), session.state_digest(), regs.rsp
-
-    def _state_at(self, mark: Mark) -> tuple[bytes, bytes, int]:
-        if mark == self.mark and self.live.tracee is not None:
-            return self._state_of(self.live)
-        session = self._fresh_at(mark)
-        try:
-            return self._state_of(session)
-        finally:
-            session.close()
 
     @staticmethod
     def _in_state(session: ReplaySession, segment: Segment) -> bool:
@@ -743,6 +661,7 @@ class Timeline:
         if not rest:
             return 0
         session = self._fresh_at(anchor)
+        self._remember(anchor, session)  # the next step back starts from here
         steps = 0
         cur = anchor
         try:
@@ -784,6 +703,237 @@ class Timeline:
         finally:
             session.close()
         return steps
+
+    # -- closing in on a place far inside a long native run ------------------------------------
+    def _close_in(self, end: Mark) -> tuple[Mark, Mark | None]:
+        """For ``end``, the n-th arrival at a place after a long native run: a
+        waypoint shortly before it, and the mark one instruction before ``end``
+        if that instruction can be identified.
+
+        Returns (``end`` renamed from the waypoint, the mark before or None).
+        The previous instruction is one of a few candidate addresses
+        (replay/flow.py): their arrivals from the waypoint to ``end`` are counted
+        on perf counters, and the candidate whose last arrival, stepped once,
+        gives exactly ``end``'s state is the one.
+        """
+        _, addr, count = end.steps[-1]
+        wanted = self._state_at(end)
+        probe = self._fresh_at(Mark(end.event))
+        try:
+            candidates = self._candidates(probe, addr, wanted)
+        finally:
+            probe.close()
+        try:
+            waypoint, made = self._waypoint_before(end)
+            renamed = waypoint.then(("bp", addr, count - made))
+            before = self._previous_by_count(waypoint, renamed, candidates, wanted)
+        except PerfUnavailable:
+            return end, None
+        return renamed, before
+
+    @staticmethod
+    def _candidates(session: ReplaySession, pc: int, state: State) -> list[int]:
+        """Up to three likely addresses of the instruction before ``state`` (at ``pc``)."""
+        read = session.process.read
+        try:
+            top = int.from_bytes(read(state.rsp, 8), "little")
+        except OSError:
+            top = 0
+        return [p for p in predecessors(read, pc, top) if p != pc][:3]
+
+    def _previous_by_count(self, start: Mark, end: Mark, candidates: list[int],
+                           wanted: State) -> Mark | None:
+        """The mark one instruction before ``end`` (``start`` then one "bp"
+        segment), named from ``start`` by the arrivals at one of ``candidates``;
+        None when none of them is the previous instruction."""
+        if not candidates:
+            return None
+        counts = self._count_arrivals(start, end, candidates, keep=1)
+        return self._first_before(start, counts, wanted)
+
+    def _count_arrivals(self, start: Mark, end: Mark, addrs: list[int], keep: int,
+                        less: dict[int, int] | None = None) -> dict[int, int]:
+        """Arrivals at each of ``addrs`` from ``start`` to ``end`` (``start`` then
+        one "bp" segment) in mark terms (not counting ``start``'s own position),
+        less ``less``, counted on perf counters in one run.
+
+        The run stops at every ARRIVALS_BETWEEN_CLONES-th arrival to clone; of
+        those within the counted stretch, the last ``keep`` at each address are
+        kept among the recent clones (named from ``start`` by their count), so
+        that later steps back through a loop start close by.
+        """
+        session = self._fresh_at(start)
+        start_pc = session.process.get_regs().rip
+        kept: dict[int, list[tuple[int, ReplaySession]]] = {a: [] for a in addrs}
+
+        def pause(pc: int, arrivals: int) -> None:
+            clone = session.clone()
+            regs = clone.process.get_regs()
+            regs.eflags &= ~RESUME_FLAG  # stopped between its debug trap and the instruction
+            clone.process.set_regs(regs)
+            kept[pc].append((arrivals - (pc == start_pc), clone))
+            if len(kept[pc]) > keep:
+                kept[pc].pop(0)[1].close()
+
+        try:
+            _, addr, count = end.steps[-1]
+            raw = session.run_to_arrival_counting(addr, count, addrs, ARRIVALS_BETWEEN_CLONES,
+                                                  pause)
+        except BaseException:
+            for clones in kept.values():
+                for _, clone in clones:
+                    clone.close()
+            raise
+        finally:
+            session.close()
+        counts = {a: raw[a] - (a == start_pc) - (less or {}).get(a, 0) for a in addrs}
+        for a, clones in kept.items():
+            for arrivals, clone in clones:
+                if 0 < arrivals <= counts[a]:
+                    self._remember_clone(start.then(("bp", a, arrivals)), clone)
+                else:
+                    clone.close()
+        return counts
+
+    def _first_before(self, start: Mark, arrivals: dict[int, int],
+                      wanted: State) -> Mark | None:
+        """Of ``start`` + the n-th arrival at pc for each (pc, n) of ``arrivals``,
+        the one that a single step takes to the state ``wanted``."""
+        for pc, n in arrivals.items():
+            if n <= 0:
+                continue
+            before = start.then(("bp", pc, n))
+            session = self._fresh_at(before)
+            try:
+                self._remember(before, session)
+                session.single_steps(1)
+                if self._state_of(session).same(wanted):
+                    return before
+            finally:
+                session.close()
+        return None
+
+    def _remember_clone(self, mark: Mark, session: ReplaySession) -> None:
+        """Keep ``session`` itself (a clone at ``mark``) among the recent ones."""
+        if mark in self.recent:
+            self.recent.pop(mark).close()
+        self.recent[mark] = session
+        while len(self.recent) > MAX_RECENT_CLONES:
+            self.recent.popitem(last=False)[1].close()
+
+    def _waypoint_before(self, end: Mark) -> tuple[Mark, int]:
+        """A waypoint a short native run before ``end`` (the n-th arrival at a
+        place), and the arrivals at that place before it.
+
+        DESIGN.md, "Long event intervals": run natively from the segment's start,
+        stopping every few milliseconds to clone; from the last clone before
+        ``end`` again with shorter slices, and once more. A clone is named by its
+        state after the arrivals at ``end``'s place so far, and linked to the
+        one it was found from (its parent): a step back across it is found from
+        there (``_previous_across``). Without any clone the segment's start is
+        the waypoint.
+        """
+        _, addr, count = end.steps[-1]
+        base = Mark(end.event, end.steps[:-1])
+        start_mark, start, made = base, self._fresh_at(base), 0
+        try:
+            for level in range(WAYPOINT_LEVELS):
+                runner = start.clone()
+                latest: list[tuple[ReplaySession, int]] = []
+
+                def pause(arrivals: int, runner: ReplaySession = runner, made: int = made,
+                          latest: list[tuple[ReplaySession, int]] = latest) -> None:
+                    regs = runner.process.get_regs()
+                    if regs.rip == addr or regs.eflags & RESUME_FLAG:
+                        return  # between a debug trap and its instruction: not a state to name
+                    if latest:
+                        latest.pop()[0].close()
+                    latest.append((runner.clone(), made + arrivals))
+
+                try:
+                    runner.run_to_arrival_in_slices(addr, count - made,
+                                                    WAYPOINT_FIRST_SLICE / 6 ** level, pause)
+                finally:
+                    runner.close()
+                if not latest:
+                    continue
+                clone, arrivals = latest[0]
+                regs = clone.process.get_regs()
+                mark = base.then(("bp", addr, arrivals)).then(
+                    ("state", regs.rip, registers_to_bytes(regs), clone.state_digest()))
+                self._keep_waypoint(mark, clone, Link(start_mark, count - made,
+                                                      count - arrivals, addr))
+                if start_mark == base:
+                    start.close()
+                start_mark, start, made = mark, clone, arrivals
+        finally:
+            if start_mark == base:
+                start.close()
+        return start_mark, made
+
+    def _keep_waypoint(self, mark: Mark, session: ReplaySession, link: Link) -> None:
+        self.waypoints[mark] = session
+        self.links[mark] = link
+        while len(self.waypoints) > MAX_WAYPOINTS:
+            old, clone = self.waypoints.popitem(last=False)
+            clone.close()
+            self.links.pop(old, None)
+
+    def _previous_across(self, waypoint: Mark) -> Mark | None:
+        """The mark one instruction before ``waypoint``, named from its parent.
+
+        The arrivals at a candidate between the parent and the waypoint are
+        those from the parent to the place the waypoint was found on the way to,
+        less those from the waypoint to there: two counting runs, and no need to
+        stop at the waypoint, which only its state names.
+        """
+        link = self.links.get(waypoint)
+        clone = self.waypoints.get(waypoint)
+        if link is None or clone is None:
+            return None
+        wanted = self._state_of(clone)
+        candidates = [p for p in self._candidates(clone, wanted.rip, wanted) if p != link.addr]
+        if not candidates:
+            return None
+        try:
+            rest = self._arrivals_on_the_way(
+                waypoint, waypoint.then(("bp", link.addr, link.from_waypoint)), candidates)
+            keep = max(rest.values()) // ARRIVALS_BETWEEN_CLONES + 4
+            before = self._count_arrivals(
+                link.parent, link.parent.then(("bp", link.addr, link.from_parent)), candidates,
+                keep, less=rest)
+        except PerfUnavailable:
+            return None
+        return self._first_before(link.parent, before, wanted)
+
+    def _arrivals_on_the_way(self, start: Mark, end: Mark, addrs: list[int]) -> dict[int, int]:
+        """Arrivals at each of ``addrs`` from ``start`` (its own position
+        included) to ``end`` (``start`` then one "bp" segment), on perf counters."""
+        session = self._fresh_at(start)
+        counters = []
+        try:
+            counters = [ArrivalCounter(session.process.pid, a) for a in addrs]
+            _, addr, count = end.steps[-1]
+            session.run_to_arrival(addr, count)
+            return {c.addr: c.count for c in counters}
+        finally:
+            for c in counters:
+                c.close()
+            session.close()
+
+    @staticmethod
+    def _state_of(session: ReplaySession) -> State:
+        regs = session.process.get_regs()
+        return State(registers_to_bytes(regs), session.state_digest(), regs.rsp, regs.rip)
+
+    def _state_at(self, mark: Mark) -> State:
+        if mark == self.mark and self.live.tracee is not None:
+            return self._state_of(self.live)
+        session = self._fresh_at(mark)
+        try:
+            return self._state_of(session)
+        finally:
+            session.close()
 
     # -- breakpoints ------------------------------------------------------------------------------
     def add_watch(self, watch: Watch) -> bool:

@@ -163,6 +163,40 @@ def test_reverse_roll_goes_back_exactly_n_instructions(programs, trace_root, deb
     assert gdb.value("$rcx") == str(25252 - 250)
 
 
+def test_reverse_stepi_far_inside_a_long_native_run(programs, trace_root, debug):
+    """roll.c with 25 million iterations: 10^8 instructions and no event between
+    the start of the loop and after_loop. gdb's continue reaches after_loop
+    natively; stepping back from there cannot single-step the stretch (hours at
+    ~50 µs a step), so the replay closes in on it: waypoint clones, then the
+    last arrival at the previous instruction, counted on a perf counter."""
+    gdb, _ = debug.start(recorded(programs.roll, trace_root, "25000000"))
+    gdb.cmd("break *after_loop")
+    gdb.stop("continue", timeout=SLOW)
+    at_end = registers(gdb)
+    assert at_end["rcx"] == "0x0"
+    gdb.cmd("delete")
+    head = int(gdb.value("(long)loop_head"))
+    # nop; nop; dec rcx; jnz loop_head: backwards from after_loop
+    for pc, rcx in ((head + 5, "0"), (head + 2, "1"), (head + 1, "1"), (head, "1"),
+                    (head + 5, "1")):
+        gdb.stop("reverse-stepi", timeout=SLOW)
+        assert (int(gdb.value("(long)$pc")), gdb.value("$rcx")) == (pc, rcx)
+    gdb.cmd("reverse-roll 1000", timeout=SLOW)  # 250 iterations further back
+    assert (int(gdb.value("(long)$pc")), gdb.value("$rcx")) == (head + 5, "251")
+    gdb.stop("stepi 1005", timeout=SLOW)
+    assert registers(gdb) == at_end
+    # A breakpoint hit before the loop, from a place named after a waypoint.
+    before_loop = head - 3
+    assert "%rcx" in gdb.cmd(f"x/i {before_loop}")  # the asm's mov into rcx
+    gdb.cmd(f"break *{before_loop}")
+    gdb.stop("reverse-continue", timeout=SLOW)
+    assert int(gdb.value("(long)$pc")) == before_loop
+    gdb.cmd("delete")
+    gdb.cmd("break *after_loop")
+    gdb.stop("continue", timeout=SLOW)
+    assert registers(gdb) == at_end
+
+
 def test_reverse_from_the_end_of_the_recording(programs, trace_root, debug):
     gdb, _ = debug.start(recorded(programs.watch, trace_root))
     assert gdb.stop("continue").reason == "no-history"

@@ -46,7 +46,8 @@ class PerfUnavailable(OSError):
 
 class ArrivalCounter:
     """Counts a task's executions of the instruction at ``addr`` (arrivals: the
-    count grows as the pc reaches ``addr``, before the instruction runs)."""
+    count grows as the pc reaches ``addr``, before the instruction runs; a task
+    resumed at ``addr`` without the resume flag counts that one too)."""
 
     def __init__(self, pid: int, addr: int, *, stop_at: int = 0) -> None:
         attr = bytearray(ATTR_SIZE)

@@ -334,10 +334,17 @@ def fork_clone(tracee: Tracee, syscall_insn: int) -> Tracee:
     first stop (a SIGSTOP signal-delivery-stop, resumed with no signal), the
     original at the trap after the injected syscall. Memory is shared
     copy-on-write, so a copy costs little until either side writes.
+
+    The fork is clone(CLONE_PARENT | SIGCHLD): the copy is a child of the
+    tracer, like the first replay process, so the tracer's wait reaps it. A
+    child of the checkpoint would stay a zombie for as long as the checkpoint
+    (which never runs, so never waits) lives, and thousands of restores of one
+    checkpoint would use up the process table.
     """
     saved = tracee.get_regs()
     regs = tracee.get_regs()
-    regs.rip, regs.rax, regs.orig_rax = syscall_insn, NR_FORK, 0xFFFFFFFFFFFFFFFF
+    regs.rip, regs.rax, regs.orig_rax = syscall_insn, NR_CLONE, 0xFFFFFFFFFFFFFFFF
+    regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8 = CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0
     tracee.set_regs(regs)
     stop = _continue_past_strays(tracee)
     if stop.kind != "event" or stop.event != PTRACE_EVENT_FORK:
@@ -354,7 +361,8 @@ def fork_clone(tracee: Tracee, syscall_insn: int) -> Tracee:
     return child
 
 
-NR_FORK = 57
+NR_CLONE = 56
+CLONE_PARENT = 0x8000
 PR_SET_TIMERSLACK = 29
 
 

@@ -1,15 +1,16 @@
 /* A loop of exactly four instructions an iteration (nop, nop, dec, jnz), for
  * reverse-roll tests: N instructions back from `after_loop` is a known place,
  * identified by rip (the loop head, `loop_head`) and rcx (iterations left).
- * Exit status 25. */
+ * argv[1]: iterations (default 30000). Exit status 25. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #define ITERATIONS 30000
 
-int main(void)
+int main(int argc, char **argv)
 {
-    long left;
-    printf("roll: %d iterations\n", ITERATIONS);
+    long left, iterations = argc > 1 ? atol(argv[1]) : ITERATIONS;
+    printf("roll: %ld iterations\n", iterations);
     fflush(stdout);
     __asm__ volatile(
         "mov %1, %%rcx\n"
@@ -23,7 +24,7 @@ int main(void)
         "after_loop:\n"
         "mov %%rcx, %0\n"
         : "=r"(left)
-        : "i"(ITERATIONS)
+        : "r"(iterations)
         : "rcx");
     printf("roll: %ld left\n", left);
     return 25;

@@ -1,0 +1,69 @@
+"""Arrivals counted by the kernel on perf hardware-breakpoint events
+(tracee/perf.py), checked against roll.c's loop, whose rcx says which iteration
+a stop is in: the n-th arrival at loop_head has rcx = ITERATIONS - n + 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+from runner import latest, record
+
+from retrograde.replay.session import ReplaySession
+from retrograde.trace.events import ExecEvent, SyscallEvent
+from retrograde.trace.format import TraceReader
+from retrograde.tracee.perf import ArrivalCounter
+
+ITERATIONS = 30000
+NR_WRITE = 1
+
+
+def symbol(reader: TraceReader, program: Path, name: str) -> int:
+    """The run-time address of ``name`` in the (position-independent) program,
+    from the mappings the trace recorded at exec."""
+    with program.open("rb") as f:
+        value = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)[0]["st_value"]
+    exec_event = reader[0]
+    assert isinstance(exec_event, ExecEvent)
+    base = min(m.start - m.offset for m in exec_event.mappings if m.name.endswith(program.name))
+    return base + value
+
+
+def before_the_loop(reader: TraceReader, session: ReplaySession) -> None:
+    """Replay up to the end of the first write (roll.c prints, then loops)."""
+    first_write = next(n for n, e in enumerate(reader)
+                       if isinstance(e, SyscallEvent) and e.nr == NR_WRITE)
+    while session.next_event <= first_write:
+        session.step_event()
+
+
+def test_arrivals_are_counted_and_the_nth_one_stops_the_task(programs, trace_root):
+    record([programs.roll])
+    with TraceReader(latest(trace_root)) as reader, ReplaySession(reader) as session:
+        session.start()
+        before_the_loop(reader, session)
+        head = symbol(reader, programs.roll, "loop_head")
+        after = symbol(reader, programs.roll, "after_loop")
+        session.run_to_arrival(head, 1000)  # one stop, on a counter
+        regs = session.process.get_regs()
+        assert (regs.rip, regs.rcx) == (head, ITERATIONS - 999)
+        with ArrivalCounter(session.process.pid, head) as counter:
+            session.run_to_arrival(after, 1)
+            # resuming at loop_head executes it: the one the task stood at counts too
+            assert counter.count == 1 + ITERATIONS - 1000
+        assert session.process.get_regs().rcx == 0
+
+
+def test_a_counter_stop_is_the_state_a_breakpoint_gives(programs, trace_root):
+    record([programs.roll])
+    with TraceReader(latest(trace_root)) as reader, ReplaySession(reader) as one:
+        one.start()
+        before_the_loop(reader, one)
+        head = symbol(reader, programs.roll, "loop_head")
+        with one.clone() as other:
+            one.run_to_arrival(head, 5000)
+            with ArrivalCounter(other.process.pid, head, stop_at=5000) as counter:
+                other.run(breakpoints=frozenset(), step=True)  # one instruction, not a count
+                assert counter.count == 0
+                other.run_to_arrival(head, 5000)
+            assert one.state_digest() == other.state_digest()
