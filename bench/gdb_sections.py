@@ -97,7 +97,7 @@ REVERSE_NEXTS = 5
 REVERSE_ROLLS = 5
 ROLL = 100_000
 LOOP_ROLL = 10_000
-STEP_TIMEOUT = 30.0  # reverse-stepi/next/roll: each counts instructions by single-stepping
+STEP_TIMEOUT = 30.0  # reverse-stepi/next/roll: a roll single-steps about N instructions
 
 
 def compile_source(ctx: Context, name: str, source: str) -> Path:
@@ -473,7 +473,8 @@ def reverse_section(ctx: Context) -> SectionResult:
         "then reverse/forward",
         "reverse-stepi/next/roll rows: median, first, max of the repetitions, in a fresh "
         "session stopped by a breakpoint at the end of the interval (the first pays for "
-        "counting the instructions from the nearest checkpoint)",
+        "closing in on it: native slices to a waypoint clone, then the previous instruction's "
+        "arrivals counted on perf counters); reverse-roll N single-steps about N instructions",
         f"every command has a timeout: {STEP_TIMEOUT:.0f} s for reverse-stepi/next/roll, "
         f"{COMMAND_TIMEOUT:.0f} s for the others",
     ]

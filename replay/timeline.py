@@ -840,12 +840,16 @@ class Timeline:
             for level in range(WAYPOINT_LEVELS):
                 runner = start.clone()
                 latest: list[tuple[ReplaySession, int]] = []
+                origin = registers_to_bytes(start.process.get_regs())
 
                 def pause(arrivals: int, runner: ReplaySession = runner, made: int = made,
-                          latest: list[tuple[ReplaySession, int]] = latest) -> None:
+                          latest: list[tuple[ReplaySession, int]] = latest,
+                          origin: bytes = origin) -> None:
                     regs = runner.process.get_regs()
                     if regs.rip == addr or regs.eflags & RESUME_FLAG:
                         return  # between a debug trap and its instruction: not a state to name
+                    if registers_to_bytes(regs) == origin:
+                        return  # stopped before it ran at all
                     if latest:
                         latest.pop()[0].close()
                     latest.append((runner.clone(), made + arrivals))
@@ -861,8 +865,8 @@ class Timeline:
                 regs = clone.process.get_regs()
                 mark = base.then(("bp", addr, arrivals)).then(
                     ("state", regs.rip, registers_to_bytes(regs), clone.state_digest()))
-                self._keep_waypoint(mark, clone, Link(start_mark, count - made,
-                                                      count - arrivals, addr))
+                clone = self._keep_waypoint(mark, clone, Link(start_mark, count - made,
+                                                              count - arrivals, addr))
                 if start_mark == base:
                     start.close()
                 start_mark, start, made = mark, clone, arrivals
@@ -871,13 +875,18 @@ class Timeline:
                 start.close()
         return start_mark, made
 
-    def _keep_waypoint(self, mark: Mark, session: ReplaySession, link: Link) -> None:
+    def _keep_waypoint(self, mark: Mark, session: ReplaySession, link: Link) -> ReplaySession:
+        """Keep ``session`` as the waypoint ``mark``; returns the one kept."""
+        if mark in self.waypoints:  # found again: the same state
+            session.close()
+            return self.waypoints[mark]
         self.waypoints[mark] = session
         self.links[mark] = link
         while len(self.waypoints) > MAX_WAYPOINTS:
             old, clone = self.waypoints.popitem(last=False)
             clone.close()
             self.links.pop(old, None)
+        return session
 
     def _previous_across(self, waypoint: Mark) -> Mark | None:
         """The mark one instruction before ``waypoint``, named from its parent.

@@ -1,6 +1,7 @@
 """Time travel on a Timeline: random walks of forward and backward moves.
 
-Two properties, checked by hypothesis on one recording of `watch`:
+Two properties, checked by hypothesis on one recording of `watch`, and on one of
+`roll` stopped after a loop too long to count back over by single-stepping:
 
 * a mark names one state: whenever a walk comes back to a mark it visited
   before, the replay's state digest (registers, xstate, writable memory) is
@@ -101,64 +102,104 @@ MOVES = st.one_of(
     st.tuples(st.just("reverse-roll"), st.integers(2, 50)),
     st.tuples(st.just("there-and-back"), st.integers(1, 50)),
 )
+LONG_LOOP = 1_250_000  # iterations of roll.c's 4-instruction loop
+LONG_LOOP_MOVES = st.one_of(
+    st.just(("stepi",)),
+    st.just(("reverse-stepi",)),
+    st.tuples(st.just("reverse-roll"), st.integers(2, 3000)),
+    st.tuples(st.just("there-and-back"), st.integers(1, 50)),
+)
 
 
 @settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 @given(moves=st.lists(MOVES, min_size=1, max_size=12))
 def test_marks_name_one_state_and_rolls_come_back(watch_trace, moves):
     reader, breakpoints = watch_trace
-    visited: dict = {}
     timeline = Timeline(reader)
     try:
         timeline.breakpoints = set(breakpoints)
-
-        def note() -> bytes | None:
-            """Check (and remember) the digest at the current mark."""
-            if timeline.live.end is not None:
-                return None
-            digest = state_digest(timeline.live)
-            seen = visited.setdefault(timeline.mark, digest)
-            assert seen == digest, f"{timeline.mark} names two states"
-            return digest
-
-        note()
-        for move in moves:
-            if move[0] == "stepi":
-                arrival = timeline.forward(True)
-            elif move[0] == "continue":
-                arrival = timeline.forward(False)
-                if arrival.reason == "breakpoint":
-                    assert timeline.live.tracee.get_regs().rip in breakpoints
-            elif move[0] == "reverse-stepi":
-                arrival = timeline.reverse_step(1)
-            elif move[0] == "reverse-continue":
-                arrival = timeline.reverse_continue()
-                if arrival.reason == "breakpoint":
-                    assert timeline.live.tracee.get_regs().rip in breakpoints
-            elif move[0] == "reverse-roll":
-                arrival = timeline.reverse_step(move[1])
-            else:  # there-and-back: reverse_step(k), then k single steps forward
-                k = move[1]
-                if timeline.mark == timeline.start_mark:
-                    continue
-                before_mark, before = timeline.mark, note()
-                back = timeline.reverse_step(k)
-                note()
-                if back.reason == "history-begin":
-                    continue  # fewer than k instructions of history: nothing to count
-                for _ in range(k):
-                    arrival = timeline.forward(True)
-                    note()
-                assert arrival.reason in ("step", "end"), arrival
-                assert state_digest(timeline.live) == before, (
-                    f"{k} back from {before_mark} and {k} forward arrived at "
-                    f"{timeline.mark}, another state")
-            note()
-            if arrival.reason in ENDED:
-                break
+        walk(timeline, moves, breakpoints)
     finally:
         timeline.close()
     assert not _traced_by_me(), "replay processes outlived their Timeline"
+
+
+@pytest.fixture(scope="module")
+def long_loop_trace(programs, tmp_path_factory) -> tuple[TraceReader, int]:
+    """roll.c over 5 * 10^6 instructions (no event in the loop), and after_loop."""
+    out = tmp_path_factory.mktemp("time-travel") / "roll"
+    assert record([programs.roll, str(LONG_LOOP)], out=out).returncode == 25
+    with TraceReader(out) as reader:
+        yield reader, _function_addresses(reader, programs.roll)["after_loop"]
+
+
+@settings(deadline=None, max_examples=10, suppress_health_check=[HealthCheck.too_slow])
+@given(moves=st.lists(LONG_LOOP_MOVES, min_size=1, max_size=8))
+def test_marks_past_waypoints_name_one_state(long_loop_trace, moves):
+    """The same walks from the first arrival after a loop too long to count back
+    by single-stepping: the marks there are named from waypoint clones."""
+    reader, after_loop = long_loop_trace
+    timeline = Timeline(reader)
+    try:
+        timeline.breakpoints = {after_loop}
+        assert timeline.forward(False).reason == "breakpoint"
+        timeline.breakpoints = set()
+        walk(timeline, [("reverse-stepi",), *moves], frozenset())
+        assert timeline.waypoints, "the first step back did not need a waypoint"
+    finally:
+        timeline.close()
+    assert not _traced_by_me(), "replay processes outlived their Timeline"
+
+
+def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int]) -> None:
+    """Carry out ``moves``; check that each mark visited names one state, and that
+    k back then k forward arrives where it started."""
+    visited: dict = {}
+
+    def note() -> bytes | None:
+        """Check (and remember) the digest at the current mark."""
+        if timeline.live.end is not None:
+            return None
+        digest = state_digest(timeline.live)
+        seen = visited.setdefault(timeline.mark, digest)
+        assert seen == digest, f"{timeline.mark} names two states"
+        return digest
+
+    note()
+    for move in moves:
+        if move[0] == "stepi":
+            arrival = timeline.forward(True)
+        elif move[0] == "continue":
+            arrival = timeline.forward(False)
+            if arrival.reason == "breakpoint":
+                assert timeline.live.tracee.get_regs().rip in breakpoints
+        elif move[0] == "reverse-stepi":
+            arrival = timeline.reverse_step(1)
+        elif move[0] == "reverse-continue":
+            arrival = timeline.reverse_continue()
+            if arrival.reason == "breakpoint":
+                assert timeline.live.tracee.get_regs().rip in breakpoints
+        elif move[0] == "reverse-roll":
+            arrival = timeline.reverse_step(move[1])
+        else:  # there-and-back: reverse_step(k), then k single steps forward
+            k = move[1]
+            if timeline.mark == timeline.start_mark:
+                continue
+            before_mark, before = timeline.mark, note()
+            back = timeline.reverse_step(k)
+            note()
+            if back.reason == "history-begin":
+                continue  # fewer than k instructions of history: nothing to count
+            for _ in range(k):
+                arrival = timeline.forward(True)
+                note()
+            assert arrival.reason in ("step", "end"), arrival
+            assert state_digest(timeline.live) == before, (
+                f"{k} back from {before_mark} and {k} forward arrived at "
+                f"{timeline.mark}, another state")
+        note()
+        if arrival.reason in ENDED:
+            break
 
 
 def test_stepping_over_a_syscall_gives_the_state_running_to_it_gives(programs, tmp_path):
