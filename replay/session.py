@@ -391,13 +391,7 @@ class ReplaySession:
         the one a software breakpoint gives. Same preconditions as
         ``single_steps``, and no watchpoint may be armed.
         """
-        if self.reached is not None or self.pending_signal:
-            raise TraceeError("run_to_arrival needs a task with nothing pending")
-        t = self.process
-        regs = t.get_regs()
-        if regs.rip == addr:  # already there: that arrival does not count
-            regs.eflags |= RESUME_FLAG
-            t.set_regs(regs)
+        t = self._leave_for(addr)
         where = f"on the way to {addr:#x}"
         try:
             counter = ArrivalCounter(t.pid, addr, stop_at=count) if count > 1 else None
@@ -417,6 +411,24 @@ class ReplaySession:
             finally:
                 t.set_debugreg(7, 0)
                 t.set_debugreg(6, 0)
+        self._arrived_at(addr)
+
+    def _leave_for(self, addr: int) -> Tracee:
+        """Prepare a run to arrivals at ``addr`` on debug registers: nothing may be
+        pending, and an arrival where the task stands does not count."""
+        if self.reached is not None or self.pending_signal:
+            raise TraceeError("a run to an arrival needs a task with nothing pending")
+        t = self.process
+        regs = t.get_regs()
+        if regs.rip == addr:
+            regs.eflags |= RESUME_FLAG
+            t.set_regs(regs)
+        return t
+
+    def _arrived_at(self, addr: int) -> None:
+        """Check that a run to ``addr`` stopped there, and clear the resume flag the
+        debug trap set: the state is then the one a software breakpoint gives."""
+        t = self.process
         regs = t.get_regs()
         if regs.rip != addr:
             raise TraceeError(f"stopped at {regs.rip:#x} on the way to {addr:#x}")
@@ -428,13 +440,7 @@ class ReplaySession:
         """``run_to_arrival`` on a perf counter, stopping the task (SIGSTOP) after
         every ``seconds`` of running to call ``pause(arrivals made so far)``; the
         timeline clones it there. Raises PerfUnavailable without a counter."""
-        if self.reached is not None or self.pending_signal:
-            raise TraceeError("run_to_arrival_in_slices needs a task with nothing pending")
-        t = self.process
-        regs = t.get_regs()
-        if regs.rip == addr:
-            regs.eflags |= RESUME_FLAG
-            t.set_regs(regs)
+        t = self._leave_for(addr)
         with ArrivalCounter(t.pid, addr, stop_at=count) as counter, _apart_from_tracer(t.pid):
             while True:
                 t.resume(PTRACE_SYSEMU)
@@ -452,9 +458,7 @@ class ReplaySession:
             if counter.count != count:
                 raise TraceeError(f"stopped after {counter.count} of {count} arrivals on the "
                                   f"way to {addr:#x}")
-        regs = t.get_regs()
-        regs.eflags &= ~RESUME_FLAG
-        t.set_regs(regs)
+        self._arrived_at(addr)
 
     def run_to_arrival_counting(self, addr: int, count: int, counted: list[int], every: int,
                                 pause: Callable[[int, int], None]) -> dict[int, int]:
@@ -462,13 +466,7 @@ class ReplaySession:
         ``counted`` (the task's own position included, if it is one) and stopping
         at every ``every``-th of them to call ``pause(address, arrivals there)``.
         Returns the counts. Raises PerfUnavailable without counters."""
-        if self.reached is not None or self.pending_signal:
-            raise TraceeError("run_to_arrival_counting needs a task with nothing pending")
-        t = self.process
-        regs = t.get_regs()
-        if regs.rip == addr:
-            regs.eflags |= RESUME_FLAG
-            t.set_regs(regs)
+        t = self._leave_for(addr)
         where = f"on the way to {addr:#x}"
         with contextlib.ExitStack() as stack:
             goal = stack.enter_context(ArrivalCounter(t.pid, addr, stop_at=count))
@@ -481,11 +479,7 @@ class ReplaySession:
                     if counter.addr == rip and counter.count % every == 0:
                         pause(rip, counter.count)
             counts = {c.addr: c.count for c in counters}
-        regs = t.get_regs()
-        if regs.rip != addr:
-            raise TraceeError(f"stopped at {regs.rip:#x} {where}")
-        regs.eflags &= ~RESUME_FLAG
-        t.set_regs(regs)
+        self._arrived_at(addr)
         return counts
 
     def _is_final(self, n: int, event: Event) -> bool:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Self
 
 from retrograde.trace.format import TraceReader
-from retrograde.tracee.perf import ArrivalCounter, PerfUnavailable
+from retrograde.tracee.perf import PerfUnavailable
 from retrograde.tracee.registers import registers_to_bytes
 
 from .flow import predecessors
@@ -54,8 +54,10 @@ CLONE_EVERY_STEPS = 256  # while counting instructions, leave a clone this often
 STEPS_BEFORE_CLOSING_IN = 400  # single steps to try before a long stretch is narrowed down
 WAYPOINT_FIRST_SLICE = 0.001  # seconds of native running between waypoint clones, then /6
 WAYPOINT_LEVELS = 3  # slices of 1, 0.17, 0.03 ms: shorter ones are mostly the tracer's latency
+WAYPOINTS_A_LEVEL = 2
 MAX_WAYPOINTS = 12
 ARRIVALS_BETWEEN_CLONES = 256  # while counting arrivals on perf counters, clone this often
+NEVER = 1 << 62  # a count no run reaches
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ class Timeline:
         self.boundary_checkpoints.clear()
         self.recent.clear()
         self.waypoints.clear()
+        self.links.clear()
         self.named.clear()
 
     def __enter__(self) -> Self:
@@ -718,11 +721,12 @@ class Timeline:
         """
         _, addr, count = end.steps[-1]
         wanted = self._state_at(end)
-        probe = self._fresh_at(Mark(end.event))
+        at_end = self.live if end == self.mark else self._fresh_at(end)
         try:
-            candidates = self._candidates(probe, addr, wanted)
+            candidates = self._candidates(at_end, addr, wanted)
         finally:
-            probe.close()
+            if at_end is not self.live:
+                at_end.close()
         try:
             waypoint, made = self._waypoint_before(end)
             renamed = waypoint.then(("bp", addr, count - made))
@@ -777,8 +781,8 @@ class Timeline:
 
         try:
             _, addr, count = end.steps[-1]
-            raw = session.run_to_arrival_counting(addr, count, addrs, ARRIVALS_BETWEEN_CLONES,
-                                                  pause)
+            raw = session.run_to_arrival_counting(
+                addr, count, addrs, ARRIVALS_BETWEEN_CLONES if keep else NEVER, pause)
         except BaseException:
             for clones in kept.values():
                 for _, clone in clones:
@@ -827,11 +831,12 @@ class Timeline:
 
         DESIGN.md, "Long event intervals": run natively from the segment's start,
         stopping every few milliseconds to clone; from the last clone before
-        ``end`` again with shorter slices, and once more. A clone is named by its
-        state after the arrivals at ``end``'s place so far, and linked to the
-        one it was found from (its parent): a step back across it is found from
-        there (``_previous_across``). Without any clone the segment's start is
-        the waypoint.
+        ``end`` again with shorter slices, and once more. The last two clones of
+        each pass are kept, each named by its state after the arrivals at
+        ``end``'s place so far and linked to the one before it (its parent): a
+        step back across a waypoint is found from its parent
+        (``_previous_across``), one slice back. Without any clone the segment's
+        start is the waypoint.
         """
         _, addr, count = end.steps[-1]
         base = Mark(end.event, end.steps[:-1])
@@ -850,8 +855,8 @@ class Timeline:
                         return  # between a debug trap and its instruction: not a state to name
                     if registers_to_bytes(regs) == origin:
                         return  # stopped before it ran at all
-                    if latest:
-                        latest.pop()[0].close()
+                    if len(latest) == WAYPOINTS_A_LEVEL:
+                        latest.pop(0)[0].close()
                     latest.append((runner.clone(), made + arrivals))
 
                 try:
@@ -859,17 +864,15 @@ class Timeline:
                                                     WAYPOINT_FIRST_SLICE / 6 ** level, pause)
                 finally:
                     runner.close()
-                if not latest:
-                    continue
-                clone, arrivals = latest[0]
-                regs = clone.process.get_regs()
-                mark = base.then(("bp", addr, arrivals)).then(
-                    ("state", regs.rip, registers_to_bytes(regs), clone.state_digest()))
-                clone = self._keep_waypoint(mark, clone, Link(start_mark, count - made,
-                                                              count - arrivals, addr))
-                if start_mark == base:
-                    start.close()
-                start_mark, start, made = mark, clone, arrivals
+                for clone, arrivals in latest:
+                    regs = clone.process.get_regs()
+                    mark = base.then(("bp", addr, arrivals)).then(
+                        ("state", regs.rip, registers_to_bytes(regs), clone.state_digest()))
+                    clone = self._keep_waypoint(mark, clone, Link(start_mark, count - made,
+                                                                  count - arrivals, addr))
+                    if start_mark == base:
+                        start.close()
+                    start_mark, start, made = mark, clone, arrivals
         finally:
             if start_mark == base:
                 start.close()
@@ -905,30 +908,17 @@ class Timeline:
         if not candidates:
             return None
         try:
-            rest = self._arrivals_on_the_way(
-                waypoint, waypoint.then(("bp", link.addr, link.from_waypoint)), candidates)
-            keep = max(rest.values()) // ARRIVALS_BETWEEN_CLONES + 4
+            after = self._count_arrivals(
+                waypoint, waypoint.then(("bp", link.addr, link.from_waypoint)), candidates, 0)
+            # Counts from the parent include an arrival at the waypoint's own pc.
+            after = {pc: n + (pc == wanted.rip) for pc, n in after.items()}
+            keep = max(after.values()) // ARRIVALS_BETWEEN_CLONES + 4
             before = self._count_arrivals(
                 link.parent, link.parent.then(("bp", link.addr, link.from_parent)), candidates,
-                keep, less=rest)
+                keep, less=after)
         except PerfUnavailable:
             return None
         return self._first_before(link.parent, before, wanted)
-
-    def _arrivals_on_the_way(self, start: Mark, end: Mark, addrs: list[int]) -> dict[int, int]:
-        """Arrivals at each of ``addrs`` from ``start`` (its own position
-        included) to ``end`` (``start`` then one "bp" segment), on perf counters."""
-        session = self._fresh_at(start)
-        counters = []
-        try:
-            counters = [ArrivalCounter(session.process.pid, a) for a in addrs]
-            _, addr, count = end.steps[-1]
-            session.run_to_arrival(addr, count)
-            return {c.addr: c.count for c in counters}
-        finally:
-            for c in counters:
-                c.close()
-            session.close()
 
     @staticmethod
     def _state_of(session: ReplaySession) -> State:
