@@ -151,21 +151,37 @@ class ReplayEnd:
     exit_signal: int | None
 
 
-@contextlib.contextmanager
-def _apart_from_tracer(pid: int) -> Iterator[None]:
-    """Keep task ``pid`` and this thread on different CPUs meanwhile: a task
-    the tracer wakes is otherwise often queued on the tracer's CPU, and a slice
-    of its running then lasts as long as the scheduler pleases."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        yield
-        return
-    os.sched_setaffinity(pid, cpus[-1:])
-    os.sched_setaffinity(0, cpus[:-1])
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, cpus)
+class _ApartFromTracer:
+    """Keeps task ``pid`` and this thread on different CPUs while it is entered:
+    a task the tracer wakes is otherwise often queued on the tracer's CPU, and
+    a slice of its running then lasts as long as the scheduler pleases."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cpus = sorted(os.sched_getaffinity(0))
+
+    def __enter__(self) -> Self:
+        if len(self.cpus) > 1:
+            os.sched_setaffinity(self.pid, self.cpus[-1:])
+            os.sched_setaffinity(0, self.cpus[:-1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if len(self.cpus) > 1:
+            os.sched_setaffinity(0, self.cpus)
+            with contextlib.suppress(ProcessLookupError):  # the task may be gone
+                os.sched_setaffinity(self.pid, self.cpus)
+
+    @contextlib.contextmanager
+    def relaxed(self) -> Iterator[None]:
+        """Every CPU for the task meanwhile: clones it makes now inherit that."""
+        if len(self.cpus) > 1:
+            os.sched_setaffinity(self.pid, self.cpus)
+        try:
+            yield
+        finally:
+            if len(self.cpus) > 1:
+                os.sched_setaffinity(self.pid, self.cpus[-1:])
 
 
 def format_call(nr: int, args: tuple[int, ...]) -> str:
@@ -441,7 +457,8 @@ class ReplaySession:
         every ``seconds`` of running to call ``pause(arrivals made so far)``; the
         timeline clones it there. Raises PerfUnavailable without a counter."""
         t = self._leave_for(addr)
-        with ArrivalCounter(t.pid, addr, stop_at=count) as counter, _apart_from_tracer(t.pid):
+        with ArrivalCounter(t.pid, addr, stop_at=count) as counter, \
+                _ApartFromTracer(t.pid) as apart:
             while True:
                 t.resume(PTRACE_SYSEMU)
                 stop = t.wait_for(seconds)
@@ -450,7 +467,8 @@ class ReplaySession:
                 if stop.kind == "signal" and stop.signo == signal.SIGSTOP:
                     if self.interruption is not None and self.interruption.is_set():
                         raise KeyboardInterrupt
-                    pause(counter.count)
+                    with apart.relaxed():
+                        pause(counter.count)
                     continue
                 if stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
                     raise TraceeError(f"an event came on the way to {addr:#x} "

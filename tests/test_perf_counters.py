@@ -4,6 +4,8 @@ a stop is in: the n-th arrival at loop_head has rcx = ITERATIONS - n + 1."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
@@ -29,21 +31,23 @@ def symbol(reader: TraceReader, program: Path, name: str) -> int:
     return base + value
 
 
-def before_the_loop(reader: TraceReader, session: ReplaySession) -> None:
-    """Replay up to the end of the first write (roll.c prints, then loops)."""
-    first_write = next(n for n, e in enumerate(reader)
-                       if isinstance(e, SyscallEvent) and e.nr == NR_WRITE)
-    while session.next_event <= first_write:
-        session.step_event()
-
-
-def test_arrivals_are_counted_and_the_nth_one_stops_the_task(programs, trace_root):
+@contextlib.contextmanager
+def before_the_loop(programs, trace_root) -> Iterator[tuple[ReplaySession, int, int]]:
+    """A replay of roll.c at the end of its first write (it prints, then loops),
+    with the addresses of loop_head and after_loop."""
     record([programs.roll])
     with TraceReader(latest(trace_root)) as reader, ReplaySession(reader) as session:
         session.start()
-        before_the_loop(reader, session)
-        head = symbol(reader, programs.roll, "loop_head")
-        after = symbol(reader, programs.roll, "after_loop")
+        first_write = next(n for n, e in enumerate(reader)
+                           if isinstance(e, SyscallEvent) and e.nr == NR_WRITE)
+        while session.next_event <= first_write:
+            session.step_event()
+        yield (session, symbol(reader, programs.roll, "loop_head"),
+               symbol(reader, programs.roll, "after_loop"))
+
+
+def test_arrivals_are_counted_and_the_nth_one_stops_the_task(programs, trace_root):
+    with before_the_loop(programs, trace_root) as (session, head, after):
         session.run_to_arrival(head, 1000)  # one stop, on a counter
         regs = session.process.get_regs()
         assert (regs.rip, regs.rcx) == (head, ITERATIONS - 999)
@@ -55,15 +59,11 @@ def test_arrivals_are_counted_and_the_nth_one_stops_the_task(programs, trace_roo
 
 
 def test_a_counter_stop_is_the_state_a_breakpoint_gives(programs, trace_root):
-    record([programs.roll])
-    with TraceReader(latest(trace_root)) as reader, ReplaySession(reader) as one:
-        one.start()
-        before_the_loop(reader, one)
-        head = symbol(reader, programs.roll, "loop_head")
-        with one.clone() as other:
-            one.run_to_arrival(head, 5000)
-            with ArrivalCounter(other.process.pid, head, stop_at=5000) as counter:
-                other.run(breakpoints=frozenset(), step=True)  # one instruction, not a count
-                assert counter.count == 0
-                other.run_to_arrival(head, 5000)
-            assert one.state_digest() == other.state_digest()
+    with before_the_loop(programs, trace_root) as (one, head, _), one.clone() as other:
+        for _ in range(500):  # int3 at loop_head, a stop at each arrival
+            assert one.run(breakpoints=frozenset({head})).reason == "breakpoint"
+        with ArrivalCounter(other.process.pid, head, stop_at=500) as counter:
+            other.run(step=True)  # one instruction, not an arrival
+            assert counter.count == 0
+            other.run_to_arrival(head, 500)
+        assert one.state_digest() == other.state_digest()
