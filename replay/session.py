@@ -255,18 +255,22 @@ class ReplaySession:
         copy.interruption = self.interruption
         return copy
 
-    def state_digest(self) -> bytes:
+    def state_digest(self, *, resume_flag: bool = True) -> bytes:
         """Registers, extended state and writable memory: equal digests, equal states.
 
         The XSAVE header's XSTATE_BV (bytes 512-519) is left out: it says which
         register groups the CPU considers in their initial state, which a fork
-        may change without changing any register.
+        may change without changing any register. Without ``resume_flag``,
+        EFLAGS.RF is left out too: the CPU sets it in the state a fault stops
+        at, and a single step onto the same instruction leaves it clear.
         """
         t = self.process
         xstate = t.get_xstate()
         xstate = xstate[:512] + bytes(8) + xstate[520:]
-        return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, xstate),
-                              *writable_memory(t)])
+        regs = t.get_regs()
+        if not resume_flag:
+            regs.eflags &= ~RESUME_FLAG
+        return memory_digest([(0, registers_to_bytes(regs)), (1, xstate), *writable_memory(t)])
 
     # -- driving ----------------------------------------------------------------------
     def start(self) -> None:
@@ -429,21 +433,23 @@ class ReplaySession:
                 t.set_debugreg(6, 0)
         self._arrived_at(addr)
 
-    def _leave_for(self, addr: int) -> Tracee:
+    def _leave_for(self, addr: int | None) -> Tracee:
         """Prepare a run to arrivals at ``addr`` on debug registers: nothing may be
         pending, and an arrival where the task stands does not count."""
         if self.reached is not None or self.pending_signal:
             raise TraceeError("a run to an arrival needs a task with nothing pending")
         t = self.process
         regs = t.get_regs()
-        if regs.rip == addr:
+        if addr is not None and regs.rip == addr:
             regs.eflags |= RESUME_FLAG
             t.set_regs(regs)
         return t
 
-    def _arrived_at(self, addr: int) -> None:
+    def _arrived_at(self, addr: int | None) -> None:
         """Check that a run to ``addr`` stopped there, and clear the resume flag the
         debug trap set: the state is then the one a software breakpoint gives."""
+        if addr is None:
+            return  # at an event's stop, left undone: the caller discards this task
         t = self.process
         regs = t.get_regs()
         if regs.rip != addr:
@@ -451,54 +457,78 @@ class ReplaySession:
         regs.eflags &= ~RESUME_FLAG
         t.set_regs(regs)
 
-    def run_to_arrival_in_slices(self, addr: int, count: int, seconds: float,
+    def run_to_arrival_in_slices(self, addr: int | None, count: int, seconds: float,
                                  pause: Callable[[int], None]) -> None:
-        """``run_to_arrival`` on a perf counter, stopping the task (SIGSTOP) after
-        every ``seconds`` of running to call ``pause(arrivals made so far)``; the
-        timeline clones it there. Raises PerfUnavailable without a counter."""
+        """``run_to_arrival`` on a perf counter (``addr`` None: to the next event's
+        stop, left undone), stopping the task (SIGSTOP) after every ``seconds``
+        of running to call ``pause(arrivals made so far)``; the timeline clones
+        it there. Raises PerfUnavailable without a counter."""
         t = self._leave_for(addr)
-        with ArrivalCounter(t.pid, addr, stop_at=count) as counter, \
-                _ApartFromTracer(t.pid) as apart:
+        with contextlib.ExitStack() as stack:
+            goal = stack.enter_context(ArrivalCounter(t.pid, addr, stop_at=count)) \
+                if addr is not None else None
+            apart = stack.enter_context(_ApartFromTracer(t.pid))
             while True:
                 t.resume(PTRACE_SYSEMU)
                 stop = t.wait_for(seconds)
-                if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
+                if self._is_goal(stop, goal):
                     break
                 if stop.kind == "signal" and stop.signo == signal.SIGSTOP:
                     if self.interruption is not None and self.interruption.is_set():
                         raise KeyboardInterrupt
                     with apart.relaxed():
-                        pause(counter.count)
+                        pause(goal.count if goal is not None else 0)
                     continue
                 if stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
-                    raise TraceeError(f"an event came on the way to {addr:#x} "
+                    raise TraceeError(f"an event came on the way to {self._goal(addr)} "
                                       f"({self._describe(stop)})")
-            if counter.count != count:
-                raise TraceeError(f"stopped after {counter.count} of {count} arrivals on the "
-                                  f"way to {addr:#x}")
+            if goal is not None and goal.count != count:
+                raise TraceeError(f"stopped after {goal.count} of {count} arrivals on the "
+                                  f"way to {self._goal(addr)}")
         self._arrived_at(addr)
 
-    def run_to_arrival_counting(self, addr: int, count: int, counted: list[int], every: int,
-                                pause: Callable[[int, int], None]) -> dict[int, int]:
-        """``run_to_arrival``, counting on the way the arrivals at each of
-        ``counted`` (the task's own position included, if it is one) and stopping
-        at every ``every``-th of them to call ``pause(address, arrivals there)``.
-        Returns the counts. Raises PerfUnavailable without counters."""
+    def run_to_arrival_counting(self, addr: int | None, count: int, counted: list[int],
+                                every: int, pause: Callable[[int, int], None]
+                                ) -> dict[int, int]:
+        """``run_to_arrival`` (``addr`` None: to the next event's stop, left
+        undone), counting on the way the arrivals at each of ``counted`` (the
+        task's own position included, if it is one) and stopping at every
+        ``every``-th of them to call ``pause(address, arrivals there)``. Returns
+        the counts. Raises PerfUnavailable without counters."""
         t = self._leave_for(addr)
-        where = f"on the way to {addr:#x}"
         with contextlib.ExitStack() as stack:
-            goal = stack.enter_context(ArrivalCounter(t.pid, addr, stop_at=count))
+            goal = stack.enter_context(ArrivalCounter(t.pid, addr, stop_at=count)) \
+                if addr is not None else None
             counters = [stack.enter_context(ArrivalCounter(t.pid, a, stop_at=every))
                         for a in counted]
-            while goal.count < count:
-                self._next_trap(PTRACE_SYSEMU, where)
-                rip = t.get_regs().rip
-                for counter in counters:
-                    if counter.addr == rip and counter.count % every == 0:
-                        pause(rip, counter.count)
+            while True:
+                t.resume(PTRACE_SYSEMU)
+                stop = t.wait()
+                if self._is_goal(stop, goal) and (goal is None or goal.count == count):
+                    break
+                trapped = stop.kind == "signal" and stop.signo == signal.SIGTRAP
+                rip = t.get_regs().rip if trapped else None
+                periodic = [c for c in counters if c.addr == rip and c.count % every == 0]
+                for counter in periodic:
+                    pause(counter.addr, counter.count)
+                if not trapped and (stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS):
+                    raise TraceeError(f"an event came on the way to {self._goal(addr)} "
+                                      f"({self._describe(stop)})")
             counts = {c.addr: c.count for c in counters}
         self._arrived_at(addr)
         return counts
+
+    @staticmethod
+    def _is_goal(stop: Stop, goal: ArrivalCounter | None) -> bool:
+        """Whether ``stop`` ends a run to ``goal``'s arrival, or (None) to an event."""
+        if goal is not None:
+            return stop.kind == "signal" and stop.signo == signal.SIGTRAP
+        return stop.kind == "syscall" or (stop.kind == "signal" and
+                                          stop.signo in SYNCHRONOUS_SIGNALS - {signal.SIGTRAP})
+
+    @staticmethod
+    def _goal(addr: int | None) -> str:
+        return f"{addr:#x}" if addr is not None else "the next event"
 
     def _is_final(self, n: int, event: Event) -> bool:
         """Whether carrying out event ``n`` ends the program."""

@@ -35,9 +35,11 @@ from __future__ import annotations
 import signal
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
+from retrograde.trace.events import RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.perf import PerfUnavailable
 from retrograde.tracee.registers import registers_to_bytes
@@ -149,7 +151,7 @@ class Link:
     parent: Mark
     from_parent: int
     from_waypoint: int
-    addr: int
+    addr: int | None  # None: the stop of the event after them
 
 
 class State(NamedTuple):
@@ -596,9 +598,11 @@ class Timeline:
             anchor = self._anchor_before(end, back)
             rest = remainder(anchor, end)
             assert rest is not None
-            long_stretch = not closed_in and back == 1 and len(rest) == 1 and rest[0][0] == "bp"
-            distance = self._count_steps(anchor, end,
-                                         limit=STEPS_BEFORE_CLOSING_IN if long_stretch else None)
+            long_stretch = not closed_in and back == 1 and len(rest) == 1 and \
+                self._closable(Mark(end.event, rest))
+            # From a waypoint the stretch is a slice of native running: count no step.
+            limit = 0 if anchor in self.links else STEPS_BEFORE_CLOSING_IN
+            distance = self._count_steps(anchor, end, limit=limit if long_stretch else None)
             if distance is None:
                 # Far from every known mark, inside a long native run: narrow it down.
                 closed_in = True
@@ -674,11 +678,11 @@ class Timeline:
                     self._apply_watches(session, [Watch(*segment[1])])
                 arrivals, wanted = 0, (1 if kind in ATOMIC else segment[-1])
                 while arrivals < wanted:
+                    if limit is not None and steps >= limit:
+                        return None
                     if kind in ("step", "bp") and session.reached is None \
                             and not session.pending_signal:
                         # Plain instructions up to the goal: the fast stepper.
-                        if limit is not None and steps >= limit:
-                            return None
                         chunk = CLONE_EVERY_STEPS - steps % CLONE_EVERY_STEPS
                         if kind == "step":
                             chunk = min(chunk, wanted - arrivals)
@@ -708,6 +712,28 @@ class Timeline:
         return steps
 
     # -- closing in on a place far inside a long native run ------------------------------------
+    def _closable(self, end: Mark) -> bool:
+        """Whether ``end`` ends in a segment a native run can close in on: the n-th
+        arrival at a place, or the stop of a syscall, rdtsc or fault."""
+        if not end.steps or end.steps[-1][0] not in ("bp", "reach"):
+            return False
+        if end.steps[-1][0] == "bp":
+            return True
+        event = self.reader[end.event] if end.event < len(self.reader) else None
+        return isinstance(event, SyscallEvent | RdtscEvent) or (
+            isinstance(event, SignalEvent) and event.where == "sync"
+            and event.signo != signal.SIGTRAP)
+
+    @staticmethod
+    def _goal(end: Mark) -> tuple[int | None, int]:
+        """(place, arrivals) of ``end``'s last segment; (None, 0) for an event's stop."""
+        last = end.steps[-1]
+        return (last[1], last[2]) if last[0] == "bp" else (None, 0)
+
+    @staticmethod
+    def _toward(mark: Mark, addr: int | None, count: int) -> Mark:
+        return mark.then(("bp", addr, count)) if addr is not None else mark.then(("reach",))
+
     def _close_in(self, end: Mark) -> tuple[Mark, Mark | None]:
         """For ``end``, the n-th arrival at a place after a long native run: a
         waypoint shortly before it, and the mark one instruction before ``end``
@@ -719,18 +745,33 @@ class Timeline:
         on perf counters, and the candidate whose last arrival, stepped once,
         gives exactly ``end``'s state is the one.
         """
-        _, addr, count = end.steps[-1]
+        addr, count = self._goal(end)
         wanted = self._state_at(end)
+        # At a syscall's stop the pc is past the 2-byte syscall instruction, whose
+        # arrival is the place before the stop; a fault or rdtsc stops before it.
+        syscall = addr is None and isinstance(self.reader[end.event], SyscallEvent)
+        pc = wanted.rip - 2 if syscall else wanted.rip
         at_end = self.live if end == self.mark else self._fresh_at(end)
         try:
-            candidates = self._candidates(at_end, addr, wanted)
+            candidates = self._candidates(at_end, pc, wanted)
         finally:
             if at_end is not self.live:
                 at_end.close()
+
+        def is_end(session: ReplaySession) -> bool:
+            if syscall:
+                return session.process.get_regs().rip == pc
+            return self._state_of(session).same(wanted)
+
+        base = Mark(end.event, end.steps[:-1])
         try:
-            waypoint, made = self._waypoint_before(end)
-            renamed = waypoint.then(("bp", addr, count - made))
-            before = self._previous_by_count(waypoint, renamed, candidates, wanted)
+            # From a waypoint the run is already short: count from there again.
+            waypoint, made = (base, 0) if base in self.links else self._waypoint_before(end)
+            renamed = self._toward(waypoint, addr, count - made)
+            before = None
+            if candidates:
+                counts = self._count_arrivals(waypoint, renamed, candidates, keep=1)
+                before = self._first_before(waypoint, counts, is_end)
         except PerfUnavailable:
             return end, None
         return renamed, before
@@ -744,16 +785,6 @@ class Timeline:
         except OSError:
             top = 0
         return [p for p in predecessors(read, pc, top) if p != pc][:3]
-
-    def _previous_by_count(self, start: Mark, end: Mark, candidates: list[int],
-                           wanted: State) -> Mark | None:
-        """The mark one instruction before ``end`` (``start`` then one "bp"
-        segment), named from ``start`` by the arrivals at one of ``candidates``;
-        None when none of them is the previous instruction."""
-        if not candidates:
-            return None
-        counts = self._count_arrivals(start, end, candidates, keep=1)
-        return self._first_before(start, counts, wanted)
 
     def _count_arrivals(self, start: Mark, end: Mark, addrs: list[int], keep: int,
                         less: dict[int, int] | None = None) -> dict[int, int]:
@@ -780,7 +811,7 @@ class Timeline:
                 kept[pc].pop(0)[1].close()
 
         try:
-            _, addr, count = end.steps[-1]
+            addr, count = self._goal(end)
             raw = session.run_to_arrival_counting(
                 addr, count, addrs, ARRIVALS_BETWEEN_CLONES if keep else NEVER, pause)
         except BaseException:
@@ -800,9 +831,9 @@ class Timeline:
         return counts
 
     def _first_before(self, start: Mark, arrivals: dict[int, int],
-                      wanted: State) -> Mark | None:
+                      is_end: Callable[[ReplaySession], bool]) -> Mark | None:
         """Of ``start`` + the n-th arrival at pc for each (pc, n) of ``arrivals``,
-        the one that a single step takes to the state ``wanted``."""
+        the one from which a single step arrives where ``is_end`` says."""
         for pc, n in arrivals.items():
             if n <= 0:
                 continue
@@ -811,7 +842,7 @@ class Timeline:
             try:
                 self._remember(before, session)
                 session.single_steps(1)
-                if self._state_of(session).same(wanted):
+                if is_end(session):
                     return before
             finally:
                 session.close()
@@ -838,7 +869,7 @@ class Timeline:
         (``_previous_across``), one slice back. Without any clone the segment's
         start is the waypoint.
         """
-        _, addr, count = end.steps[-1]
+        addr, count = self._goal(end)
         base = Mark(end.event, end.steps[:-1])
         start_mark, start, made = base, self._fresh_at(base), 0
         try:
@@ -851,7 +882,7 @@ class Timeline:
                           latest: list[tuple[ReplaySession, int]] = latest,
                           origin: bytes = origin) -> None:
                     regs = runner.process.get_regs()
-                    if regs.rip == addr or regs.eflags & RESUME_FLAG:
+                    if regs.eflags & RESUME_FLAG or regs.rip == addr:
                         return  # between a debug trap and its instruction: not a state to name
                     if registers_to_bytes(regs) == origin:
                         return  # stopped before it ran at all
@@ -866,7 +897,7 @@ class Timeline:
                     runner.close()
                 for clone, arrivals in latest:
                     regs = clone.process.get_regs()
-                    mark = base.then(("bp", addr, arrivals)).then(
+                    mark = (base.then(("bp", addr, arrivals)) if addr is not None else base).then(
                         ("state", regs.rip, registers_to_bytes(regs), clone.state_digest()))
                     clone = self._keep_waypoint(mark, clone, Link(start_mark, count - made,
                                                                   count - arrivals, addr))
@@ -909,21 +940,24 @@ class Timeline:
             return None
         try:
             after = self._count_arrivals(
-                waypoint, waypoint.then(("bp", link.addr, link.from_waypoint)), candidates, 0)
+                waypoint, self._toward(waypoint, link.addr, link.from_waypoint), candidates, 0)
             # Counts from the parent include an arrival at the waypoint's own pc.
             after = {pc: n + (pc == wanted.rip) for pc, n in after.items()}
             keep = max(after.values()) // ARRIVALS_BETWEEN_CLONES + 4
             before = self._count_arrivals(
-                link.parent, link.parent.then(("bp", link.addr, link.from_parent)), candidates,
+                link.parent, self._toward(link.parent, link.addr, link.from_parent), candidates,
                 keep, less=after)
         except PerfUnavailable:
             return None
-        return self._first_before(link.parent, before, wanted)
+        return self._first_before(link.parent, before,
+                                  lambda session: self._state_of(session).same(wanted))
 
     @staticmethod
     def _state_of(session: ReplaySession) -> State:
         regs = session.process.get_regs()
-        return State(registers_to_bytes(regs), session.state_digest(), regs.rsp, regs.rip)
+        regs.eflags &= ~RESUME_FLAG  # set at a fault's stop, clear after a step onto it
+        return State(registers_to_bytes(regs), session.state_digest(resume_flag=False),
+                     regs.rsp, regs.rip)
 
     def _state_at(self, mark: Mark) -> State:
         if mark == self.mark and self.live.tracee is not None:

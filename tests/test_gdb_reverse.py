@@ -197,6 +197,29 @@ def test_reverse_stepi_far_inside_a_long_native_run(programs, trace_root, debug)
     assert registers(gdb) == at_end
 
 
+def test_reverse_stepi_from_a_crash_after_a_long_native_run(programs, trace_root, debug):
+    """The usual session: run to the crash, then step back. roll.c crashes right
+    after 10^8 instructions of its loop with no event in between."""
+    gdb, _ = debug.start(recorded(programs.roll, trace_root, "25000000", "crash"))
+    stop = gdb.stop("continue", timeout=SLOW)
+    assert stop.reason == "signal-received" and stop.record.get("signal-name") == "SIGSEGV"
+    crash = registers(gdb)
+    after_loop = int(gdb.value("(long)after_loop"))
+    gdb.stop("reverse-stepi", timeout=SLOW)
+    before = int(gdb.value("(long)$pc"))
+    assert after_loop <= before < int(crash["rip"], 16)
+    assert gdb.value("$rcx") == "0"
+    gdb.stop("reverse-stepi", timeout=SLOW)
+    gdb.stop("stepi", timeout=SLOW)
+    assert int(gdb.value("(long)$pc")) == before
+    gdb.stop("stepi", timeout=SLOW)
+    # The CPU sets the resume flag (0x10000) in the state a fault stops at; a step
+    # onto the faulting instruction leaves it clear. Nothing else may differ.
+    stepped = registers(gdb)
+    assert int(stepped.pop("eflags"), 16) == int(crash.pop("eflags"), 16) & ~0x10000
+    assert stepped == crash
+
+
 def test_reverse_from_the_end_of_the_recording(programs, trace_root, debug):
     gdb, _ = debug.start(recorded(programs.watch, trace_root))
     assert gdb.stop("continue").reason == "no-history"

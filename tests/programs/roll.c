@@ -1,7 +1,8 @@
 /* A loop of exactly four instructions an iteration (nop, nop, dec, jnz), for
  * reverse-roll tests: N instructions back from `after_loop` is a known place,
  * identified by rip (the loop head, `loop_head`) and rcx (iterations left).
- * argv[1]: iterations (default 30000). Exit status 25. */
+ * argv[1]: iterations (default 30000); with argv[2], a SIGSEGV after the loop.
+ * Exit status 25. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -26,6 +27,8 @@ int main(int argc, char **argv)
         : "=r"(left)
         : "r"(iterations)
         : "rcx");
+    if (argc > 2)
+        *(volatile long *)0 = left; /* the crash */
     printf("roll: %ld left\n", left);
     return 25;
 }
