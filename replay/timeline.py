@@ -42,6 +42,7 @@ from typing import NamedTuple, Self
 from retrograde.trace.events import RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.perf import PerfUnavailable
+from retrograde.tracee.process import TraceeError
 from retrograde.tracee.registers import registers_to_bytes
 
 from .flow import predecessors
@@ -735,15 +736,17 @@ class Timeline:
         return mark.then(("bp", addr, count)) if addr is not None else mark.then(("reach",))
 
     def _close_in(self, end: Mark) -> tuple[Mark, Mark | None]:
-        """For ``end``, the n-th arrival at a place after a long native run: a
-        waypoint shortly before it, and the mark one instruction before ``end``
-        if that instruction can be identified.
+        """For ``end``, the n-th arrival at a place or an event's stop after a long
+        native run: a waypoint shortly before it, and the mark one instruction
+        before ``end`` if that instruction can be identified.
 
         Returns (``end`` renamed from the waypoint, the mark before or None).
         The previous instruction is one of a few candidate addresses
         (replay/flow.py): their arrivals from the waypoint to ``end`` are counted
         on perf counters, and the candidate whose last arrival, stepped once,
-        gives exactly ``end``'s state is the one.
+        gives exactly ``end``'s state is the one. This only saves time: when it
+        cannot be done (no perf counters, an unexpected stop), the caller counts
+        single steps as before.
         """
         addr, count = self._goal(end)
         wanted = self._state_at(end)
@@ -772,7 +775,7 @@ class Timeline:
             if candidates:
                 counts = self._count_arrivals(waypoint, renamed, candidates, keep=1)
                 before = self._first_before(waypoint, counts, is_end)
-        except PerfUnavailable:
+        except (PerfUnavailable, TraceeError):
             return end, None
         return renamed, before
 
@@ -789,7 +792,7 @@ class Timeline:
     def _count_arrivals(self, start: Mark, end: Mark, addrs: list[int], keep: int,
                         less: dict[int, int] | None = None) -> dict[int, int]:
         """Arrivals at each of ``addrs`` from ``start`` to ``end`` (``start`` then
-        one "bp" segment) in mark terms (not counting ``start``'s own position),
+        one "bp" or "reach" segment) in mark terms (not counting ``start``'s own position),
         less ``less``, counted on perf counters in one run.
 
         The run stops at every ARRIVALS_BETWEEN_CLONES-th arrival to clone; of
@@ -947,7 +950,7 @@ class Timeline:
             before = self._count_arrivals(
                 link.parent, self._toward(link.parent, link.addr, link.from_parent), candidates,
                 keep, less=after)
-        except PerfUnavailable:
+        except (PerfUnavailable, TraceeError):
             return None
         return self._first_before(link.parent, before,
                                   lambda session: self._state_of(session).same(wanted))
