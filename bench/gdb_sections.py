@@ -356,6 +356,38 @@ def _end_line() -> int:
                 if "/* END */" in text)
 
 
+def _time_reverse_commands(g: Gdb, roll: int, expect_func: str | None, label: str,
+                           data: dict[str, Any], rows: list[list[str]], notes: list[str],
+                           key_prefix: str = "") -> None:
+    """Time reverse-stepi, reverse-next and reverse-roll ``roll`` in ``g`` (REVERSE_*
+    repetitions each): a row of median, first and max each; a command over
+    STEP_TIMEOUT ends the measuring of this session."""
+    for name, command, reps in (
+            ("reverse-stepi", "-exec-step-instruction --reverse", REVERSE_STEPIS),
+            ("reverse-next", "-exec-next --reverse", REVERSE_NEXTS),
+            (f"reverse-roll {roll}", f"reverse-roll {roll}", REVERSE_ROLLS)):
+        samples: list[float] = []
+        try:
+            for _ in range(reps):
+                if command.startswith("-exec"):
+                    samples.append(g.resume(command, expect_func, timeout=STEP_TIMEOUT))
+                else:
+                    samples.append(g.mi(command, timeout=STEP_TIMEOUT)[0])
+        except CommandTimeout:
+            data[key_prefix + name] = {"samples_s": samples, "did_not_finish": True}
+            rows.append([f"{name} (x{reps}){label}",
+                         f"did not finish in {STEP_TIMEOUT:.0f} s (after {len(samples)} done)",
+                         "", ""])
+            notes.append(f"{name}{label}: stopped measuring at the first command over "
+                         f"{STEP_TIMEOUT:.0f} s; the rest of this session is skipped")
+            return
+        med = statistics.median(samples)
+        data[key_prefix + name] = {"median_s": med, "first_s": samples[0],
+                                   "max_s": max(samples), "samples_s": samples}
+        rows.append([f"{name} (x{reps}){label}", ms(med), f"first {ms(samples[0])}",
+                     f"max {ms(max(samples))}"])
+
+
 @section("reverse", "reverse execution latency (one long event interval)")
 def reverse_section(ctx: Context) -> SectionResult:
     if shutil.which("gdb") is None:
@@ -408,30 +440,7 @@ def reverse_section(ctx: Context) -> SectionResult:
         g.breakpoint(end)
         g.resume("-exec-continue", "main")
         g.mi("-break-delete")
-        for name, command, reps in (
-                ("reverse-stepi", "-exec-step-instruction --reverse", REVERSE_STEPIS),
-                ("reverse-next", "-exec-next --reverse", REVERSE_NEXTS),
-                (f"reverse-roll {ROLL}", f"reverse-roll {ROLL}", REVERSE_ROLLS)):
-            samples: list[float] = []
-            try:
-                for _ in range(reps):
-                    if command.startswith("-exec"):
-                        samples.append(g.resume(command, "main", timeout=STEP_TIMEOUT))
-                    else:
-                        samples.append(g.mi(command, timeout=STEP_TIMEOUT)[0])
-            except CommandTimeout:
-                data[name] = {"samples_s": samples, "did_not_finish": True}
-                rows.append([f"{name} (x{reps})",
-                             f"did not finish in {STEP_TIMEOUT:.0f} s "
-                             f"(after {len(samples)} done)", "", ""])
-                notes.append(f"{name}: stopped measuring at the first command over "
-                             f"{STEP_TIMEOUT:.0f} s; the rest of this session is skipped")
-                break
-            med = statistics.median(samples)
-            data[name] = {"median_s": med, "first_s": samples[0], "max_s": max(samples),
-                          "samples_s": samples}
-            rows.append([f"{name} (x{reps})", ms(med), f"first {ms(samples[0])}",
-                         f"max {ms(max(samples))}"])
+        _time_reverse_commands(g, ROLL, "main", "", data, rows, notes)
     finally:
         g.close()
 
@@ -447,21 +456,8 @@ def reverse_section(ctx: Context) -> SectionResult:
         g.mi(f"-break-after {bp} 999")
         g.resume("-exec-continue", "tick")
         g.mi("-break-delete")
-        for name, command, reps in (
-                ("reverse-stepi", "-exec-step-instruction --reverse", REVERSE_STEPIS),
-                ("reverse-next", "-exec-next --reverse", REVERSE_NEXTS),
-                (f"reverse-roll {LOOP_ROLL}", f"reverse-roll {LOOP_ROLL}", REVERSE_ROLLS)):
-            samples = []
-            for _ in range(reps):
-                if command.startswith("-exec"):
-                    samples.append(g.resume(command, timeout=STEP_TIMEOUT))
-                else:
-                    samples.append(g.mi(command, timeout=STEP_TIMEOUT)[0])
-            med = statistics.median(samples)
-            data[f"loop {name}"] = {"median_s": med, "first_s": samples[0],
-                                    "max_s": max(samples), "samples_s": samples}
-            rows.append([f"{name} (x{reps}), 1000th hit in a loop", ms(med),
-                         f"first {ms(samples[0])}", f"max {ms(max(samples))}"])
+        _time_reverse_commands(g, LOOP_ROLL, None, ", 1000th hit in a loop", data, rows,
+                               notes, key_prefix="loop ")
     finally:
         g.close()
 

@@ -398,13 +398,12 @@ class Timeline:
                 observe(arrivals, stop, watches)
             return cur.then(("reach",))
         if kind == "state":
-            pc, regs, digest = segment[1], segment[2], segment[3]
+            pc = segment[1]
             arrivals = _Arrivals(cur)
             while True:
                 stop = self._step(session, breakpoints=bps | {pc}, stop_at_end=False)
                 if stop.reason == "breakpoint" and stop.addr == pc and \
-                        registers_to_bytes(session.process.get_regs()) == regs and \
-                        session.state_digest() == digest:
+                        self._in_state(session, segment):
                     return cur.then(segment)
                 if stop.reason not in ("breakpoint", "watch"):
                     raise RuntimeError(f"lost the way to a state at {pc:#x} after {cur} ({stop})")

@@ -36,7 +36,6 @@ PERF_FLAG_FD_CLOEXEC = 8
 ATTR_SIZE = 136  # PERF_ATTR_SIZE_VER8
 # perf_event_attr flag bits (include/uapi/linux/perf_event.h)
 EXCLUDE_KERNEL, EXCLUDE_HV, REMOVE_ON_EXEC, SIGTRAP = 1 << 5, 1 << 6, 1 << 36, 1 << 37
-TRAP_PERF = 6  # si_code of a perf event's SIGTRAP
 
 
 class PerfUnavailable(OSError):
