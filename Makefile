@@ -1,11 +1,12 @@
 # `make test` and `make demo` work from nothing: they create the virtual
 # environment, install the package with its test extras, and install the
-# system packages retrograde needs (gcc to build test programs, gdb to debug).
+# system packages retrograde needs (gcc to build test programs, gdb and lldb to
+# debug; each package is named for the command it installs).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := gcc gdb make sqlite3 strace
+SYSTEM_PACKAGES := gcc gdb lldb-16 make sqlite3 strace
 
 .PHONY: test demo bench lint typecheck system-deps clean
 
@@ -28,7 +29,8 @@ system-deps:
 	  fi; \
 	fi
 
-test: $(STAMP)
+# system-deps again: a venv made before a package joined the list does not rebuild.
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)

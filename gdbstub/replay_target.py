@@ -18,7 +18,7 @@ from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEv
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.registers import registers_to_bytes
 
-from .target import Stop
+from .target import MemoryRegion, Stop
 
 WATCH_KINDS = {2: "watch", 3: "rwatch", 4: "awatch"}
 AT_PHDR, AT_PHNUM = 3, 5
@@ -210,6 +210,12 @@ class ReplayTarget:
             copy = same_name[0] if len(same_name) == 1 else None
         return copy.read_bytes() if copy is not None else None
 
+    def memory_regions(self) -> list[MemoryRegion]:
+        space = self.timeline.live.space
+        return [MemoryRegion(m.start, m.end, m.perms,
+                             m.recorded.name if m.kind != "heap" else "[heap]")
+                for m in (space.mappings if space is not None else [])]
+
     def _recorded_maps(self) -> str:
         space = self.timeline.live.space
         lines = []
@@ -262,7 +268,18 @@ class ReplayTarget:
         return data.split(b"\0", 1)[0].decode(errors="replace")
 
     def _r_debug(self) -> int:
-        """DT_DEBUG of the executable's dynamic section: where ld.so keeps r_debug."""
+        """Where ld.so keeps r_debug (0 until it has filled in DT_DEBUG)."""
+        slot = self._dt_debug_slot()
+        return struct.unpack("<Q", self.read_memory(slot, 8))[0] if slot else 0
+
+    def r_debug_slot(self) -> int | None:
+        try:
+            return self._dt_debug_slot() or None
+        except (OSError, struct.error):
+            return None
+
+    def _dt_debug_slot(self) -> int:
+        """The address of DT_DEBUG's value in the executable's dynamic section (0: none)."""
         aux = self.auxv()
         values = dict(struct.iter_unpack("<QQ", aux[: len(aux) // 16 * 16]))
         phdr, phnum = values.get(AT_PHDR, 0), values.get(AT_PHNUM, 0)
@@ -273,11 +290,11 @@ class ReplayTarget:
         load_bias = next((phdr - h[3] for h in headers if h[0] == PT_PHDR), 0)
         dynamic = next((h[3] + load_bias for h in headers if h[0] == PT_DYNAMIC), 0)
         while dynamic:
-            tag, value = struct.unpack("<qQ", self.read_memory(dynamic, 16))
+            (tag,) = struct.unpack("<q", self.read_memory(dynamic, 8))
             if tag == DT_NULL:
                 return 0
             if tag == DT_DEBUG:
-                return value
+                return dynamic + 8
             dynamic += 16
         return 0
 

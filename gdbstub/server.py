@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import registers, signals
+from . import lldb, registers, signals
 from .codec import PACKET_SIZE, Interrupt, Packet, ProtocolError, RspCodec
 from .target import DebugTarget, Stop
 
@@ -168,6 +168,7 @@ class RspSession:
         self._breakpoints: set[tuple[int, int, int]] = set()
         self._files: dict[int, bytes] = {}
         self._file_numbers = itertools.count(3)
+        self._threads_in_stop_reply = False  # QListThreadsInStopReply (lldb)
         self._handlers: dict[bytes, Callable[[bytes], Reply | bytes]] = {
             b"qSupported": self._supported,
             b"QStartNoAckMode": lambda args: Reply((b"OK",), Then.NO_ACK),
@@ -207,6 +208,14 @@ class RspSession:
             b"D": lambda args: Reply((b"OK",), Then.DETACH),
             b"k": lambda args: self._kill(Reply((), Then.KILL)),  # `k` has no reply
             b"vKill": lambda args: self._kill(Reply((b"OK",), Then.KILL)),
+            # lldb's own packets (gdbstub/lldb.py).
+            b"qHostInfo": lambda args: lldb.host_info(),
+            b"qProcessInfo": lambda args: lldb.process_info(self.target.pid),
+            b"qMemoryRegionInfo": lambda args: lldb.memory_region_info(
+                self.target.memory_regions(), _hex(args)),
+            b"qShlibInfoAddr": self._r_debug_slot,
+            b"qWatchpointSupportInfo": lambda args: lldb.watchpoint_support_info(),
+            b"QListThreadsInStopReply": self._list_threads_in_stop_reply,
         }
 
     def handle(self, payload: bytes) -> Reply:
@@ -362,9 +371,11 @@ class RspSession:
             kind = (stop.watch_kind or "watch").encode()
             reply += b"%s:%x;" % (kind, stop.watch_addr or 0)
         elif stop.reason == "history-begin":
-            reply += b"replaylog:begin;"
+            reply += b"replaylog:begin;" + lldb.stop_description("start of the recorded history")
         elif stop.reason == "history-end":
-            reply += b"replaylog:end;"
+            reply += b"replaylog:end;" + lldb.stop_description("end of the recorded history")
+        if self._threads_in_stop_reply:
+            reply += lldb.stop_reply_threads(self.target.tid, self.target.registers()[0])
         return reply
 
     def _kill(self, reply: Reply) -> Reply:
@@ -464,6 +475,14 @@ class RspSession:
         step = (self.packet_size - 1) // 2
         console = [b"O" + text[i : i + step].hex().encode() for i in range(0, len(text), step)]
         return Reply((*console, final))
+
+    def _r_debug_slot(self, args: bytes) -> bytes:
+        slot = self.target.r_debug_slot()
+        return _ERROR if slot is None else b"%x" % slot
+
+    def _list_threads_in_stop_reply(self, args: bytes) -> bytes:
+        self._threads_in_stop_reply = True
+        return b"OK"
 
     def _pass_signals(self, args: bytes) -> bytes:
         # QPassSignals:signal;signal;... (gdb's numbers, hex); each packet replaces the last.

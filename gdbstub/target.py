@@ -30,6 +30,16 @@ class Stop:
     hw: bool = False  # a hardware breakpoint (hwbreak:) rather than swbreak:
 
 
+@dataclass(frozen=True)
+class MemoryRegion:
+    """One mapping of the program, as /proc/PID/maps showed it when recorded."""
+
+    start: int
+    end: int
+    perms: str  # "r-xp"
+    name: str = ""  # the file's path, "[stack]", ...; empty for anonymous memory
+
+
 class DebugTarget(Protocol):
     """A stopped program that gdb can inspect and move through time.
 
@@ -80,6 +90,15 @@ class DebugTarget(Protocol):
 
     def siginfo(self) -> bytes:
         """The 128-byte siginfo_t of the last signal."""
+        ...
+
+    def memory_regions(self) -> list[MemoryRegion]:
+        """The program's mappings, sorted by address and not overlapping."""
+        ...
+
+    def r_debug_slot(self) -> int | None:
+        """Where the dynamic loader stores the address of its r_debug (the value of
+        DT_DEBUG in the executable's dynamic section); None for a static program."""
         ...
 
     def open_file(self, path: str) -> bytes | None:

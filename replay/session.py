@@ -83,6 +83,7 @@ PRECISE_SEARCH_LIMIT = 200
 TRAP_TRACE = 2  # si_code of a single-step trap
 TRAP_FLAG = 0x100  # EFLAGS.TF
 RESUME_FLAG = 0x10000  # EFLAGS.RF
+_OFF_T_LIMIT = 1 << 63  # /proc/PID/mem offsets are off_t: no address above is readable
 ALL_SIGNALS = frozenset(range(1, 65))
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -549,7 +550,12 @@ class ReplaySession:
             if event.where == "boundary":
                 os.kill(t.pid, event.signo)
                 expect = event.signo
-        saved = {addr: t.read(addr, 1) for addr in breakpoints}
+        # A breakpoint at an address nothing is mapped at yet (lldb plants some
+        # before the dynamic loader has run) is armed from the first resume after
+        # an event maps it: mappings change only at events, and every resume
+        # toward an event arms the breakpoints afresh.
+        saved = {addr: byte for addr in breakpoints
+                 if addr < _OFF_T_LIMIT and (byte := t.read_partial(addr, 1))}
         for addr in saved:
             t.write(addr, b"\xcc")
         try:
@@ -558,7 +564,10 @@ class ReplaySession:
         finally:
             if t.alive:
                 for addr, byte in saved.items():
-                    t.write(addr, byte)
+                    # Code the program wrote over an int3 (a JIT filling a page)
+                    # is the program's: put back only what is still ours.
+                    if t.read_partial(addr, 1) == b"\xcc":
+                        t.write(addr, byte)
 
     def _classify_trap(self, stop: Stop, breakpoints: frozenset[int],
                        single: bool) -> RunStop | None:

@@ -222,7 +222,10 @@ def serve_replay(path: Path, args: argparse.Namespace) -> int:
             def listening(host: str, port: int) -> None:
                 # Without -s PORT there is always a debugger (checked above).
                 if args.server_port is not None or not debugger:
-                    print(f"listening on {host}:{port}", flush=True)
+                    # For a debugger we do not start: how to give gdb our commands.
+                    print(f"listening on {host}:{port}\n"
+                          f"in gdb: source {GDB_COMMANDS}\n"
+                          f"        target remote {host}:{port}", flush=True)
                     return
                 argv = [debugger, "-q", "-x", str(GDB_COMMANDS),
                         "-ex", f"target remote {host}:{port}"]

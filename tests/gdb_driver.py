@@ -79,11 +79,14 @@ def outliving(sid: int, timeout: float = 5) -> list[str]:
 class ReplayServer:
     """``retrograde replay -s 0 [OPTIONS] TRACE``, started and listening.
 
-    Its first line of output names the port; the rest (the replayed program's
-    own output) is kept in ``output``. ``close`` ends it (SIGTERM unwinds the
-    replay like Ctrl-C) unless a client killed it already, and fails if any
-    process of its session outlives it.
+    Its first lines of output name the port and tell how to connect gdb with
+    retrograde's commands (``gdb_commands``: the two lines to type in gdb);
+    the rest (the replayed program's own output) is kept in ``output``.
+    ``close`` ends it (SIGTERM unwinds the replay like Ctrl-C) unless a client
+    killed it already, and fails if any process of its session outlives it.
     """
+
+    HEADER_LINES = 3  # listening on HOST:PORT / in gdb: source FILE / target remote HOST:PORT
 
     def __init__(self, trace: Path, *options: str, timeout: float = 30) -> None:
         self.process = subprocess.Popen(
@@ -96,23 +99,26 @@ class ReplayServer:
         self._output: list[str] = []
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
+        header = []
         try:
-            first = self._lines.get(timeout=timeout)
+            while len(header) < self.HEADER_LINES and (line := self._lines.get(timeout=timeout)):
+                header.append(line)
         except queue.Empty:
-            first = None
-        match = re.fullmatch(r"listening on (\S+):(\d+)\n", first or "")
+            pass
+        match = re.fullmatch(r"listening on (\S+):(\d+)\n"
+                             r"in gdb: (source \S.*)\n"
+                             r" +(target remote \S+)\n", "".join(header))
         if match is None:
             self.close()
-            raise RuntimeError(f"the server did not start: {first!r}, stderr {self.stderr!r}")
+            raise RuntimeError(f"the server did not start: {header!r}, stderr {self.stderr!r}")
         self.host, self.port = match[1], int(match[2])
+        self.gdb_commands = [match[3], match[4]]
 
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
-        first = True
-        for line in self.process.stdout:
-            if first:
+        for n, line in enumerate(self.process.stdout):
+            if n < self.HEADER_LINES:
                 self._lines.put(line)
-                first = False
             else:
                 self._output.append(line)
         self._lines.put(None)
@@ -215,7 +221,8 @@ def _mi_string(text: str) -> str:
 
 
 class GdbSession:
-    """gdb 13 on the MI, with retrograde's command file loaded.
+    """gdb 13 on the MI, with retrograde's command file loaded (``commands=None``:
+    without it, as a gdb the user started).
 
     ``cmd`` runs a CLI command and returns what it printed; ``stop`` runs one
     that resumes the program and returns how it stopped; ``value`` is the value
@@ -224,11 +231,12 @@ class GdbSession:
     sees the program where it stopped.
     """
 
-    def __init__(self, timeout: float = 20) -> None:
+    def __init__(self, timeout: float = 20, *, commands: Path | None = GDB_COMMANDS) -> None:
         assert GDB is not None, "needs gdb"
         self.timeout = timeout
+        command_file = ["-x", str(commands)] if commands is not None else []
         self.controller = GdbController(
-            command=[GDB, "--interpreter=mi3", "-q", "-nx", "-x", str(GDB_COMMANDS)],
+            command=[GDB, "--interpreter=mi3", "-q", "-nx", *command_file],
             time_to_check_for_additional_output_sec=0.05,
         )
         self._token = 100
@@ -320,8 +328,10 @@ class GdbSession:
 class Debugging:
     """The servers and gdbs of one test, all ended with it (in reverse order).
 
-    ``start(trace)`` is a new server on ``trace`` and a gdb connected to it;
-    ``gdb()`` one more gdb, not connected (a second client, a reconnection).
+    ``start(trace)`` is a new server on ``trace`` and a gdb connected to it,
+    ``serve(trace)`` the server alone;
+    ``gdb()`` one more gdb, not connected (a second client, a reconnection;
+    ``commands=None``: one without retrograde's command file).
     A server's end checks that no replay process outlives it; what it wrote
     on stderr is printed then, so a failing test shows why a server ended.
     """
@@ -330,14 +340,19 @@ class Debugging:
         self._stack = ExitStack()
 
     def start(self, trace: Path, *options: str) -> tuple[GdbSession, ReplayServer]:
-        server = self._stack.enter_context(ReplayServer(trace, *options))
-        self._stack.callback(lambda: server.stderr and print(f"server stderr:\n{server.stderr}"))
+        server = self.serve(trace, *options)
         gdb = self.gdb()
         gdb.connect(server.address)
         return gdb, server
 
-    def gdb(self) -> GdbSession:
-        return self._stack.enter_context(GdbSession())
+    def serve(self, trace: Path, *options: str) -> ReplayServer:
+        """A server on ``trace``, no gdb."""
+        server = self._stack.enter_context(ReplayServer(trace, *options))
+        self._stack.callback(lambda: server.stderr and print(f"server stderr:\n{server.stderr}"))
+        return server
+
+    def gdb(self, *, commands: Path | None = GDB_COMMANDS) -> GdbSession:
+        return self._stack.enter_context(GdbSession(commands=commands))
 
     def close(self) -> None:
         self._stack.close()

@@ -34,6 +34,11 @@ GDB = shutil.which("gdb")
 needs_gdb = pytest.mark.skipif(GDB is None, reason="needs gdb")
 
 
+def lldb_description(text: str) -> bytes:
+    """The `description:` a stop reply carries for lldb (hex text), which gdb skips."""
+    return b"description:%s;" % text.encode().hex().encode()
+
+
 def user_regs(**values: int) -> bytes:
     """A user_regs_struct where every slot holds a value naming it (0x1000 + slot)
     unless given."""
@@ -346,7 +351,8 @@ def test_reverse_execution_reaches_the_start_of_history(
     assert ask(session, b"bs") == b"T05thread:p1092.1093;"
     assert ask(session, b"bc") == b"T05thread:p1092.1093;swbreak:;"
     assert target.pc == CODE + 1
-    assert ask(session, b"bc") == b"T05thread:p1092.1093;replaylog:begin;"
+    assert ask(session, b"bc") == (b"T05thread:p1092.1093;replaylog:begin;"
+                                   + lldb_description("start of the recorded history"))
     assert target.resumes == [(True, True, 0), (False, True, 0), (False, True, 0)]
 
 
@@ -367,7 +373,8 @@ def test_an_interrupt_is_reported_as_sigint(session: RspSession, target: FakeTar
         (Stop("watchpoint", watch_kind="watch", watch_addr=STACK + 16), b"T05thread:p1092.1093;watch:7ffe0010;"),
         (Stop("watchpoint", watch_kind="rwatch", watch_addr=0x10), b"T05thread:p1092.1093;rwatch:10;"),
         (Stop("watchpoint", watch_kind="awatch", watch_addr=0x10), b"T05thread:p1092.1093;awatch:10;"),
-        (Stop("history-end"), b"T05thread:p1092.1093;replaylog:end;"),
+        (Stop("history-end"), b"T05thread:p1092.1093;replaylog:end;"
+                              + lldb_description("end of the recorded history")),
         (Stop("signal", signo=signal.SIGUSR2, thread=0x1094), b"T1fthread:p1092.1094;"),
         (Stop("signal", signo=signal.SIGRTMIN), b"T2ethread:p1092.1093;"),  # Linux 34 is gdb's 46
         (Stop("exited", exit_status=3), b"W03;process:1092"),
