@@ -13,6 +13,7 @@ from gdb_driver import GDB_COMMANDS, Debugging, GdbError, GdbSession
 from runner import record
 
 JIT_ADDRESS = 0x6A1700000000  # tests/programs/jit.c
+NEVER_MAPPED = 0x1000  # below vm.mmap_min_addr
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +115,17 @@ def test_a_breakpoint_planted_before_its_address_is_mapped_stops_there(
     with pytest.raises(GdbError, match=f"Cannot access memory at address {JIT_ADDRESS:#x}"):
         gdb.cmd(f"x/i {JIT_ADDRESS:#x}")  # nothing there yet
     gdb.cmd(f"break *{JIT_ADDRESS:#x}")
+    gdb.cmd(f"break *{NEVER_MAPPED:#x}")
     for argument in (2, 3):
         hit = gdb.stop("continue")
         assert hit.reason == "breakpoint-hit" and gdb.pc() == JIT_ADDRESS
         assert gdb.value("$rdi") == str(argument)
         assert "lea    0x28(%rdi),%eax" in gdb.cmd("x/i $pc")  # the code the program wrote
+    # Backwards too: the scans from checkpoints taken before the mapping existed.
+    assert gdb.stop("reverse-continue").reason == "breakpoint-hit"
+    assert (gdb.pc(), gdb.value("$rdi")) == (JIT_ADDRESS, "2")
+    assert gdb.stop("reverse-continue").reason == "no-history"
+    gdb.cmd("delete")
     assert gdb.stop("continue").reason == "no-history"
     ended = gdb.stop("continue")
     assert ended.reason == "exited" and ended.record["exit-code"] == "052"

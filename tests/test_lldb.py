@@ -6,6 +6,8 @@ program's source, what it printed when recorded, or the trace.
 from __future__ import annotations
 
 import re
+import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,14 @@ from gdb_driver import ReplayServer, source_line
 from lldb_driver import Said, lldb_batch, needs_lldb
 from runner import record
 
+from retrograde.gdbstub import lldb
+from retrograde.gdbstub.codec import Packet, Role, RspCodec
+from retrograde.gdbstub.target import MemoryRegion
 from retrograde.trace.events import ExecEvent
 from retrograde.trace.format import TraceReader
 
-pytestmark = needs_lldb
-
 JIT_ADDRESS = 0x6A1700000000  # tests/programs/jit.c
+NEVER_MAPPED = 0x1000  # below vm.mmap_min_addr
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +57,7 @@ def exited(said: Said, pid: int, status: int) -> bool:
     return f"Process {pid} exited with status = {status} " in said.output
 
 
+@needs_lldb
 def test_lldb_breaks_shows_frames_variables_registers_and_continues_to_the_exit(
     traces: dict[str, Path], programs
 ) -> None:
@@ -91,6 +96,7 @@ def test_lldb_breaks_shows_frames_variables_registers_and_continues_to_the_exit(
     assert removed.output.startswith("All breakpoints removed.")
 
 
+@needs_lldb
 def test_lldb_steps_in_over_and_by_instruction(traces: dict[str, Path], programs) -> None:
     call = source_line("watch", "set_global(100);")
     write = source_line("watch", "// write: set_global")
@@ -115,6 +121,7 @@ def test_lldb_steps_in_over_and_by_instruction(traces: dict[str, Path], programs
     assert variables.output == "(long) value = 100\n"
 
 
+@needs_lldb
 def test_lldb_sees_the_recorded_memory_map(traces: dict[str, Path], programs) -> None:
     """`memory region` (qMemoryRegionInfo) shows the recorded mappings: the
     stack with its permissions and name, and the JIT page first unmapped
@@ -131,6 +138,7 @@ def test_lldb_sees_the_recorded_memory_map(traces: dict[str, Path], programs) ->
     assert after.output == f"[{JIT_ADDRESS:#018x}-{JIT_ADDRESS + 4096:#018x}) r-x\n", after
 
 
+@needs_lldb
 def test_lldb_breakpoint_at_an_address_mapped_later_stops_there(
     traces: dict[str, Path], programs
 ) -> None:
@@ -138,9 +146,10 @@ def test_lldb_breakpoint_at_an_address_mapped_later_stops_there(
     its own early, at connection) takes effect once the program maps it."""
     trace = traces["jit"]
     with ReplayServer(trace, "--no-echo") as server:
-        (_, planted, first, first_argument, frames, second, second_argument, at_end,
+        (_, planted, _, first, first_argument, frames, second, second_argument, at_end,
          exit_) = lldb_batch(server, programs.jit, [
-            f"breakpoint set --address {JIT_ADDRESS:#x}", "continue", "register read rdi",
+            f"breakpoint set --address {JIT_ADDRESS:#x}",
+            f"breakpoint set --address {NEVER_MAPPED:#x}", "continue", "register read rdi",
             "bt", "continue", "register read rdi", "continue",
         ], after_stop=["continue"])
     assert f"address = {JIT_ADDRESS:#018x}" in planted.output
@@ -152,3 +161,97 @@ def test_lldb_breakpoint_at_an_address_mapped_later_stops_there(
     assert f"frame #0: {JIT_ADDRESS:#018x}\n" in frames.output
     assert stopped_at(at_end)[0] == "end of the recorded history"
     assert exited(exit_, recorded_pid(trace), 42)
+
+
+@needs_lldb
+def test_lldb_watchpoint_reports_old_and_new_values(traces: dict[str, Path], programs) -> None:
+    with ReplayServer(traces["watch"], "--no-echo") as server:
+        _, _, _, watched, first, second = lldb_batch(server, programs.watch, [
+            "breakpoint set --name main", "continue", "watchpoint set variable g_value",
+            "continue", "continue",
+        ])
+    assert "Watchpoint created: Watchpoint 1: addr = 0x" in watched.output
+    assert "size = 8 state = enabled type = w" in watched.output
+    for said, old, new, function in ((first, 1, 100, "set_global"),
+                                     (second, 100, 102, "add_to_global")):
+        assert f"Watchpoint 1 hit:\nold value: {old}\nnew value: {new}\n" in said.output
+        reason, frame = stopped_at(said)
+        assert reason == "watchpoint 1" and f"watch`{function}(" in frame
+
+
+# The replies themselves, for what lldb does not show.
+
+
+def ask(client: socket.socket, codec: RspCodec, payload: bytes) -> bytes:
+    client.sendall(codec.packet(payload))
+    while True:
+        data = client.recv(65536)
+        assert data, "the server hung up"
+        replies = [e.payload for e in codec.receive_data(data) if isinstance(e, Packet)]
+        client.sendall(codec.data_to_send())
+        if replies:
+            return replies[0]
+
+
+def fields(reply: bytes) -> dict[str, str]:
+    assert reply.endswith(b";"), reply
+    return dict(pair.split(":", 1) for pair in reply.decode()[:-1].split(";"))
+
+
+def test_the_process_and_loader_queries_answer_from_the_recording(
+    traces: dict[str, Path],
+) -> None:
+    """qProcessInfo names the recorded process; qShlibInfoAddr is the slot of
+    DT_DEBUG in the executable's dynamic section (still 0: ld.so has not run);
+    with QListThreadsInStopReply a stop names the thread and its pc."""
+    trace = traces["watch"]
+    with ReplayServer(trace, "--no-echo") as server, \
+            socket.create_connection((server.host, server.port), timeout=30) as client:
+        codec = RspCodec(Role.CLIENT)
+        process = fields(ask(client, codec, b"qProcessInfo"))
+        assert int(process["pid"], 16) == recorded_pid(trace)
+        assert bytes.fromhex(process["triple"]) == b"x86_64-pc-linux-gnu"
+        assert (process["ostype"], process["endian"], process["ptrsize"]) == \
+            ("linux", "little", "8")
+        assert bytes.fromhex(fields(ask(client, codec, b"qHostInfo"))["triple"]) == \
+            b"x86_64-pc-linux-gnu"
+        slot = int(ask(client, codec, b"qShlibInfoAddr"), 16)
+        dynamic_entry = bytes.fromhex(ask(client, codec, b"m%x,10" % (slot - 8)).decode())
+        assert struct.unpack("<qQ", dynamic_entry) == (21, 0)  # DT_DEBUG, not yet filled in
+        assert ask(client, codec, b"qWatchpointSupportInfo:") == b"num:4;"
+        assert ask(client, codec, b"QListThreadsInStopReply") == b"OK"
+        stop = ask(client, codec, b"?")
+        rip = int.from_bytes(bytes.fromhex(ask(client, codec, b"p10").decode()), "little")
+        tid = recorded_pid(trace)
+        assert stop == b"T05thread:%x;threads:%x;thread-pcs:%x;" % (tid, tid, rip)
+
+REGIONS = [MemoryRegion(0x10000, 0x12000, "r-xp", "/bin/prog"),
+           MemoryRegion(0x12000, 0x13000, "rw-p"),
+           MemoryRegion(0x20000, 0x21000, "---p", "[guard]")]
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    (0x0, {"start": "0", "size": "10000"}),
+    (0x10000, {"start": "10000", "size": "2000", "permissions": "rx",
+               "name": b"/bin/prog".hex()}),
+    (0x11FFF, {"start": "10000", "size": "2000", "permissions": "rx",
+               "name": b"/bin/prog".hex()}),
+    (0x12000, {"start": "12000", "size": "1000", "permissions": "rw"}),
+    (0x13000, {"start": "13000", "size": "d000"}),
+    (0x20800, {"start": "20000", "size": "1000", "permissions": "", "name": b"[guard]".hex()}),
+    (0x21000, {"start": "21000", "size": f"{(1 << 64) - 1 - 0x21000:x}"}),
+])  # fmt: skip
+def test_memory_region_info_names_the_mapping_or_the_gap_around_an_address(
+    address: int, expected: dict[str, str]
+) -> None:
+    assert fields(lldb.memory_region_info(REGIONS, address)) == expected
+
+
+def test_memory_region_info_refuses_an_address_beyond_64_bits() -> None:
+    assert lldb.memory_region_info(REGIONS, 1 << 64) == b"E01"
+
+
+def test_stop_reply_threads_name_the_thread_and_its_pc() -> None:
+    regs = bytearray(27 * 8)
+    regs[16 * 8:17 * 8] = (0x401000).to_bytes(8, "little")  # rip: user_regs_struct slot 16
+    assert lldb.stop_reply_threads(0x1093, bytes(regs)) == b"threads:1093;thread-pcs:401000;"
