@@ -2,7 +2,7 @@
 
 `serve(target, host, port)` serves any `DebugTarget` to gdb; `Stop` is how the
 target says why it stopped. The codec, the session and the register layout are
-in `codec`, `server` and `registers`.
+in `codec`, `server` and `registers`; the packets only lldb sends in `lldb`.
 """
 
 from .server import ServerError, serve

@@ -24,7 +24,7 @@ from pygdbmi.gdbcontroller import GdbController
 from retrograde.gdbstub import registers
 from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec, unescape
 from retrograde.gdbstub.server import REFUSED, Reply, RspSession, ServerError, Then, serve
-from retrograde.gdbstub.target import Stop
+from retrograde.gdbstub.target import MemoryRegion, Stop
 
 CODE = 0x401000
 STACK = 0x7FFE0000
@@ -154,6 +154,13 @@ class FakeTarget:
     def open_file(self, path: str) -> bytes | None:
         return self.files.get(path)
 
+    def memory_regions(self) -> list[MemoryRegion]:
+        return [MemoryRegion(base, base + len(data), "r-xp" if base == CODE else "rw-p")
+                for base, data in sorted(self.memory.items())]
+
+    def r_debug_slot(self) -> int | None:
+        return None  # a static program: no dynamic section
+
     def monitor(self, command: str) -> str:
         if command == "when":
             return "event 7\n"
@@ -212,6 +219,18 @@ def test_no_ack_mode_is_switched_on_after_the_ok(session: RspSession) -> None:
 def test_unknown_and_empty_packets_get_the_empty_reply(session: RspSession) -> None:
     for payload in (b"vMustReplyEmpty", b"qThreadExtraInfo,p1092.1093", b"", b"!", b"vRun;00"):
         assert ask(session, payload) == b""
+
+
+def test_lldbs_queries_are_answered_and_a_malformed_one_is_an_error(
+    session: RspSession, target: FakeTarget
+) -> None:
+    assert ask(session, b"qMemoryRegionInfo:401004") == b"start:401000;size:20;permissions:rx;"
+    assert ask(session, b"qMemoryRegionInfo:401020") == b"start:401020;size:7fbdefe0;"
+    assert ask(session, b"qMemoryRegionInfo:zz") == b"E01"
+    assert ask(session, b"qShlibInfoAddr") == b"E01"  # no dynamic section
+    assert ask(session, b"qProcessInfo").startswith(b"pid:1092;")
+    assert ask(session, b"QListThreadsInStopReply") == b"OK"
+    assert ask(session, b"s") == b"T05thread:p1092.1093;threads:1093;thread-pcs:401001;"
 
 
 # Threads.
