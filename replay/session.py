@@ -550,10 +550,10 @@ class ReplaySession:
             if event.where == "boundary":
                 os.kill(t.pid, event.signo)
                 expect = event.signo
-        # A breakpoint at an address nothing is mapped at yet (lldb plants some
-        # before the dynamic loader has run) is armed from the first resume after
-        # an event maps it: mappings change only at events, and every resume
-        # toward an event arms the breakpoints afresh.
+        # A breakpoint at an address nothing is mapped at yet (`break *ADDR` in
+        # code a JIT or dlopen brings later, a debugger's guess) is armed from the
+        # first resume after an event maps it: mappings change only at events,
+        # and every resume toward an event arms the breakpoints afresh.
         saved = {addr: byte for addr in breakpoints
                  if addr < _OFF_T_LIMIT and (byte := t.read_partial(addr, 1))}
         for addr in saved:
