@@ -1,12 +1,14 @@
 # `make test` and `make demo` work from nothing: they create the virtual
 # environment, install the package with its test extras, and install the
-# system packages retrograde needs (gcc to build test programs, gdb and lldb to
-# debug; each package is named for the command it installs).
+# system packages retrograde needs (gcc to build test programs, gdb to debug;
+# each package is named for the command it installs).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := gcc gdb lldb-16 make sqlite3 strace
+SYSTEM_PACKAGES := gcc gdb make sqlite3 strace
+# The suite drives lldb as a client too; nothing else needs it.
+TEST_PACKAGES := lldb-16
 
 .PHONY: test demo bench lint typecheck system-deps clean
 
@@ -29,8 +31,8 @@ system-deps:
 	  fi; \
 	fi
 
-# system-deps again: a venv made before a package joined the list does not rebuild.
-test: $(STAMP) system-deps
+test: $(STAMP)
+	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(SYSTEM_PACKAGES) $(TEST_PACKAGES)"
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)
