@@ -28,7 +28,7 @@ NEVER_MAPPED = 0x1000  # below vm.mmap_min_addr
 @pytest.fixture(scope="module")
 def traces(programs, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("traces")
-    statuses = {"watch": 22, "jit": 42}
+    statuses = {"watch": 22, "jit": 42, "signals": 16}
     for name, status in statuses.items():
         assert record([programs[name]], out=root / name).returncode == status
     return {name: root / name for name in statuses}
@@ -177,6 +177,25 @@ def test_lldb_watchpoint_reports_old_and_new_values(traces: dict[str, Path], pro
         assert f"Watchpoint 1 hit:\nold value: {old}\nnew value: {new}\n" in said.output
         reason, frame = stopped_at(said)
         assert reason == "watchpoint 1" and f"watch`{function}(" in frame
+
+
+@needs_lldb
+def test_lldb_stops_at_the_recorded_signals_by_their_names(
+    traces: dict[str, Path], programs
+) -> None:
+    """The wire carries gdb's signal numbers (SIGUSR1 is 30 there, SIGPWR on
+    Linux), and lldb reads them so."""
+    with ReplayServer(traces["signals"], "--no-echo") as server:
+        _, _, at_usr1, frames, at_end = lldb_batch(server, programs.signals, [
+            "process handle --stop false SIGSEGV SIGFPE SIGALRM", "continue",
+        ], after_stop=["bt", "continue"])
+    passed = re.findall(r"thread 1 received signal: (\w+)", at_usr1.output)
+    assert passed == ["SIGSEGV"] * 3 + ["SIGFPE"]
+    assert stopped_at(at_usr1)[0] == "signal SIGUSR1"
+    raise_line = source_line("signals", "raise(SIGUSR1);")
+    assert re.search(rf"frame #\d+: 0x[0-9a-f]+ signals`main at signals.c:{raise_line}:",
+                     frames.output), frames.output
+    assert stopped_at(at_end)[0] == "end of the recorded history"
 
 
 # The replies themselves, for what lldb does not show.
