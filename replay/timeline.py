@@ -39,14 +39,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
-from retrograde.trace.events import RdtscEvent, SignalEvent, SyscallEvent
+from retrograde.trace.events import ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.perf import PerfUnavailable
 from retrograde.tracee.process import TraceeError
 from retrograde.tracee.registers import registers_to_bytes
 
 from .flow import predecessors
-from .session import ALL_SIGNALS, RESUME_FLAG, Interruption, ReplaySession, RunStop
+from .session import (
+    ALL_SIGNALS,
+    RESUME_FLAG,
+    EchoFrontier,
+    Interruption,
+    ReplaySession,
+    RunStop,
+)
 
 Segment = tuple
 ATOMIC = ("reach", "state")  # segments without a count: done entirely or not at all
@@ -195,6 +202,7 @@ class Timeline:
         self.reader = reader
         self.echo = echo
         self.live = ReplaySession(reader, echo=echo)
+        self.live.frontier = EchoFrontier()  # output is echoed once, wherever the replay goes
         self.live.start()
         self.mark = Mark(self.live.next_event)
         self.start_mark = self.mark
@@ -301,7 +309,6 @@ class Timeline:
         the way and their hits strictly before ``target`` are appended to it."""
         source_mark, source_session = source or self._source_for(target)
         session = source_session.clone()
-        session.echo = False  # output is echoed once, as the live replay first produces it
         try:
             self._drive(session, source_mark, target, hits is not None, hits)
         except BaseException:
@@ -584,6 +591,15 @@ class Timeline:
         remaining = count
         back = 1  # arrivals back, when end is the n-th arrival at a place
         closed_in = False
+        ended = len(self.reader)
+        if end.event >= ended and ended >= 2 and isinstance(self.reader[ended - 1], ExitEvent):
+            # After the recorded exit no state is left, not even at the exit event's
+            # boundary: the step back from there is to the event that ended the
+            # program (exit_group, a fatal signal), as gdb showed it before the exit.
+            remaining -= 1
+            end = Mark(ended - 2, (("reach",),))
+            if remaining == 0:
+                return end
         while True:
             if end in self.links:
                 # A waypoint: only its state names it, so no count reaches it from
@@ -630,8 +646,10 @@ class Timeline:
                 return self.start_mark
             # The instruction before a boundary is the previous event itself (the
             # syscall, the rdtsc); the next pass names the place before it in
-            # steps, as forward stepping reaches it.
-            remaining -= 1
+            # steps, as forward stepping reaches it. A signal is no instruction:
+            # its stop and the place it was delivered at are one state.
+            if not isinstance(self.reader[anchor.event - 1], SignalEvent):
+                remaining -= 1
             end = Mark(anchor.event - 1, (("reach",),))
 
     def _anchor_before(self, end: Mark, back: int = 1) -> Mark:
@@ -696,6 +714,9 @@ class Timeline:
                         continue
                     stop = self._step(session, step=True, stop_before_event=kind == "reach",
                                       stop_at_end=False)
+                    if stop.reason == "exited":
+                        raise RuntimeError(f"counting instructions from {anchor} to {end} ran "
+                                           "past the end of the program")
                     if stop.reason == "reached":
                         break  # at the event's stop: no instruction was executed
                     steps += 1

@@ -4,6 +4,7 @@ reverse-step/next/finish, reverse watchpoints, reverse-roll N, signals."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from gdb_driver import Debugging, GdbSession, Stopped, source_line
 from runner import RETROGRADE, record
+
+from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SLOW = 180  # seconds for a command that counts instructions over a long stretch
@@ -312,3 +315,54 @@ def test_a_cut_short_recording_ends_in_history_end_and_goes_backwards(programs, 
     assert gdb.pc() != end
     assert gdb.stop("continue", timeout=SLOW).reason == "no-history"
     assert gdb.pc() == end
+
+
+class RawClient:
+    """A bare RSP client on a socket, for what gdb itself cannot send (gdb closes a
+    remote target once the program has exited)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.socket = socket.create_connection(address, timeout=SLOW)
+        self.codec = RspCodec(Role.CLIENT, packet_size=2 * PACKET_SIZE)
+
+    def ask(self, payload: bytes) -> list[bytes]:
+        """Send ``payload``; the packets of its answer (console `O` packets, then the last)."""
+        self.socket.sendall(self.codec.packet(payload))
+        replies: list[bytes] = []
+        while not replies or (replies[-1].startswith(b"O") and replies[-1] != b"OK"):
+            data = self.socket.recv(4096)
+            assert data, "the server hung up"
+            replies += [e.payload for e in self.codec.receive_data(data) if isinstance(e, Packet)]
+            self.socket.sendall(self.codec.data_to_send())
+        return replies
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def test_reverse_stepi_and_reverse_roll_after_the_recorded_exit(programs, trace_root, debug):
+    """After the exit (W), `bs` goes back to the exit_group syscall, the last thing the
+    program did, and `monitor reverse-roll 2` on to the instruction before it."""
+    gdb, server = debug.start(recorded(programs.watch, trace_root))
+    gdb.cmd("break _exit")
+    gdb.stop("continue")
+    at_exit = registers(gdb)
+    gdb.cmd("detach")
+    client = RawClient((server.host, server.port))
+    try:
+        assert client.ask(b"c")[-1].startswith(b"T")  # the end of history: the exit_group
+        assert client.ask(b"c")[-1] == b"W16"  # exit status 22
+        assert client.ask(b"bs")[-1].startswith(b"T05")
+        regs = bytes.fromhex(client.ask(b"g")[-1].decode())
+        rip = int.from_bytes(regs[16 * 8:17 * 8], "little")
+        assert rip > int(at_exit["rip"], 16)
+        assert client.ask(b"m%x,2" % rip)[-1] == b"0f05"  # at _exit's syscall instruction
+        answer = client.ask(b"qRcmd," + b"reverse-roll 2".hex().encode())
+        assert answer[-1] == b"OK"
+        regs = bytes.fromhex(client.ask(b"g")[-1].decode())
+        assert int(at_exit["rip"], 16) <= int.from_bytes(regs[16 * 8:17 * 8], "little") < rip
+        when = b"".join(bytes.fromhex(p[1:].decode()) for p in
+                        client.ask(b"qRcmd," + b"when".hex().encode())[:-1])
+        assert b"event" in when
+    finally:
+        client.close()
