@@ -60,7 +60,6 @@ from retrograde.tracee.process import (
 )
 from retrograde.tracee.registers import (
     Registers,
-    describe_difference,
     registers_from_bytes,
     registers_to_bytes,
     syscall_args,
