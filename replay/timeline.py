@@ -379,14 +379,16 @@ class Timeline:
 
         User hits on the way are appended to ``hits`` as recipes from the last
         point of the segment's own progress. The ``final`` segment's end is not
-        a hit: a reverse-continue does not report where it starts from.
+        a breakpoint hit: a reverse-continue does not report where it starts
+        from. A watchpoint's trigger there is a hit: it stops after the write,
+        so going backwards from there crosses that write first.
         """
         kind = segment[0]
         observing = hits is not None
         found: list[Hit] = hits if hits is not None else []
 
-        def counts(done: int, total: int) -> bool:
-            return observing and (done < total or not final)
+        def counts(done: int, total: int, watch: bool = False) -> bool:
+            return observing and (done < total or not final or watch)
 
         def at(progress: int) -> Mark:
             if progress == 0:
@@ -419,7 +421,7 @@ class Timeline:
         if kind == "step":
             for done in range(1, segment[1] + 1):
                 stop = self._step(session, step=True, stop_at_end=False)
-                if counts(done, segment[1]) and stop.reason == "watch":
+                if counts(done, segment[1], watch=True) and stop.reason == "watch":
                     found.append((at(done), watches[stop.watch]))
                 elif counts(done, segment[1]) and session.process.get_regs().rip in bps:
                     found.append((at(done), None))
@@ -453,7 +455,7 @@ class Timeline:
                         raise RuntimeError(f"lost the way to {segment[0]} {segment[1]} after "
                                            f"{arrivals.base} ({stop})")
                     observe(arrivals, stop, armed)
-                if counts(done, count) and is_user_hit:
+                if counts(done, count, watch=watch is not None) and is_user_hit:
                     found.append((at(done), watch))
             self._apply_watches(session, watches)
             return at(count)

@@ -366,3 +366,26 @@ def test_reverse_stepi_and_reverse_roll_after_the_recorded_exit(programs, trace_
         assert b"event" in when
     finally:
         client.close()
+
+
+def test_reverse_continue_from_a_watchpoint_stop_crosses_that_write_first(programs, trace_root,
+                                                                           debug):
+    """watch.c writes g_value 1 -> 100 -> 102 -> 106 -> 212. Stopped forwards by the
+    3rd write (102 -> 106), going backwards first crosses that very write, then the
+    2nd; gdb shows each backwards, the value after the write as the old one."""
+    gdb, _ = debug.start(recorded(programs.watch, trace_root))
+    gdb.cmd("break main")
+    gdb.stop("continue")
+    gdb.cmd("watch g_value")
+    forwards = [gdb.stop("continue").console for _ in range(3)]
+    for console, (old, new) in zip(forwards, [(1, 100), (100, 102), (102, 106)], strict=True):
+        assert f"Old value = {old}\nNew value = {new}\n" in console
+    write = source_line("watch", "// write: add_to_global")
+    for old, new, delta in [(106, 102, "4"), (102, 100, "2")]:
+        stop = gdb.stop("reverse-continue")
+        assert stop.reason == "watchpoint-trigger"
+        assert f"Old value = {old}\nNew value = {new}\n" in stop.console
+        assert where(stop) == ("add_to_global", write) and gdb.value("delta") == delta
+        assert gdb.value("g_value") == str(new)
+    stop = gdb.stop("continue")
+    assert "Old value = 100\nNew value = 102\n" in stop.console
