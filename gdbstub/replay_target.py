@@ -28,7 +28,7 @@ DT_NULL, DT_DEBUG = 0, 21
 
 MONITOR_HELP = """\
 retrograde monitor commands:
-  when                  the current position (event number and place inside it)
+  when                  the current position: event number, then instructions since it
   reverse-roll [N]      step back N instructions (default 1) in one seek
   checkpoint [NAME]     remember this position as NAME
   restart NAME          go back (or forward) to checkpoint NAME
@@ -302,7 +302,7 @@ class ReplayTarget:
         if not words or words[0] == "help":
             return MONITOR_HELP
         if words[0] == "when":
-            return f"{timeline.mark} (of {len(timeline.reader)} events)\n"
+            return f"{timeline.position()} (of {len(timeline.reader)} events)\n"
         if words[0] == "reverse-roll":
             count = int(words[1]) if len(words) > 1 else 1
             if count < 1:

@@ -68,6 +68,8 @@ WAYPOINTS_A_LEVEL = 2
 MAX_WAYPOINTS = 12
 ARRIVALS_BETWEEN_CLONES = 256  # while counting arrivals on perf counters, clone this often
 NEVER = 1 << 62  # a count no run reaches
+WHEN_COUNT_LIMIT = 50_000  # instructions a position is counted over (about a second)
+MAX_POSITIONS = 256
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ class Timeline:
         self.named: dict[str, tuple[Mark, ReplaySession]] = {}
         self.waypoints: OrderedDict[Mark, ReplaySession] = OrderedDict()
         self.links: dict[Mark, Link] = {}
+        self.positions: dict[Mark, int | None] = {}  # instructions from the event's boundary
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
         self.report_signals: frozenset[int] = ALL_SIGNALS
@@ -992,6 +995,31 @@ class Timeline:
             return self._state_of(session)
         finally:
             session.close()
+
+    # -- canonical positions --------------------------------------------------------------------
+    def position(self) -> str:
+        """The present as a canonical position, "event E, instruction I": I instructions
+        executed since event E's boundary (the end of the event before it), counted
+        by single-stepping from there. One moment has one position, whichever recipe
+        reached it, and positions order as (E, I). Past WHEN_COUNT_LIMIT instructions
+        (a place deep inside a long native run) the count is not made and the mark's
+        own recipe is shown, which names the moment but is not canonical."""
+        mark = self.mark
+        if self.live.end is not None:
+            return f"the end (after event {len(self.reader) - 1})"
+        if mark not in self.positions:
+            try:
+                count = self._count_steps(Mark(mark.event), mark, limit=WHEN_COUNT_LIMIT)
+            except TraceeError:
+                count = None
+            self.positions[mark] = count
+            if len(self.positions) > MAX_POSITIONS:
+                del self.positions[next(iter(self.positions))]
+        count = self.positions[mark]
+        if count is None:
+            return f"{mark} (more than {WHEN_COUNT_LIMIT} instructions after event {mark.event}: " \
+                   "not counted)"
+        return f"event {mark.event}, instruction {count}"
 
     # -- breakpoints ------------------------------------------------------------------------------
     def add_watch(self, watch: Watch) -> bool:

@@ -389,3 +389,44 @@ def test_reverse_continue_from_a_watchpoint_stop_crosses_that_write_first(progra
         assert gdb.value("g_value") == str(new)
     stop = gdb.stop("continue")
     assert "Old value = 100\nNew value = 102\n" in stop.console
+
+
+def position(gdb: GdbSession) -> tuple[int, int]:
+    """`when` as (event, instruction): the canonical position, which orders moments."""
+    match = re.fullmatch(r"event (\d+), instruction (\d+) \(of \d+ events\)\n", gdb.cmd("when"))
+    assert match, gdb.cmd("when")
+    return int(match[1]), int(match[2])
+
+
+def test_when_names_a_moment_the_same_whatever_path_reached_it(programs, trace_root, debug):
+    """The 2nd call of add_to_global, reached by a breakpoint count, by reverse-roll
+    from a later place, by reverse-continue, and by stepi N from the 1st call: one
+    text; an earlier moment's position is less, a later one's greater."""
+    gdb, _ = debug.start(recorded(programs.watch, trace_root))
+    gdb.cmd("break add_to_global")
+    gdb.stop("continue")
+    first, first_text = position(gdb), gdb.cmd("when")
+    gdb.stop("continue")
+    second, second_text, state = position(gdb), gdb.cmd("when"), registers(gdb)
+    assert gdb.value("delta") == "4"
+    gdb.cmd("delete")
+    gdb.cmd("break set_global")
+    gdb.stop("continue")  # set_global(212), after the loop
+    later = position(gdb)
+    assert first < second < later and first[0] == second[0] == later[0]  # no syscall between
+
+    gdb.cmd(f"reverse-roll {later[1] - second[1]}")
+    assert gdb.cmd("when") == second_text and registers(gdb) == state
+    gdb.stop("continue")
+    assert position(gdb) == later
+    gdb.cmd("delete")
+    gdb.cmd("break add_to_global")
+    gdb.stop("reverse-continue")
+    assert gdb.cmd("when") == second_text and registers(gdb) == state
+    gdb.stop("reverse-continue")
+    assert gdb.cmd("when") == first_text
+    gdb.cmd("delete")
+    gdb.stop(f"stepi {second[1] - first[1]}")
+    assert gdb.cmd("when") == second_text and registers(gdb) == state
+    gdb.stop("stepi")
+    assert position(gdb) == (second[0], second[1] + 1) > second
