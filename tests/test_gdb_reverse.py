@@ -15,6 +15,8 @@ from gdb_driver import Debugging, GdbSession, Stopped, source_line
 from runner import RETROGRADE, record
 
 from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec
+from retrograde.trace.events import SignalEvent
+from retrograde.trace.format import TraceReader
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SLOW = 180  # seconds for a command that counts instructions over a long stretch
@@ -430,3 +432,47 @@ def test_when_names_a_moment_the_same_whatever_path_reached_it(programs, trace_r
     assert gdb.cmd("when") == second_text and registers(gdb) == state
     gdb.stop("stepi")
     assert position(gdb) == (second[0], second[1] + 1) > second
+
+
+def test_a_signal_after_a_long_loop_is_restored_and_says_so(programs, trace_root, debug):
+    """longloop.c spins 2*10^7 iterations or more, SIGALRM from setitimer landing far
+    inside: too far to find the recorded pass by execution, so the replay writes the
+    recorded state at the loop's start and says so once (replay -a's stderr, gdb's
+    console). The history around it is consistent: stepping into the handler and
+    back, and back over the restore to the setitimer, then forwards one instruction
+    at a time to the signal again."""
+    trace = trace_root / "longloop"
+    recording = record([programs.longloop], out=trace)
+    assert recording.returncode == 24
+    with TraceReader(trace) as reader:
+        event = next(n for n, e in enumerate(reader) if isinstance(e, SignalEvent))
+        assert reader[event].where == "precise"
+    replayed = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], check=False, capture_output=True,
+                              text=True, timeout=120)
+    note = f"retrograde: event {event}: SIGALRM was delivered by restoring its recorded state"
+    assert replayed.returncode == 24 and replayed.stdout == recording.stdout.decode()
+    assert replayed.stderr.count("\n") == 1 and replayed.stderr.startswith(note)
+    at_alarm = re.search(r"SIGALRM at iteration (\d+) of", replayed.stdout)
+    assert at_alarm and int(at_alarm[1]) > 200
+
+    gdb, server = debug.start(trace)
+    gdb.cmd("handle SIGALRM stop print")
+    stop = gdb.stop("continue")
+    assert stop.record.get("signal-name") == "SIGALRM" and note in stop.console
+    assert where(stop) == ("main", source_line("longloop", "// loop"))
+    signal_pc = gdb.pc()
+    assert gdb.value("i") == at_alarm[1]
+    assert where(gdb.stop("stepi")) == ("on_alarm", source_line("longloop", "// enter: alarm"))
+    gdb.stop("reverse-stepi")
+    assert (gdb.pc(), gdb.value("i")) == (signal_pc, at_alarm[1])  # back in the loop
+    gdb.stop("reverse-stepi")
+    # Back from the signal: the loop before it is not in the history, the setitimer is.
+    assert gdb.cmd("x/i $pc").split("\t")[-1].strip() == "syscall"
+    before = gdb.pc()
+    gdb.stop("stepi")
+    assert gdb.pc() == before + 2  # one instruction: the syscall
+    assert gdb.stop("stepi").record.get("signal-name") == "SIGALRM"
+    assert (gdb.pc(), gdb.value("i")) == (signal_pc, at_alarm[1])
+    gdb.cmd("handle SIGALRM nostop noprint pass")
+    assert gdb.stop("continue").reason == "no-history"
+    assert server.output == replayed.stdout
