@@ -447,8 +447,8 @@ def test_a_signal_after_a_long_loop_is_restored_and_says_so(programs, trace_root
     with TraceReader(trace) as reader:
         event = next(n for n, e in enumerate(reader) if isinstance(e, SignalEvent))
         assert reader[event].where == "precise"
-    replayed = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], check=False, capture_output=True,
-                              text=True, timeout=120)
+    replayed = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], check=False,
+                              capture_output=True, text=True, timeout=120)
     note = f"retrograde: event {event}: SIGALRM was delivered by restoring its recorded state"
     assert replayed.returncode == 24 and replayed.stdout == recording.stdout.decode()
     assert replayed.stderr.count("\n") == 1 and replayed.stderr.startswith(note)
