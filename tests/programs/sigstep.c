@@ -1,7 +1,8 @@
 /* Signals to step into and over from a debugger:
  *  - raise(SIGUSR1): delivered at the syscall boundary of the kill
  *  - SIGALRM from a one-shot setitimer while the program spins in user code
- *    (no syscall until the handler sets the flag): delivered at a precise state
+ *    (no syscall until the handler sets the flag): delivered at a precise state.
+ *    50 ms, so that the recorder is not still at setitimer's exit when it comes.
  * Each handler's lines are marked ("// enter: NAME", "// handler: NAME") for a test to find.
  * Exit status 23. */
 #include <signal.h>
@@ -38,8 +39,8 @@ int main(void)
     handle(SIGALRM, on_alarm);
     raise(SIGUSR1);
     usr1s += 100; // after: raise
-    struct itimerval in_5ms = {{0, 0}, {0, 5000}};
-    setitimer(ITIMER_REAL, &in_5ms, NULL);
+    struct itimerval in_50ms = {{0, 0}, {0, 50000}};
+    setitimer(ITIMER_REAL, &in_50ms, NULL);
     while (!alarms)
         spins++; // spin
     printf("usr1s %d, alarms %d, spins at the alarm: %s\n", (int)usr1s, (int)alarms,
