@@ -1028,13 +1028,10 @@ class ReplaySession:
             if pc in breakpoints:
                 return stop  # the user's breakpoint there, in another state
             t.set_regs(regs)
-            t.resume(PTRACE_SYSEMU_SINGLESTEP)
-            stepped = t.wait()
-            if stepped.kind != "signal" or stepped.signo != signal.SIGTRAP:
-                raise Divergence(n, f"stepping over pc {pc:#x} for a signal's state, replay "
-                                    f"{self._describe(stepped)}")
+            self._next_trap(PTRACE_SYSEMU_SINGLESTEP, f"stepping over pc {pc:#x} for the state "
+                                                      f"of event {n}")
             if t.get_debugreg(6) & 0xF:
-                return stepped  # the instruction triggered a watchpoint: the caller's
+                return t.last_stop  # the instruction triggered a watchpoint: the caller's
         return None
 
     def _restore_precise_state(self, n: int, event: SignalEvent, recorded_regs: bytes) -> Stop:

@@ -679,19 +679,26 @@ class Timeline:
         return regs.rip == segment[1] and registers_to_bytes(regs) == segment[2] and \
             session.state_digest() == segment[3]
 
-    def _count_steps(self, anchor: Mark, end: Mark, limit: int | None = None) -> int | None:
+    def _count_steps(self, anchor: Mark, end: Mark, limit: int | None = None,
+                     leave_clones: bool = True) -> int | None:
         """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone
         (None if there are more than ``limit``).
 
-        Clones are left behind every CLONE_EVERY_STEPS instructions, so the next
-        reverse step near here starts close by instead of at the anchor.
+        Clones are left behind every CLONE_EVERY_STEPS instructions (unless not
+        ``leave_clones``), so the next reverse step near here starts close by
+        instead of at the anchor.
         """
         rest = remainder(anchor, end)
         assert rest is not None
         if not rest:
             return 0
         session = self._fresh_at(anchor)
-        self._remember(anchor, session)  # the next step back starts from here
+
+        def remember(mark: Mark, session: ReplaySession) -> None:
+            if leave_clones:
+                self._remember(mark, session)
+
+        remember(anchor, session)  # the next step back starts from here
         steps = 0
         cur = anchor
         try:
@@ -715,7 +722,7 @@ class Timeline:
                         cur = cur.then(("step", done))
                         arrivals += done if kind == "step" else int(arrived)
                         if steps % CLONE_EVERY_STEPS == 0:
-                            self._remember(cur, session)
+                            remember(cur, session)
                         continue
                     stop = self._step(session, step=True, stop_before_event=kind == "reach",
                                       stop_at_end=False)
@@ -727,7 +734,7 @@ class Timeline:
                     steps += 1
                     cur = cur.then(("step", 1))
                     if steps % CLONE_EVERY_STEPS == 0:
-                        self._remember(cur, session)
+                        remember(cur, session)
                     if kind == "step" or (kind == "watch" and stop.reason == "watch") or (
                             kind == "bp" and session.process.get_regs().rip == segment[1]) or (
                             kind == "state" and self._in_state(session, segment)):
@@ -1009,7 +1016,8 @@ class Timeline:
             return f"the end (after event {len(self.reader) - 1})"
         if mark not in self.positions:
             try:
-                count = self._count_steps(Mark(mark.event), mark, limit=WHEN_COUNT_LIMIT)
+                count = self._count_steps(Mark(mark.event), mark, limit=WHEN_COUNT_LIMIT,
+                                          leave_clones=False)
             except TraceeError:
                 count = None
             self.positions[mark] = count
