@@ -255,6 +255,8 @@ class ReplaySession:
         self.pending_signal = 0
         self.pending_siginfo = b""
         self.delivered = 0  # the signal the last resume delivered
+        self.raised = -1  # the event whose signal is raised and pending in the task (a fork
+        #                   clone does not inherit it)
         self.space: AddressSpace | None = None
         self.brk = 0
         self.page = 0
@@ -616,7 +618,12 @@ class ReplaySession:
             if event.where == "precise":
                 return self._reach_precise_state(n, event, single, breakpoints)
             if event.where == "boundary":
-                os.kill(t.pid, event.signo)
+                # Raised once: a step that delivered the signal before it into its
+                # handler stops before this one is taken, and a real-time signal
+                # raised twice would be queued twice.
+                if self.raised != n:
+                    os.kill(t.pid, event.signo)
+                    self.raised = n
                 expect = event.signo
         saved = {addr: t.read(addr, 1) for addr in breakpoints}
         for addr in saved:
