@@ -8,6 +8,7 @@ match the code that ran even when the files on disk changed or are gone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from pathlib import Path
@@ -27,7 +28,7 @@ DT_NULL, DT_DEBUG = 0, 21
 
 MONITOR_HELP = """\
 retrograde monitor commands:
-  when                  the current position (event number and place inside it)
+  when                  the current position: event number, then instructions since it
   reverse-roll [N]      step back N instructions (default 1) in one seek
   checkpoint [NAME]     remember this position as NAME
   restart NAME          go back (or forward) to checkpoint NAME
@@ -46,6 +47,7 @@ class ReplayTarget:
         first = self.execs[0][1]
         self.pid = self.tid = first.task
         self.files = self._recorded_files(reader)
+        self.notes_shown = 0  # of the timeline's notes (a state restored, not reached)
 
     @staticmethod
     def _recorded_files(reader: TraceReader) -> dict[str, Path]:
@@ -100,7 +102,15 @@ class ReplayTarget:
                 arrival = self._forward(step)
         except KeyboardInterrupt:
             return Stop("interrupted", signo=2)
-        return self._stop(arrival)
+        stop = self._stop(arrival)
+        notes = self._new_notes()
+        return dataclasses.replace(stop, console=notes) if notes else stop
+
+    def _new_notes(self) -> str:
+        """The timeline's notes not shown yet (a recorded state restored, not reached)."""
+        notes = self.timeline.live.precise.notes[self.notes_shown:]
+        self.notes_shown += len(notes)
+        return "".join(f"retrograde: {note}\n" for note in notes)
 
     def _forward(self, step: bool) -> Arrival:
         """Forwards, with a program that dies of a signal shown as a native debugger
@@ -300,12 +310,16 @@ class ReplayTarget:
 
     # -- monitor commands ----------------------------------------------------------------------------
     def monitor(self, command: str) -> str:
+        output = self._monitor(command)
+        return self._new_notes() + output
+
+    def _monitor(self, command: str) -> str:
         words = command.split()
         timeline = self.timeline
         if not words or words[0] == "help":
             return MONITOR_HELP
         if words[0] == "when":
-            return f"{timeline.mark} (of {len(timeline.reader)} events)\n"
+            return f"{timeline.position()} (of {len(timeline.reader)} events)\n"
         if words[0] == "reverse-roll":
             count = int(words[1]) if len(words) > 1 else 1
             if count < 1:

@@ -312,7 +312,7 @@ class RspSession:
 
     # Execution.
 
-    def _resume_packet(self, args: bytes, *, step: bool, with_signal: bool) -> bytes:
+    def _resume_packet(self, args: bytes, *, step: bool, with_signal: bool) -> bytes | Reply:
         # c [addr], s [addr], C sig[;addr], S sig[;addr]
         if with_signal:
             signal_field, _, address = args.partition(b";")
@@ -323,12 +323,12 @@ class RspSession:
             return REFUSED  # resuming at another address would rewrite the recorded pc
         return self._resume(step=step, reverse=False, linux_signal=linux_signal)
 
-    def _reverse(self, *, step: bool) -> bytes:
+    def _reverse(self, *, step: bool) -> bytes | Reply:
         if not self.reverse:
             return _NOT_SUPPORTED
         return self._resume(step=step, reverse=True, linux_signal=0)
 
-    def _vcont(self, args: bytes) -> bytes:
+    def _vcont(self, args: bytes) -> bytes | Reply:
         if args == b"?":
             return b"vCont;c;C;s;S"
         # "For each inferior thread, the leftmost action with a matching thread-id
@@ -350,9 +350,17 @@ class RspSession:
         # A signal Linux lacks (gdb's SIGEMT, say) cannot be delivered: resume without.
         return signals.from_gdb(_hex(field)) or 0
 
-    def _resume(self, *, step: bool, reverse: bool, linux_signal: int) -> bytes:
-        self.last_stop = self.target.resume(step, reverse, linux_signal)
-        return self._stop_reply(self.last_stop)
+    def _resume(self, *, step: bool, reverse: bool, linux_signal: int) -> bytes | Reply:
+        self.last_stop = stop = self.target.resume(step, reverse, linux_signal)
+        if not stop.console:
+            return self._stop_reply(stop)
+        # What the target has to say on the way goes first, as `O` console output
+        # packets, which the manual allows while the program runs.
+        text = stop.console.encode()
+        step_size = (self.packet_size - 1) // 2
+        console = [b"O" + text[i : i + step_size].hex().encode()
+                   for i in range(0, len(text), step_size)]
+        return Reply((*console, self._stop_reply(stop)))
 
     def _stop_reply(self, stop: Stop) -> bytes:
         process = b";process:%x" % self.target.pid if self._multiprocess else b""

@@ -28,6 +28,7 @@ class Stop:
     watch_addr: int | None = None
     exit_status: int | None = None  # for "exited"
     hw: bool = False  # a hardware breakpoint (hwbreak:) rather than swbreak:
+    console: str = ""  # lines for the debugger's console, sent before the stop reply
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,6 @@ from retrograde.tracee.process import (
 )
 from retrograde.tracee.registers import (
     Registers,
-    describe_difference,
     registers_from_bytes,
     registers_to_bytes,
     syscall_args,
@@ -81,6 +80,10 @@ MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 AT_FDCWD = -100
 PRECISE_SEARCH_LIMIT = 200
 TRAP_TRACE = 2  # si_code of a single-step trap
+# si_code of the trap a single step that delivered a signal reports at the first
+# instruction of its handler, which has not run yet: the kernel's signal_delivered
+# calls ptrace_notify(SIGTRAP), whose siginfo carries the exit code SIGTRAP.
+HANDLER_ENTRY_TRAP = signal.SIGTRAP
 TRAP_FLAG = 0x100  # EFLAGS.TF
 RESUME_FLAG = 0x10000  # EFLAGS.RF
 _OFF_T_LIMIT = 1 << 63  # /proc/PID/mem offsets are off_t: no address above is readable
@@ -124,6 +127,57 @@ class Interruption:
 
     def clear(self) -> None:
         self._requested.clear()
+
+
+@dataclass
+class EchoFrontier:
+    """The first event whose output no session sharing this frontier has echoed: a
+    timeline's sessions echo output once, as the replay first gets there, however
+    often they go back over it."""
+
+    event: int = 0
+
+
+class PreciseStates:
+    """Which asynchronous signals recorded at a precise state a replay reaches by
+    execution, shared by every session of one replay (clones included).
+
+    Each is judged once, from a clone at the boundary before it: the recorded
+    state reached within PRECISE_SEARCH_LIMIT passes of its pc, or not. When
+    not, every session restores the recorded state at that boundary, before
+    any instruction of the interval runs, so all paths through the interval
+    are the same history: the instructions the recording ran there are not in
+    it. ``notes`` says so, one line each, and ``announce`` is called with each.
+    """
+
+    def __init__(self) -> None:
+        self.verdicts: dict[int, bool] = {}
+        self.notes: list[str] = []
+        self.announce: Callable[[str], None] | None = None
+
+    def reachable(self, n: int, session: ReplaySession) -> bool:
+        if n not in self.verdicts:
+            self.judge(n, session)
+        return self.verdicts[n]
+
+    def judge(self, n: int, session: ReplaySession) -> None:
+        """Judge event ``n`` from ``session``, which stands at the boundary before it."""
+        event = session.reader[n]
+        assert isinstance(event, SignalEvent) and event.regs is not None
+        with session.clone() as trial:
+            trial.interruption = None
+            stop = trial._run_to_precise_state(n, event, frozenset(), PRECISE_SEARCH_LIMIT)
+        # Any stop but the search's end is the replay's to report, by execution.
+        self.verdicts[n] = stop is not None
+        if stop is None:
+            pc = registers_from_bytes(event.regs).rip
+            note = (f"event {n}: {signal_name(event.signo)} was delivered by restoring its "
+                    f"recorded state: execution did not reach it within "
+                    f"{PRECISE_SEARCH_LIMIT} passes of pc {pc:#x}, and the instructions "
+                    f"the recording ran there after event {n - 1} are not in the history")
+            self.notes.append(note)
+            if self.announce is not None:
+                self.announce(note)
 
 
 @dataclass(frozen=True)
@@ -201,6 +255,9 @@ class ReplaySession:
         self.next_event = 0
         self.pending_signal = 0
         self.pending_siginfo = b""
+        self.delivered = 0  # the signal the last resume delivered
+        self.raised = -1  # the event whose signal is raised and pending in the task (a fork
+        #                   clone does not inherit it)
         self.space: AddressSpace | None = None
         self.brk = 0
         self.page = 0
@@ -208,6 +265,8 @@ class ReplaySession:
         self.reached: Stop | None = None  # next event's stop, reached but not carried out
         self.interruption: Interruption | None = None  # shared with the other sessions of a timeline
         self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
+        self.precise = PreciseStates()
+        self.frontier: EchoFrontier | None = None  # None: echo every time
 
     def __enter__(self) -> Self:
         return self
@@ -252,6 +311,8 @@ class ReplaySession:
         copy.space = self.space.copy() if self.space else None
         copy.brk, copy.page = self.brk, self.page
         copy.echo_fds = dict(self.echo_fds)
+        copy.precise = self.precise
+        copy.frontier = self.frontier
         copy.reached = self.reached
         copy.interruption = self.interruption
         return copy
@@ -357,6 +418,7 @@ class ReplaySession:
                     self.reached = stop
                     return RunStop("reached")
             self.next_event = n + self._complete(n, event, stop)
+            self._judge_next()
             step_over = False
             if self.end is not None:
                 return RunStop("exited")
@@ -367,6 +429,15 @@ class ReplaySession:
                 return RunStop("step")  # the syscall or rdtsc instruction is done
             if until_event:
                 return RunStop("event")
+
+    def _judge_next(self) -> None:
+        """At a boundary before a signal recorded at a precise state, judge it now,
+        while the session stands where its judgement starts (PreciseStates)."""
+        n = self.next_event
+        if self.end is None and n < len(self.reader) and n not in self.precise.verdicts:
+            event = self.reader[n]
+            if isinstance(event, SignalEvent) and event.where == "precise":
+                self.precise.judge(n, self)
 
     def single_steps(self, limit: int, stop_at: int | None = None) -> tuple[int, bool]:
         """Single-step up to ``limit`` instructions of the program's own code, the
@@ -546,9 +617,14 @@ class ReplaySession:
         expect = 0
         if isinstance(event, SignalEvent):
             if event.where == "precise":
-                return self._run_to_precise_state(n, event)
+                return self._reach_precise_state(n, event, single, breakpoints)
             if event.where == "boundary":
-                os.kill(t.pid, event.signo)
+                # Raised once: a step that delivered the signal before it into its
+                # handler stops before this one is taken, and a real-time signal
+                # raised twice would be queued twice.
+                if self.raised != n:
+                    os.kill(t.pid, event.signo)
+                    self.raised = n
                 expect = event.signo
         # A breakpoint at an address nothing is mapped at yet (`break *ADDR` in
         # code a JIT or dlopen brings later, a debugger's guess) is armed from the
@@ -587,8 +663,9 @@ class ReplaySession:
             t.set_debugreg(6, 0)
             return RunStop("watch", watch=((dr6 & 0xF).bit_length() - 1))
         si_code = int.from_bytes(t.get_siginfo()[8:12], "little", signed=True)
-        if single and si_code == TRAP_TRACE:
-            return RunStop("step")
+        if single and (si_code == TRAP_TRACE or
+                       (self.delivered and si_code == HANDLER_ENTRY_TRAP)):
+            return RunStop("step")  # one instruction, or a signal delivered into its handler
         return None  # the program's own int3: a recorded signal
 
     def _complete(self, n: int, event: Event, stop: Stop) -> int:
@@ -621,6 +698,7 @@ class ReplaySession:
         """
         t = self.process
         signo, self.pending_signal = self.pending_signal, 0
+        self.delivered = signo
         if signo:
             t.set_siginfo(self.pending_siginfo)
         while True:
@@ -673,7 +751,7 @@ class ReplaySession:
         elif nr in EXECUTED_IN_REPLAY:
             t.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *event.args)
             regs = t.get_regs()  # the call may have moved fs_base (arch_prctl)
-        self._echo(event)
+        self._echo_once(n, event)
         regs.rax = event.result & 0xFFFFFFFFFFFFFFFF
         # `syscall` saved the flags in r11, with the trap flag when the debugger
         # single-stepped it; the recorded program never ran with it set.
@@ -812,6 +890,19 @@ class ReplaySession:
                 and args[0] in self.echo_fds:  # dup, F_DUPFD, F_DUPFD_CLOEXEC
             self.echo_fds[event.result] = self.echo_fds[args[0]]
 
+    def _echo_once(self, n: int, event: SyscallEvent) -> None:
+        """``_echo`` event ``n`` if it lies beyond the frontier (see EchoFrontier)."""
+        frontier = self.frontier
+        if frontier is None:
+            self._echo(event)
+            return
+        echo, self.echo = self.echo, self.echo and n >= frontier.event
+        frontier.event = max(frontier.event, n + 1)
+        try:
+            self._echo(event)
+        finally:
+            self.echo = echo
+
     def _echo(self, event: SyscallEvent) -> None:
         self._follow_echoed_fds(event)
         if not self.echo or event.result <= 0 or event.args[0] not in self.echo_fds:
@@ -887,45 +978,81 @@ class ReplaySession:
             self.process.write(record.start, record.contents)
 
     # -- signals and rdtsc ------------------------------------------------------------------
-    def _run_to_precise_state(self, n: int, event: SignalEvent) -> Stop:
-        """Break at the recorded pc until registers and memory match the recording.
+    def _at_precise_state(self, event: SignalEvent) -> bool:
+        """Whether the task stands in the recorded state of asynchronous signal ``event``
+        (the digest of memory is computed only when the registers match)."""
+        t = self.process
+        return registers_to_bytes(t.get_regs()) == event.regs and \
+            writable_memory_digest(t) == event.digest
+
+    def _reach_precise_state(self, n: int, event: SignalEvent, single: bool,
+                             breakpoints: frozenset[int]) -> Stop:
+        """``_reach`` for a signal recorded at a precise state: its delivery stop when
+        the task is in that state, else one step (``single``) or a run that stops at
+        the state or at a trap that comes first."""
+        if event.regs is None:
+            raise TraceError(f"event {n}: an asynchronous signal without its recorded state")
+        if self._at_precise_state(event):
+            return Stop("signal", signo=event.signo)
+        if not self.precise.reachable(n, self):
+            return self._restore_precise_state(n, event, event.regs)
+        if single:
+            return self._resume(PTRACE_SYSEMU_SINGLESTEP, interruptible=True)
+        found = self._run_to_precise_state(n, event, breakpoints, PRECISE_SEARCH_LIMIT)
+        if found is None:  # judged reachable from its boundary, so within the limit from here
+            raise Divergence(n, f"the recorded state of {signal_name(event.signo)} at pc "
+                                f"{registers_from_bytes(event.regs).rip:#x} was not reached")
+        return found
+
+    def _run_to_precise_state(self, n: int, event: SignalEvent, breakpoints: frozenset[int],
+                              limit: int) -> Stop | None:
+        """Break at the recorded pc until registers and memory match the recording;
+        None after ``limit`` passes. A trap at another of ``breakpoints``, a
+        watchpoint or any other stop on the way is returned as it came.
 
         A loop that spins until the signal comes passes the pc once per
-        iteration, and without performance counters nothing tells which pass is
-        the recorded one but comparing states. After PRECISE_SEARCH_LIMIT
-        passes, restore the recorded state instead: between two events only the
-        program's own instructions change registers and writable memory, so the
-        recorded state has exactly the recorded future.
+        iteration, and nothing tells which pass is the recorded one but
+        comparing states: between two events only the program's own
+        instructions change registers and writable memory, so the first pass
+        in the recorded state is the recorded delivery, with the recorded future.
         """
-        recorded_regs = event.regs
-        if recorded_regs is None:
-            raise TraceError(f"event {n}: an asynchronous signal without its recorded state")
+        assert event.regs is not None
         t = self.process
-        want = registers_from_bytes(recorded_regs)
-        pc = want.rip
-        original = t.read(pc, 1)
-        for _ in range(PRECISE_SEARCH_LIMIT):
-            t.write(pc, b"\xcc")
-            stop = self._resume()
-            t.write(pc, original)
+        pc = registers_from_bytes(event.regs).rip
+        armed = breakpoints | {pc}
+        for _ in range(limit):
+            saved = {addr: t.read(addr, 1) for addr in armed}
+            for addr in saved:
+                t.write(addr, b"\xcc")
+            try:
+                stop = self._resume(interruptible=True)
+            finally:
+                if t.alive:
+                    for addr, byte in saved.items():
+                        t.write(addr, byte)
             if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
-                raise Divergence(n, f"looking for the state of a signal at pc {pc:#x}, replay "
-                                    f"{self._describe(stop)}")
+                return stop
             regs = t.get_regs()
-            if regs.rip != pc + 1:
-                raise Divergence(n, f"unexpected trap at {regs.rip - 1:#x}")
+            if regs.rip - 1 != pc:
+                return stop  # a user breakpoint, a watchpoint, the program's own int3
             regs.rip = pc
+            if registers_to_bytes(regs) == event.regs:
+                t.set_regs(regs)
+                if writable_memory_digest(t) == event.digest:
+                    # This SIGTRAP stop becomes the recorded signal's delivery.
+                    return Stop("signal", signo=event.signo)
+            if pc in breakpoints:
+                return stop  # the user's breakpoint there, in another state
             t.set_regs(regs)
-            if registers_to_bytes(regs) == recorded_regs and writable_memory_digest(t) == event.digest:
-                # Turn this SIGTRAP stop into the recorded signal's delivery.
-                return Stop("signal", signo=event.signo)
-            t.resume(PTRACE_SYSEMU_SINGLESTEP)
-            if t.wait().kind != "signal":
-                raise Divergence(n, f"stepping over pc {pc:#x} did not trap "
-                                    f"({describe_difference(regs, want)})")
-        return self._restore_precise_state(n, event, recorded_regs)
+            self._next_trap(PTRACE_SYSEMU_SINGLESTEP, f"stepping over pc {pc:#x} for the state "
+                                                      f"of event {n}")
+            if t.get_debugreg(6) & 0xF:
+                return t.last_stop  # the instruction triggered a watchpoint: the caller's
+        return None
 
     def _restore_precise_state(self, n: int, event: SignalEvent, recorded_regs: bytes) -> Stop:
+        """Write the recorded state of event ``n`` into the task and deliver its signal
+        there: the last resort when execution does not reach it (see PreciseStates)."""
         t = self.process
         for addr, data in event.memory:
             t.write(addr, data)
@@ -956,6 +1083,7 @@ def replay_autopilot(path: Path, *, echo: bool = True, verbose: bool = False,
     """Replay a trace to its end with no debugger; returns the recorded exit status."""
     with TraceReader(path) as reader, ReplaySession(reader, echo=echo,
                                                     check_maps=check_maps) as session:
+        session.precise.announce = lambda note: print(f"retrograde: {note}", file=sys.stderr)
         try:
             session.start()
             end = session.run_to_end()

@@ -39,14 +39,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
-from retrograde.trace.events import RdtscEvent, SignalEvent, SyscallEvent
+from retrograde.trace.events import ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.perf import PerfUnavailable
 from retrograde.tracee.process import TraceeError
 from retrograde.tracee.registers import registers_to_bytes
 
 from .flow import predecessors
-from .session import ALL_SIGNALS, RESUME_FLAG, Interruption, ReplaySession, RunStop
+from .session import (
+    ALL_SIGNALS,
+    RESUME_FLAG,
+    EchoFrontier,
+    Interruption,
+    ReplaySession,
+    RunStop,
+)
 
 Segment = tuple
 ATOMIC = ("reach", "state")  # segments without a count: done entirely or not at all
@@ -61,6 +68,8 @@ WAYPOINTS_A_LEVEL = 2
 MAX_WAYPOINTS = 12
 ARRIVALS_BETWEEN_CLONES = 256  # while counting arrivals on perf counters, clone this often
 NEVER = 1 << 62  # a count no run reaches
+WHEN_COUNT_LIMIT = 50_000  # instructions a position is counted over (about a second)
+MAX_POSITIONS = 256
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,7 @@ class Timeline:
         self.reader = reader
         self.echo = echo
         self.live = ReplaySession(reader, echo=echo)
+        self.live.frontier = EchoFrontier()  # output is echoed once, wherever the replay goes
         self.live.start()
         self.mark = Mark(self.live.next_event)
         self.start_mark = self.mark
@@ -203,6 +213,7 @@ class Timeline:
         self.named: dict[str, tuple[Mark, ReplaySession]] = {}
         self.waypoints: OrderedDict[Mark, ReplaySession] = OrderedDict()
         self.links: dict[Mark, Link] = {}
+        self.positions: dict[Mark, int | None] = {}  # instructions from the event's boundary
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
         self.report_signals: frozenset[int] = ALL_SIGNALS
@@ -301,7 +312,6 @@ class Timeline:
         the way and their hits strictly before ``target`` are appended to it."""
         source_mark, source_session = source or self._source_for(target)
         session = source_session.clone()
-        session.echo = False  # output is echoed once, as the live replay first produces it
         try:
             self._drive(session, source_mark, target, hits is not None, hits)
         except BaseException:
@@ -372,14 +382,16 @@ class Timeline:
 
         User hits on the way are appended to ``hits`` as recipes from the last
         point of the segment's own progress. The ``final`` segment's end is not
-        a hit: a reverse-continue does not report where it starts from.
+        a breakpoint hit: a reverse-continue does not report where it starts
+        from. A watchpoint's trigger there is a hit: it stops after the write,
+        so going backwards from there crosses that write first.
         """
         kind = segment[0]
         observing = hits is not None
         found: list[Hit] = hits if hits is not None else []
 
-        def counts(done: int, total: int) -> bool:
-            return observing and (done < total or not final)
+        def counts(done: int, total: int, watch: bool = False) -> bool:
+            return observing and (done < total or not final or watch)
 
         def at(progress: int) -> Mark:
             if progress == 0:
@@ -412,7 +424,7 @@ class Timeline:
         if kind == "step":
             for done in range(1, segment[1] + 1):
                 stop = self._step(session, step=True, stop_at_end=False)
-                if counts(done, segment[1]) and stop.reason == "watch":
+                if counts(done, segment[1], watch=True) and stop.reason == "watch":
                     found.append((at(done), watches[stop.watch]))
                 elif counts(done, segment[1]) and session.process.get_regs().rip in bps:
                     found.append((at(done), None))
@@ -446,7 +458,7 @@ class Timeline:
                         raise RuntimeError(f"lost the way to {segment[0]} {segment[1]} after "
                                            f"{arrivals.base} ({stop})")
                     observe(arrivals, stop, armed)
-                if counts(done, count) and is_user_hit:
+                if counts(done, count, watch=watch is not None) and is_user_hit:
                     found.append((at(done), watch))
             self._apply_watches(session, watches)
             return at(count)
@@ -584,6 +596,15 @@ class Timeline:
         remaining = count
         back = 1  # arrivals back, when end is the n-th arrival at a place
         closed_in = False
+        ended = len(self.reader)
+        if end.event >= ended and ended >= 2 and isinstance(self.reader[ended - 1], ExitEvent):
+            # After the recorded exit no state is left, not even at the exit event's
+            # boundary: the step back from there is to the event that ended the
+            # program (exit_group, a fatal signal), as gdb showed it before the exit.
+            remaining -= 1
+            end = Mark(ended - 2, (("reach",),))
+            if remaining == 0:
+                return end
         while True:
             if end in self.links:
                 # A waypoint: only its state names it, so no count reaches it from
@@ -630,8 +651,10 @@ class Timeline:
                 return self.start_mark
             # The instruction before a boundary is the previous event itself (the
             # syscall, the rdtsc); the next pass names the place before it in
-            # steps, as forward stepping reaches it.
-            remaining -= 1
+            # steps, as forward stepping reaches it. A signal is no instruction:
+            # its stop and the place it was delivered at are one state.
+            if not isinstance(self.reader[anchor.event - 1], SignalEvent):
+                remaining -= 1
             end = Mark(anchor.event - 1, (("reach",),))
 
     def _anchor_before(self, end: Mark, back: int = 1) -> Mark:
@@ -656,19 +679,26 @@ class Timeline:
         return regs.rip == segment[1] and registers_to_bytes(regs) == segment[2] and \
             session.state_digest() == segment[3]
 
-    def _count_steps(self, anchor: Mark, end: Mark, limit: int | None = None) -> int | None:
+    def _count_steps(self, anchor: Mark, end: Mark, limit: int | None = None,
+                     leave_clones: bool = True) -> int | None:
         """Instructions from ``anchor`` to ``end``, by single-stepping a fresh clone
         (None if there are more than ``limit``).
 
-        Clones are left behind every CLONE_EVERY_STEPS instructions, so the next
-        reverse step near here starts close by instead of at the anchor.
+        Clones are left behind every CLONE_EVERY_STEPS instructions (unless not
+        ``leave_clones``), so the next reverse step near here starts close by
+        instead of at the anchor.
         """
         rest = remainder(anchor, end)
         assert rest is not None
         if not rest:
             return 0
         session = self._fresh_at(anchor)
-        self._remember(anchor, session)  # the next step back starts from here
+
+        def remember(mark: Mark, session: ReplaySession) -> None:
+            if leave_clones:
+                self._remember(mark, session)
+
+        remember(anchor, session)  # the next step back starts from here
         steps = 0
         cur = anchor
         try:
@@ -692,16 +722,19 @@ class Timeline:
                         cur = cur.then(("step", done))
                         arrivals += done if kind == "step" else int(arrived)
                         if steps % CLONE_EVERY_STEPS == 0:
-                            self._remember(cur, session)
+                            remember(cur, session)
                         continue
                     stop = self._step(session, step=True, stop_before_event=kind == "reach",
                                       stop_at_end=False)
+                    if stop.reason == "exited":
+                        raise RuntimeError(f"counting instructions from {anchor} to {end} ran "
+                                           "past the end of the program")
                     if stop.reason == "reached":
                         break  # at the event's stop: no instruction was executed
                     steps += 1
                     cur = cur.then(("step", 1))
                     if steps % CLONE_EVERY_STEPS == 0:
-                        self._remember(cur, session)
+                        remember(cur, session)
                     if kind == "step" or (kind == "watch" and stop.reason == "watch") or (
                             kind == "bp" and session.process.get_regs().rip == segment[1]) or (
                             kind == "state" and self._in_state(session, segment)):
@@ -969,6 +1002,32 @@ class Timeline:
             return self._state_of(session)
         finally:
             session.close()
+
+    # -- canonical positions --------------------------------------------------------------------
+    def position(self) -> str:
+        """The present as a canonical position, "event E, instruction I": I instructions
+        executed since event E's boundary (the end of the event before it), counted
+        by single-stepping from there. One moment has one position, whichever recipe
+        reached it, and positions order as (E, I). Past WHEN_COUNT_LIMIT instructions
+        (a place deep inside a long native run) the count is not made and the mark's
+        own recipe is shown, which names the moment but is not canonical."""
+        mark = self.mark
+        if self.live.end is not None:
+            return f"the end (after event {len(self.reader) - 1})"
+        if mark not in self.positions:
+            try:
+                count = self._count_steps(Mark(mark.event), mark, limit=WHEN_COUNT_LIMIT,
+                                          leave_clones=False)
+            except TraceeError:
+                count = None
+            self.positions[mark] = count
+            if len(self.positions) > MAX_POSITIONS:
+                del self.positions[next(iter(self.positions))]
+        count = self.positions[mark]
+        if count is None:
+            return f"{mark} (more than {WHEN_COUNT_LIMIT} instructions after event {mark.event}: " \
+                   "not counted)"
+        return f"event {mark.event}, instruction {count}"
 
     # -- breakpoints ------------------------------------------------------------------------------
     def add_watch(self, watch: Watch) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import signal
-import subprocess
-import time
+
+import pytest
+from gdb_driver import Debugging, outliving, session_processes
+from runner import latest, record
 
 from retrograde.replay.session import ReplaySession
 from retrograde.trace.format import TraceReader
-from runner import RETROGRADE, alive, children_of, latest, record
 
 
 def _run_to(session: ReplaySession, event: int) -> None:
@@ -41,17 +43,30 @@ def test_a_checkpoint_resumed_twice_reaches_the_same_end(programs, trace_root, c
                 assert checkpoint.next_event == len(reader) // 2
 
 
-def test_checkpoint_processes_die_with_the_replayer(programs, trace_root):
-    record([programs.compute, "1500000000"], timeout=120)  # about 3 s of native work
-    replay = subprocess.Popen([*RETROGRADE, "replay", "-a", "--no-echo"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    replaying = children_of(replay.pid)
-    assert replaying
-    replay.send_signal(signal.SIGTERM)
-    replay.wait(10)
-    time.sleep(0.2)
-    assert not [pid for pid in replaying if alive(pid)]
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGKILL])
+def test_checkpoint_processes_die_with_the_replayer(programs, trace_root, ending):
+    """A replay served to gdb keeps checkpoints (event boundaries, near recent stops,
+    named ones), each a stopped process: all of them exist while it serves, and none
+    outlives it, however it ends."""
+    record([programs.watch], out=trace_root / "watch")
+    with Debugging() as debug:
+        gdb, server = debug.start(trace_root / "watch")
+        gdb.cmd("break add_to_global")
+        gdb.stop("continue")
+        gdb.cmd("monitor checkpoint first")
+        gdb.stop("continue")
+        gdb.stop("reverse-stepi")  # leaves clones near the stop
+        info = gdb.cmd("monitor info checkpoints")
+        named = len(re.findall(r"^\w+: event", info, re.MULTILINE))
+        counts = re.search(r"automatic: (\d+) at event boundaries .*, (\d+) near recent stops",
+                           info)
+        assert named == 1 and counts, info
+        kept = named + int(counts[1]) + int(counts[2])
+        stubs = [p for p in session_processes(server.process.pid) if "retrograde-stub" in p]
+        assert kept >= 3 and len(stubs) == 1 + kept  # the live replay and every checkpoint
+        server.process.send_signal(ending)
+        server.process.wait(10)
+        assert not outliving(server.process.pid)
 
 
 def test_a_checkpoint_at_every_event_changes_nothing(programs, trace_root, monkeypatch):

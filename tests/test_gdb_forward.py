@@ -43,14 +43,15 @@ Recordings = dict[str, Recording]
 
 @pytest.fixture(scope="module")
 def recordings(programs, tmp_path_factory) -> Recordings:
-    """watch, hello, signals and fatal, each recorded once for the whole file."""
+    """watch, hello, signals, sigstep and fatal, each recorded once for the whole file."""
     root = tmp_path_factory.mktemp("traces")
     recorded = {}
-    for name in ("watch", "hello", "signals", "fatal"):
+    for name in ("watch", "hello", "signals", "sigstep", "fatal"):
         result = record([programs[name]], out=root / name)
         recorded[name] = Recording(root / name, result.stdout.decode(), result.returncode)
     assert recorded["watch"].status == 22 and recorded["hello"].status == 3
     assert recorded["signals"].status == 16 and recorded["fatal"].status == 128 + signal.SIGSEGV
+    assert recorded["sigstep"].status == 23
     return recorded
 
 
@@ -334,6 +335,83 @@ def test_stepping_out_of_a_signal_handler_returns_into_the_interrupted_call(
                      gdb.cmd("bt"))  # fmt: skip
     gdb.cmd("delete")
     assert continue_to_the_end(gdb)[-1].record["exit-code"] == "020"  # 16
+    assert server.output == recording.stdout
+
+
+def address_of(gdb: GdbSession, function: str) -> int:
+    return int(gdb.value(f"(long) &{function}"))
+
+
+def test_stepping_at_a_signal_stop_enters_the_handler_and_reverse_stepi_leaves_it(
+    recordings: Recordings, debug: Debugging
+) -> None:
+    """At the stop for raise(SIGUSR1) (delivered at the kill's syscall boundary), as
+    natively: stepi lands on the handler's first instruction, step and next (gdb 13
+    enters a handler from a signal stop for both) stop at its first line; reverse-stepi
+    from the handler's first instruction is the signal stop again."""
+    recording = recordings["sigstep"]
+    gdb, server = debug.start(recording.trace)
+    at_signal = gdb.stop("continue")
+    assert at_signal.record.get("signal-name") == "SIGUSR1"
+    signal_pc, signal_sp = gdb.pc(), register(gdb, "rsp")
+    handler = address_of(gdb, "on_usr1")
+    entered = gdb.stop("stepi")
+    assert entered.frame["func"] == "on_usr1" and gdb.pc() == handler
+    assert register(gdb, "rsp") < signal_sp  # on the signal frame below the interrupted code
+    assert gdb.value("usr1s") == "0"
+    gdb.stop("reverse-stepi")
+    assert (gdb.pc(), register(gdb, "rsp")) == (signal_pc, signal_sp)
+    for command in ("step", "next"):
+        stop = gdb.stop(command)
+        assert (stop.frame["func"], stop.line) == ("on_usr1",
+                                                   source_line("sigstep", "// enter: usr1"))
+        gdb.stop("reverse-stepi")
+        assert gdb.pc() == signal_pc
+    assert gdb.stop("stepi").frame["func"] == "on_usr1"
+    assert gdb.stop("finish").frame["func"] == "<signal handler called>"
+    assert gdb.value("usr1s") == str(signal.SIGUSR1)  # the handler ran, once
+    gdb.cmd("handle SIGUSR1 nostop noprint pass")
+    assert continue_to_the_end(gdb)[-1].record["exit-code"] == "027"  # 23
+    assert server.output == recording.stdout
+
+
+def test_next_over_a_line_that_raises_a_signal_runs_the_handler(
+    recordings: Recordings, debug: Debugging
+) -> None:
+    gdb, _ = debug.start(recordings["sigstep"].trace)
+    gdb.cmd("handle SIGUSR1 nostop noprint pass")
+    gdb.cmd("break sigstep.c:{}".format(source_line("sigstep", "raise(SIGUSR1);")))
+    gdb.stop("continue")
+    stop = gdb.stop("next")
+    assert (stop.frame["func"], stop.line) == ("main", source_line("sigstep", "// after: raise"))
+    assert gdb.value("usr1s") == str(signal.SIGUSR1)
+    gdb.stop("next")
+    assert gdb.value("usr1s") == str(signal.SIGUSR1 + 100)
+
+
+def test_stepping_at_a_signal_delivered_inside_a_spin_loop(
+    recordings: Recordings, debug: Debugging
+) -> None:
+    """SIGALRM comes while main spins in user code (a precise state, not a syscall):
+    stepi enters on_alarm, reverse-stepi comes back to the loop, step enters again."""
+    recording = recordings["sigstep"]
+    gdb, server = debug.start(recording.trace)
+    gdb.cmd("handle SIGUSR1 nostop noprint pass")
+    gdb.cmd("handle SIGALRM stop print")
+    at_signal = gdb.stop("continue")
+    assert at_signal.record.get("signal-name") == "SIGALRM"
+    assert (at_signal.frame["func"], at_signal.line) == ("main", source_line("sigstep", "// spin"))
+    signal_pc, spins = gdb.pc(), gdb.value("spins")
+    assert gdb.stop("stepi").frame["func"] == "on_alarm"
+    assert gdb.pc() == address_of(gdb, "on_alarm")
+    gdb.stop("reverse-stepi")
+    assert (gdb.pc(), gdb.value("spins")) == (signal_pc, spins)
+    stop = gdb.stop("step")
+    assert (stop.frame["func"], stop.line) == ("on_alarm", source_line("sigstep", "// enter: alarm"))
+    gdb.stop("next")
+    gdb.stop("next")
+    assert gdb.value("spins_at_alarm") == spins
+    assert continue_to_the_end(gdb)[-1].record["exit-code"] == "027"
     assert server.output == recording.stdout
 
 

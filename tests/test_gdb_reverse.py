@@ -4,6 +4,7 @@ reverse-step/next/finish, reverse watchpoints, reverse-roll N, signals."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 from gdb_driver import Debugging, GdbSession, Stopped, source_line
 from runner import RETROGRADE, record
+
+from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec
+from retrograde.trace.events import SignalEvent
+from retrograde.trace.format import TraceReader
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SLOW = 180  # seconds for a command that counts instructions over a long stretch
@@ -312,3 +317,162 @@ def test_a_cut_short_recording_ends_in_history_end_and_goes_backwards(programs, 
     assert gdb.pc() != end
     assert gdb.stop("continue", timeout=SLOW).reason == "no-history"
     assert gdb.pc() == end
+
+
+class RawClient:
+    """A bare RSP client on a socket, for what gdb itself cannot send (gdb closes a
+    remote target once the program has exited)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.socket = socket.create_connection(address, timeout=SLOW)
+        self.codec = RspCodec(Role.CLIENT, packet_size=2 * PACKET_SIZE)
+
+    def ask(self, payload: bytes) -> list[bytes]:
+        """Send ``payload``; the packets of its answer (console `O` packets, then the last)."""
+        self.socket.sendall(self.codec.packet(payload))
+        replies: list[bytes] = []
+        while not replies or (replies[-1].startswith(b"O") and replies[-1] != b"OK"):
+            data = self.socket.recv(4096)
+            assert data, "the server hung up"
+            replies += [e.payload for e in self.codec.receive_data(data) if isinstance(e, Packet)]
+            self.socket.sendall(self.codec.data_to_send())
+        return replies
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def test_reverse_stepi_and_reverse_roll_after_the_recorded_exit(programs, trace_root, debug):
+    """After the exit (W), `bs` goes back to the exit_group syscall, the last thing the
+    program did, and `monitor reverse-roll 2` on to the instruction before it."""
+    gdb, server = debug.start(recorded(programs.watch, trace_root))
+    gdb.cmd("break _exit")
+    gdb.stop("continue")
+    at_exit = registers(gdb)
+    gdb.cmd("detach")
+    client = RawClient((server.host, server.port))
+    try:
+        assert client.ask(b"c")[-1].startswith(b"T")  # the end of history: the exit_group
+        assert client.ask(b"c")[-1] == b"W16"  # exit status 22
+        assert client.ask(b"bs")[-1].startswith(b"T05")
+        regs = bytes.fromhex(client.ask(b"g")[-1].decode())
+        rip = int.from_bytes(regs[16 * 8:17 * 8], "little")
+        assert rip > int(at_exit["rip"], 16)
+        assert client.ask(b"m%x,2" % rip)[-1] == b"0f05"  # at _exit's syscall instruction
+        answer = client.ask(b"qRcmd," + b"reverse-roll 2".hex().encode())
+        assert answer[-1] == b"OK"
+        regs = bytes.fromhex(client.ask(b"g")[-1].decode())
+        assert int(at_exit["rip"], 16) <= int.from_bytes(regs[16 * 8:17 * 8], "little") < rip
+        when = b"".join(bytes.fromhex(p[1:].decode()) for p in
+                        client.ask(b"qRcmd," + b"when".hex().encode())[:-1])
+        assert b"event" in when
+    finally:
+        client.close()
+
+
+def test_reverse_continue_from_a_watchpoint_stop_crosses_that_write_first(programs, trace_root,
+                                                                           debug):
+    """watch.c writes g_value 1 -> 100 -> 102 -> 106 -> 212. Stopped forwards by the
+    3rd write (102 -> 106), going backwards first crosses that very write, then the
+    2nd; gdb shows each backwards, the value after the write as the old one."""
+    gdb, _ = debug.start(recorded(programs.watch, trace_root))
+    gdb.cmd("break main")
+    gdb.stop("continue")
+    gdb.cmd("watch g_value")
+    forwards = [gdb.stop("continue").console for _ in range(3)]
+    for console, (old, new) in zip(forwards, [(1, 100), (100, 102), (102, 106)], strict=True):
+        assert f"Old value = {old}\nNew value = {new}\n" in console
+    write = source_line("watch", "// write: add_to_global")
+    for old, new, delta in [(106, 102, "4"), (102, 100, "2")]:
+        stop = gdb.stop("reverse-continue")
+        assert stop.reason == "watchpoint-trigger"
+        assert f"Old value = {old}\nNew value = {new}\n" in stop.console
+        assert where(stop) == ("add_to_global", write) and gdb.value("delta") == delta
+        assert gdb.value("g_value") == str(new)
+    stop = gdb.stop("continue")
+    assert "Old value = 100\nNew value = 102\n" in stop.console
+
+
+def position(gdb: GdbSession) -> tuple[int, int]:
+    """`when` as (event, instruction): the canonical position, which orders moments."""
+    match = re.fullmatch(r"event (\d+), instruction (\d+) \(of \d+ events\)\n", gdb.cmd("when"))
+    assert match, gdb.cmd("when")
+    return int(match[1]), int(match[2])
+
+
+def test_when_names_a_moment_the_same_whatever_path_reached_it(programs, trace_root, debug):
+    """The 2nd call of add_to_global, reached by a breakpoint count, by reverse-roll
+    from a later place, by reverse-continue, and by stepi N from the 1st call: one
+    text; an earlier moment's position is less, a later one's greater."""
+    gdb, _ = debug.start(recorded(programs.watch, trace_root))
+    gdb.cmd("break add_to_global")
+    gdb.stop("continue")
+    first, first_text = position(gdb), gdb.cmd("when")
+    gdb.stop("continue")
+    second, second_text, state = position(gdb), gdb.cmd("when"), registers(gdb)
+    assert gdb.value("delta") == "4"
+    gdb.cmd("delete")
+    gdb.cmd("break set_global")
+    gdb.stop("continue")  # set_global(212), after the loop
+    later = position(gdb)
+    assert first < second < later and first[0] == second[0] == later[0]  # no syscall between
+
+    gdb.cmd(f"reverse-roll {later[1] - second[1]}")
+    assert gdb.cmd("when") == second_text and registers(gdb) == state
+    gdb.stop("continue")
+    assert position(gdb) == later
+    gdb.cmd("delete")
+    gdb.cmd("break add_to_global")
+    gdb.stop("reverse-continue")
+    assert gdb.cmd("when") == second_text and registers(gdb) == state
+    gdb.stop("reverse-continue")
+    assert gdb.cmd("when") == first_text
+    gdb.cmd("delete")
+    gdb.stop(f"stepi {second[1] - first[1]}")
+    assert gdb.cmd("when") == second_text and registers(gdb) == state
+    gdb.stop("stepi")
+    assert position(gdb) == (second[0], second[1] + 1) > second
+
+
+def test_a_signal_after_a_long_loop_is_restored_and_says_so(programs, trace_root, debug):
+    """longloop.c spins 2*10^7 iterations or more, SIGALRM from setitimer landing far
+    inside: too far to find the recorded pass by execution, so the replay writes the
+    recorded state at the loop's start and says so once (replay -a's stderr, gdb's
+    console). The history around it is consistent: stepping into the handler and
+    back, and back over the restore to the setitimer, then forwards one instruction
+    at a time to the signal again."""
+    trace = trace_root / "longloop"
+    recording = record([programs.longloop], out=trace)
+    assert recording.returncode == 24
+    with TraceReader(trace) as reader:
+        event = next(n for n, e in enumerate(reader) if isinstance(e, SignalEvent))
+        assert reader[event].where == "precise"
+    replayed = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], check=False,
+                              capture_output=True, text=True, timeout=120)
+    note = f"retrograde: event {event}: SIGALRM was delivered by restoring its recorded state"
+    assert replayed.returncode == 24 and replayed.stdout == recording.stdout.decode()
+    assert replayed.stderr.count("\n") == 1 and replayed.stderr.startswith(note)
+    at_alarm = re.search(r"SIGALRM at iteration (\d+) of", replayed.stdout)
+    assert at_alarm and int(at_alarm[1]) > 200
+
+    gdb, server = debug.start(trace)
+    gdb.cmd("handle SIGALRM stop print")
+    stop = gdb.stop("continue")
+    assert stop.record.get("signal-name") == "SIGALRM" and note in stop.console
+    assert where(stop) == ("main", source_line("longloop", "// loop"))
+    signal_pc = gdb.pc()
+    assert gdb.value("i") == at_alarm[1]
+    assert where(gdb.stop("stepi")) == ("on_alarm", source_line("longloop", "// enter: alarm"))
+    gdb.stop("reverse-stepi")
+    assert (gdb.pc(), gdb.value("i")) == (signal_pc, at_alarm[1])  # back in the loop
+    gdb.stop("reverse-stepi")
+    # Back from the signal: the loop before it is not in the history, the setitimer is.
+    assert gdb.cmd("x/i $pc").split("\t")[-1].strip() == "syscall"
+    before = gdb.pc()
+    gdb.stop("stepi")
+    assert gdb.pc() == before + 2  # one instruction: the syscall
+    assert gdb.stop("stepi").record.get("signal-name") == "SIGALRM"
+    assert (gdb.pc(), gdb.value("i")) == (signal_pc, at_alarm[1])
+    gdb.cmd("handle SIGALRM nostop noprint pass")
+    assert gdb.stop("continue").reason == "no-history"
+    assert server.output == replayed.stdout

@@ -25,6 +25,7 @@ this test process outlives it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,7 @@ def test_marks_name_one_state_and_rolls_come_back(watch_trace, moves):
     timeline = Timeline(reader)
     try:
         timeline.breakpoints = set(breakpoints)
-        walk(timeline, moves, breakpoints)
+        walk(timeline, moves, breakpoints, positions=True)
     finally:
         timeline.close()
     assert not _traced_by_me(), "replay processes outlived their Timeline"
@@ -151,10 +152,21 @@ def test_marks_past_waypoints_name_one_state(long_loop_trace, moves):
     assert not _traced_by_me(), "replay processes outlived their Timeline"
 
 
-def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int]) -> None:
+def position(timeline: Timeline) -> tuple[int, int]:
+    """``timeline.position()`` as (event, instruction)."""
+    match = re.fullmatch(r"event (\d+), instruction (\d+)", timeline.position())
+    assert match, timeline.position()
+    return int(match[1]), int(match[2])
+
+
+def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int],
+         positions: bool = False) -> None:
     """Carry out ``moves``; check that each mark visited names one state, and that
-    k back then k forward arrives where it started."""
+    k back then k forward arrives where it started. With ``positions``, also that
+    one state has one canonical position whichever mark reached it, and that
+    moving forwards makes it greater, backwards less."""
     visited: dict = {}
+    placed: dict[bytes, tuple[int, int]] = {}
 
     def note() -> bytes | None:
         """Check (and remember) the digest at the current mark."""
@@ -163,10 +175,14 @@ def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int]) ->
         digest = state_digest(timeline.live)
         seen = visited.setdefault(timeline.mark, digest)
         assert seen == digest, f"{timeline.mark} names two states"
+        if positions:
+            here = placed.setdefault(digest, position(timeline))
+            assert here == position(timeline), f"{timeline.mark} is at two positions"
         return digest
 
     note()
     for move in moves:
+        was = position(timeline) if positions and timeline.live.end is None else None
         if move[0] == "stepi":
             arrival = timeline.forward(True)
         elif move[0] == "continue":
@@ -198,6 +214,10 @@ def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int]) ->
                 f"{k} back from {before_mark} and {k} forward arrived at "
                 f"{timeline.mark}, another state")
         note()
+        if was is not None and timeline.live.end is None and move[0] != "there-and-back" \
+                and arrival.reason not in ("history-begin", "end"):
+            now = position(timeline)
+            assert now > was if move[0] in ("stepi", "continue") else now < was, (move, was, now)
         if arrival.reason in ENDED:
             break
 
