@@ -166,6 +166,11 @@ _MOVES = frozenset(
     {b"c", b"s", b"C", b"S", b"bc", b"bs", b"vCont", b"qRcmd", b"k", b"vKill"}
 )
 
+
+def _kills(payload: bytes) -> bool:
+    return _split_name(payload)[0] in (b"k", b"vKill")
+
+
 # Where a replay starts: stopped, as if by a breakpoint trap, before the first instruction.
 AT_START = Stop("signal", signal.SIGTRAP)
 
@@ -711,6 +716,7 @@ class _Shell:
         session = RspSession(self.target, reverse=self.reverse, last_stop=self.last_stop)
         packets: asyncio.Queue[bytes | None] = asyncio.Queue()
         handling = False  # a packet is being handled on the tracer thread
+        hung_up = False
 
         async def receive() -> None:
             try:
@@ -735,7 +741,8 @@ class _Shell:
             except ConnectionError:
                 pass
             finally:
-                self._client_hung_up = True
+                nonlocal hung_up
+                self._client_hung_up = hung_up = True
                 packets.put_nowait(None)
                 if handling:
                     self.target.interrupt()  # the client is gone: stop where we are
@@ -747,6 +754,11 @@ class _Shell:
                 payload = await packets.get()
                 if payload is None:
                     break
+                if hung_up and not _kills(payload):
+                    # Nobody will read the reply: a move would only leave the next
+                    # client somewhere else. A kill is still carried out (a client
+                    # may send `k` and hang up at once).
+                    continue
                 handling = True
                 try:
                     call = functools.partial(session.handle, payload)
