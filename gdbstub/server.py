@@ -171,6 +171,11 @@ def _kills(payload: bytes) -> bool:
     return _split_name(payload)[0] in (b"k", b"vKill")
 
 
+def _moves(payload: bytes) -> int:
+    """1 for a packet that may move the replay (what an interrupt is for), else 0."""
+    return int(_split_name(payload)[0] in _MOVES)
+
+
 # Where a replay starts: stopped, as if by a breakpoint trap, before the first instruction.
 AT_START = Stop("signal", signal.SIGTRAP)
 
@@ -715,10 +720,15 @@ class _Shell:
         codec = RspCodec()
         session = RspSession(self.target, reverse=self.reverse, last_stop=self.last_stop)
         packets: asyncio.Queue[bytes | None] = asyncio.Queue()
-        handling = False  # a packet is being handled on the tracer thread
+        # An interrupt is for a move (a resume, a monitor command's seek) queued or
+        # being handled on the tracer thread; for nothing else, or it would stop
+        # the next move at once.
+        moves_queued = 0
+        moving = False
         hung_up = False
 
         async def receive() -> None:
+            nonlocal moves_queued
             try:
                 while data := await reader.read(65536):
                     for event in codec.receive_data(data):
@@ -728,7 +738,8 @@ class _Shell:
                                     f"more than {_MAX_QUEUED_PACKETS} packets sent ahead of "
                                     "their replies")
                             packets.put_nowait(event.payload)
-                        elif isinstance(event, Interrupt) and (handling or not packets.empty()):
+                            moves_queued += _moves(event.payload)
+                        elif isinstance(event, Interrupt) and (moving or moves_queued):
                             # gdb interrupts the resume it sent, which may not have started
                             # (the target keeps the request for it).
                             self.target.interrupt()
@@ -744,7 +755,7 @@ class _Shell:
                 nonlocal hung_up
                 self._client_hung_up = hung_up = True
                 packets.put_nowait(None)
-                if handling:
+                if moving:
                     self.target.interrupt()  # the client is gone: stop where we are
 
         receiver = asyncio.create_task(receive())
@@ -754,17 +765,18 @@ class _Shell:
                 payload = await packets.get()
                 if payload is None:
                     break
+                moves_queued -= _moves(payload)
                 if hung_up and not _kills(payload):
                     # Nobody will read the reply: a move would only leave the next
                     # client somewhere else. A kill is still carried out (a client
                     # may send `k` and hang up at once).
                     continue
-                handling = True
+                moving = bool(_moves(payload))
                 try:
                     call = functools.partial(session.handle, payload)
                     reply = await asyncio.wrap_future(self.tracer.submit(call))
                 finally:
-                    handling = False
+                    moving = False
                 then = reply.then
                 for reply_payload in reply.payloads:
                     writer.write(codec.packet(reply_payload))

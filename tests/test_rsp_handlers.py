@@ -846,6 +846,22 @@ def test_an_interrupt_sent_with_the_resume_still_stops_it(served: Any) -> None:
     thread.join(5)
 
 
+def test_an_interrupt_with_a_query_is_for_no_resume(served: Any) -> None:
+    target, port, thread = served
+    client, codec = raw_client(port)
+    client.sendall(codec.packet(b"g") + b"\x03")  # gdb's Ctrl-C as a register read is answered
+    client.sendall(codec.packet(b"?"))
+    replies: list[bytes] = []
+    while len(replies) < 2:  # the reply to `?`, so the 0x03 before it has been read
+        events = codec.receive_data(client.recv(65536))
+        client.sendall(codec.data_to_send())
+        replies += [event.payload for event in events if isinstance(event, Packet)]
+    assert replies[1] == b"T05thread:1093;"
+    assert not target._interrupted.is_set()  # the next continue would have stopped at once
+    client.sendall(codec.packet(b"k"))
+    thread.join(5)
+
+
 def test_a_target_failure_ends_the_server_with_that_error() -> None:
     class DivergingTarget(FakeTarget):
         def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
