@@ -359,7 +359,7 @@ class ReplayTarget:
                                  "(monitor info checkpoints lists them)")
             return f"deleted checkpoint {args[1]}\n"
         if name == "info" and args == ["checkpoints"]:
-            named = "".join(f"{name}: {mark}\n" for name, (mark, _) in timeline.named.items())
+            named = "".join(f"{label}: {mark}\n" for label, (mark, _) in timeline.named.items())
             boundaries = sorted(timeline.boundary_checkpoints)
             return (named or "no named checkpoints\n") + (
                 f"automatic: {len(boundaries)} at event boundaries "

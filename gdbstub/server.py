@@ -728,7 +728,7 @@ class _Shell:
         hung_up = False
 
         async def receive() -> None:
-            nonlocal moves_queued
+            nonlocal moves_queued, hung_up
             try:
                 while data := await reader.read(65536):
                     for event in codec.receive_data(data):
@@ -752,7 +752,6 @@ class _Shell:
             except ConnectionError:
                 pass
             finally:
-                nonlocal hung_up
                 self._client_hung_up = hung_up = True
                 packets.put_nowait(None)
                 if moving:
