@@ -20,6 +20,11 @@ Serial Protocol":
   for it again, until `QStartNoAckMode`; after that "neither the stub nor GDB
   shall send or expect `+`/`-`", and "the checksum may be ignored by the
   receiver" (we ignore it: TCP already guarantees integrity).
+
+A `-` costs the stub a retransmission, so it must not cost more than that: the
+NAKs that arrive before the retransmission has gone out ask for it once, and a
+packet asked for more than MAX_RETRANSMISSIONS times ends the connection (over
+TCP nothing corrupts a packet; such a peer is broken or hostile).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 # The PacketSize we advertise in qSupported: "The remote stub can accept packets
 # up to at least bytes in length ... a limit on the data characters in the
@@ -41,6 +47,7 @@ _RUN = re.compile(rb"(.)\1{3,%d}" % _MAX_REPEAT, re.DOTALL)
 _ESCAPED = re.compile(rb"[#$}*]")
 _ESCAPE_PAIR = re.compile(rb"}(.)", re.DOTALL)
 _INTERRUPT = 0x03
+MAX_RETRANSMISSIONS = 8
 
 
 class Role(enum.Enum):
@@ -154,14 +161,17 @@ class RspCodec:
         self._frame = bytearray()  # empty, or an unfinished packet starting with `$`
         self._outgoing = bytearray()
         self._unacknowledged: bytes | None = None
+        self._retransmissions = 0  # of the unacknowledged packet
+        self._retransmission_queued = False  # in _outgoing, not yet taken by data_to_send
         self._failure: ProtocolError | None = None
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Consume bytes from the peer; return the events they complete.
 
         Raises ProtocolError when a packet outgrows `packet_size` (as soon as
-        it does: an endless packet is never buffered) or, for a client, holds a
-        malformed run; the codec is unusable from then on."""
+        it does: an endless packet is never buffered), when the peer refuses
+        one packet more than MAX_RETRANSMISSIONS times, or, for a client, when
+        a packet holds a malformed run; the codec is unusable from then on."""
         if self._failure is not None:
             raise self._failure
         events: list[Event] = []
@@ -180,11 +190,7 @@ class RspCodec:
                 del frame[:restart]
                 continue
             if (len(frame) if hash_at < 0 else hash_at) - 1 > self.packet_size:
-                self._failure = ProtocolError(
-                    f"packet longer than the PacketSize of {self.packet_size} bytes"
-                )
-                frame.clear()
-                raise self._failure
+                self._fail(f"packet longer than the PacketSize of {self.packet_size} bytes")
             if hash_at < 0 or len(frame) < hash_at + 3:
                 break
             body, sent_checksum = bytes(frame[1:hash_at]), bytes(frame[hash_at + 1 : hash_at + 3])
@@ -204,13 +210,14 @@ class RspCodec:
             body = run_length_encode(body)
         frame = b"$%s#%02x" % (body, checksum(body))
         if self.ack_mode:
-            self._unacknowledged = frame
+            self._unacknowledged, self._retransmissions = frame, 0
         return frame
 
     def data_to_send(self) -> bytes:
         """Acknowledgments and retransmissions owed to the peer; empties the queue."""
         data = bytes(self._outgoing)
         self._outgoing.clear()
+        self._retransmission_queued = False
         return data
 
     def start_no_ack_mode(self) -> None:
@@ -226,12 +233,23 @@ class RspCodec:
                 self._unacknowledged = None
                 events.append(Ack())
             elif byte == ord("-"):
-                if self.ack_mode and self._unacknowledged is not None:
+                if self.ack_mode and self._unacknowledged is not None \
+                        and not self._retransmission_queued:
+                    self._retransmissions += 1
+                    if self._retransmissions > MAX_RETRANSMISSIONS:
+                        self._fail(f"the peer refused the same packet "
+                                   f"{self._retransmissions} times")
                     self._outgoing += self._unacknowledged
+                    self._retransmission_queued = True
                 events.append(Nak())
             elif byte == _INTERRUPT:
                 events.append(Interrupt())
         return events
+
+    def _fail(self, reason: str) -> NoReturn:
+        self._failure = ProtocolError(reason)
+        self._frame.clear()
+        raise self._failure
 
     def _decode(self, body: bytes) -> bytes:
         if self.role is Role.CLIENT:

@@ -9,7 +9,9 @@ match the code that ran even when the files on disk changed or are gone.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import re
 import struct
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -22,19 +24,43 @@ from retrograde.tracee.registers import registers_to_bytes
 from .target import MemoryRegion, Stop
 
 WATCH_KINDS = {2: "watch", 3: "rwatch", 4: "awatch"}
+DEBUG_REGISTERS = 4
+# Each named checkpoint is a stopped process: a bound keeps a script that names
+# checkpoints in a loop from filling the machine with them.
+MAX_NAMED_CHECKPOINTS = 32
 AT_PHDR, AT_PHNUM = 3, 5
 PT_DYNAMIC, PT_PHDR = 2, 6
 DT_NULL, DT_DEBUG = 0, 21
 
-MONITOR_HELP = """\
+MONITOR_HELP = f"""\
 retrograde monitor commands:
-  when                  the current position: event number, then instructions since it
-  reverse-roll [N]      step back N instructions (default 1) in one seek
-  checkpoint [NAME]     remember this position as NAME
-  restart NAME          go back (or forward) to checkpoint NAME
-  info checkpoints      list the named checkpoints and count the automatic ones
-  help                  this text
+  when                     the current position: event number, then instructions since it
+  reverse-roll [N]         step back N instructions (default 1) in one seek
+  checkpoint [NAME]        remember this position as NAME (at most {MAX_NAMED_CHECKPOINTS})
+  restart NAME             go back (or forward) to checkpoint NAME
+  delete checkpoint NAME   forget checkpoint NAME
+  info checkpoints         list the named checkpoints and count the automatic ones
+  help                     this text
 """
+
+
+_MONITOR_USAGE = {
+    "help": "help",
+    "when": "when",
+    "reverse-roll": "reverse-roll [N]",
+    "checkpoint": "checkpoint [NAME]",
+    "restart": "restart NAME",
+    "delete": "delete checkpoint NAME",
+    "info": "info checkpoints",
+}
+# A count of instructions: decimal, at least 1, and few enough digits to be one.
+_COUNT = re.compile(r"[1-9][0-9]{0,17}")
+
+
+def _instruction_count(word: str) -> int:
+    if not _COUNT.fullmatch(word):
+        raise ValueError(f"reverse-roll N: N is a number of instructions, 1 or more, not {word!r}")
+    return int(word)
 
 
 class ReplayTarget:
@@ -93,8 +119,9 @@ class ReplayTarget:
     # -- motion -------------------------------------------------------------------------------
     def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
         # The recorded signals are delivered whatever gdb passes: history is fixed.
+        # An interrupt that came before the run began is for this run (gdb's 0x03
+        # can overtake it): it is cleared when the run ends, not when it starts.
         timeline = self.timeline
-        timeline.interrupted.clear()
         try:
             if reverse:
                 arrival = timeline.reverse_step(1) if step else timeline.reverse_continue()
@@ -102,6 +129,8 @@ class ReplayTarget:
                 arrival = self._forward(step)
         except KeyboardInterrupt:
             return Stop("interrupted", signo=2)
+        finally:
+            timeline.interrupted.clear()
         stop = self._stop(arrival)
         notes = self._new_notes()
         return dataclasses.replace(stop, console=notes) if notes else stop
@@ -188,15 +217,17 @@ class ReplayTarget:
 
     def _watch(self, kind: int, addr: int, length: int, add: bool) -> bool:
         """A watched range becomes debug registers: aligned pieces of 1, 2, 4 or 8 bytes."""
-        pieces = []
+        pieces: list[Watch] = []
         end = addr + length
         while addr < end:
+            if len(pieces) == DEBUG_REGISTERS:
+                return False  # a range no four debug registers cover (and never built whole)
             size = next(s for s in (8, 4, 2, 1) if addr % s == 0 and addr + s <= end)
             pieces.append(Watch(addr, size, WATCH_KINDS[kind]))
             addr += size
         timeline = self.timeline
         if add:
-            if len(timeline.watches) + len(pieces) > 4:
+            if len(timeline.watches) + len(pieces) > DEBUG_REGISTERS:
                 return False
             return all(timeline.add_watch(w) for w in pieces)
         return all(timeline.remove_watch(w) for w in pieces)
@@ -310,40 +341,63 @@ class ReplayTarget:
 
     # -- monitor commands ----------------------------------------------------------------------------
     def monitor(self, command: str) -> str:
-        output = self._monitor(command)
-        return self._new_notes() + output
-
-    def _monitor(self, command: str) -> str:
+        """Run a monitor command; ValueError with a one-line reason for one that is
+        malformed or cannot be done. An interrupt (gdb's Ctrl-C, or its connection
+        gone) abandons a seek; the output then says where the replay stands. Notes on
+        recorded states restored on the way come first."""
         words = command.split()
         timeline = self.timeline
-        if not words or words[0] == "help":
+        try:
+            output = self._monitor(words)
+        except KeyboardInterrupt:
+            output = f"interrupted: now at {timeline.position()}\n"
+        finally:
+            timeline.interrupted.clear()  # consumed, or too late for this command
+        return self._new_notes() + output
+
+    def _monitor(self, words: list[str]) -> str:
+        timeline = self.timeline
+        name, args = (words[0], words[1:]) if words else ("help", [])
+        if name == "help" and not args:
             return MONITOR_HELP
-        if words[0] == "when":
+        if name == "when" and not args:
             return f"{timeline.position()} (of {len(timeline.reader)} events)\n"
-        if words[0] == "reverse-roll":
-            count = int(words[1]) if len(words) > 1 else 1
-            if count < 1:
-                raise ValueError("reverse-roll takes a positive number of instructions")
+        if name == "reverse-roll" and len(args) <= 1:
+            count = _instruction_count(args[0]) if args else 1
             arrival = timeline.reverse_step(count)
             note = " (the start of the recording)" if arrival.reason == "history-begin" else ""
             return f"now at {timeline.mark}{note}\n"
-        if words[0] == "checkpoint":
-            name = words[1] if len(words) > 1 else str(len(timeline.named) + 1)
-            mark = timeline.checkpoint(name)
-            return f"checkpoint {name} at {mark}\n"
-        if words[0] == "restart" and len(words) == 2:
-            if words[1] not in timeline.named:
-                raise ValueError(f"no checkpoint named {words[1]}")
-            timeline.seek(timeline.named[words[1]][0])
+        if name == "checkpoint" and len(args) <= 1:
+            label = args[0] if args else next(
+                str(n) for n in itertools.count(1) if str(n) not in timeline.named)
+            if label not in timeline.named and len(timeline.named) >= MAX_NAMED_CHECKPOINTS:
+                raise ValueError(f"checkpoint {label}: there are already "
+                                 f"{MAX_NAMED_CHECKPOINTS} named checkpoints, the most kept: "
+                                 "delete one first (monitor delete checkpoint NAME)")
+            mark = timeline.checkpoint(label)
+            return f"checkpoint {label} at {mark}\n"
+        if name == "restart" and len(args) == 1:
+            if args[0] not in timeline.named:
+                raise ValueError(f"restart: no checkpoint named {args[0]} "
+                                 "(monitor info checkpoints lists them)")
+            timeline.seek(timeline.named[args[0]][0])
             return f"now at {timeline.mark}\n"
-        if words[:2] == ["info", "checkpoints"]:
-            named = "".join(f"{name}: {mark}\n" for name, (mark, _) in timeline.named.items())
+        if name == "delete" and len(args) == 2 and args[0] == "checkpoint":
+            if not timeline.delete_checkpoint(args[1]):
+                raise ValueError(f"delete checkpoint: no checkpoint named {args[1]} "
+                                 "(monitor info checkpoints lists them)")
+            return f"deleted checkpoint {args[1]}\n"
+        if name == "info" and args == ["checkpoints"]:
+            named = "".join(f"{label}: {mark}\n" for label, (mark, _) in timeline.named.items())
             boundaries = sorted(timeline.boundary_checkpoints)
             return (named or "no named checkpoints\n") + (
                 f"automatic: {len(boundaries)} at event boundaries "
                 f"({', '.join(map(str, boundaries[-8:]))}{' ...' if len(boundaries) > 8 else ''})"
                 f", {len(timeline.recent)} near recent stops\n")
-        raise ValueError(f"unknown monitor command: {command} (try: monitor help)")
+        usage = _MONITOR_USAGE.get(name)
+        if usage is not None:
+            raise ValueError(f"usage: monitor {usage}")
+        raise ValueError(f"unknown monitor command: {' '.join(words)} (try: monitor help)")
 
     def kill(self) -> None:
         """Nothing to do here: the server ends, and the CLI closes the timeline,

@@ -47,12 +47,33 @@ _ERROR = b"E01"
 _NOT_SUPPORTED = b""  # "An empty response ... indicates that the packet is not supported"
 
 # File-I/O errno values (manual, "Errno Values"), sent in hex in `F` replies.
-_ENOENT, _EBADF, _EROFS = 2, 9, 30
+_ENOENT, _EIO, _EBADF, _EROFS = 2, 5, 9, 30
 # File-I/O open flags: O_WRONLY 1, O_RDWR 2.
 _WRITE_FLAGS = 0x3
 _S_IFREG_READ_ONLY = 0o100444
 _LETTERS = string.ascii_letters.encode()
 _HEX_NUMBER = re.compile(rb"[0-9a-fA-F]+")
+# Every number in a packet fits in 64 bits; more digits are a malformed packet,
+# not a reason to convert thousands of them.
+_MAX_HEX_DIGITS = 16
+
+
+def _user_space_end() -> int:
+    """TASK_SIZE_MAX (arch/x86/include/asm/page_64_types.h): 2^47 less a guard page
+    with 4-level paging, 2^56 less one with 5-level paging (the CPU's la57)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            la57 = any("la57" in line.split() for line in cpuinfo if line.startswith("flags"))
+    except OSError:
+        la57 = False
+    return (1 << (56 if la57 else 47)) - 4096
+
+
+# Nothing of the program lies past the user address space (the kernel half, the
+# vsyscall page, which /proc/PID/mem cannot reach at offsets past a signed off_t),
+# and the kernel refuses a debug register aimed there (EINVAL): an address at or
+# past its end is an error reply, never a request to the target.
+USER_SPACE_END = _user_space_end()
 
 
 class Then(enum.Enum):
@@ -79,6 +100,8 @@ class _Malformed(Exception):
 def _hex(field: bytes) -> int:
     if not _HEX_NUMBER.fullmatch(field):
         raise _Malformed(f"not a hex number: {field[:32]!r}")
+    if len(field.lstrip(b"0")) > _MAX_HEX_DIGITS:
+        raise _Malformed(f"a number of more than 64 bits: {field[:32]!r}...")
     return int(field, 16)
 
 
@@ -137,6 +160,22 @@ def _fio_stat(size: int) -> bytes:
     )
 
 
+# The packets that move the replay (or end it). An exception from the target
+# while one is handled ends the server; any other packet only reads.
+_MOVES = frozenset(
+    {b"c", b"s", b"C", b"S", b"bc", b"bs", b"vCont", b"qRcmd", b"k", b"vKill"}
+)
+
+
+def _kills(payload: bytes) -> bool:
+    return _split_name(payload)[0] in (b"k", b"vKill")
+
+
+def _moves(payload: bytes) -> int:
+    """1 for a packet that may move the replay (what an interrupt is for), else 0."""
+    return int(_split_name(payload)[0] in _MOVES)
+
+
 # Where a replay starts: stopped, as if by a breakpoint trap, before the first instruction.
 AT_START = Stop("signal", signal.SIGTRAP)
 
@@ -147,7 +186,8 @@ class RspSession:
 
     `handle` answers one packet and may block for as long as the target runs.
     Every packet is answered: unknown ones with the empty reply, malformed ones
-    with an error; only an exception from the target itself escapes.
+    (and queries the target fails to answer) with an error; only an exception
+    from the target while it moves escapes.
     The breakpoints a connection leaves inserted are removed by `close`, so a
     client that vanished mid-session leaves nothing behind for the next one.
     """
@@ -229,6 +269,13 @@ class RspSession:
         except _Malformed as error:
             log.debug("malformed packet %r: %s", payload[:64], error)
             result = _ERROR
+        except Exception as error:
+            if name in _MOVES:
+                raise  # the replay may be anywhere now: the server cannot go on
+            # A query changed nothing: the client gets an error, the server goes on.
+            log.warning("internal error answering %r: %s: %s",
+                        payload[:64], type(error).__name__, error)
+            result = _ERROR
         return result if isinstance(result, Reply) else Reply((result,))
 
     def close(self) -> None:
@@ -296,6 +343,8 @@ class RspSession:
 
     def _read_memory(self, args: bytes, limit: int) -> bytes | None:
         address, length = _address_length(args)
+        if address >= USER_SPACE_END:
+            return None
         try:
             return self.target.read_memory(address, min(length, limit)) or None
         except OSError:
@@ -399,8 +448,13 @@ class RspSession:
 
     def _insert_breakpoint(self, args: bytes) -> bytes:
         breakpoint = self._breakpoint_args(args)
-        if breakpoint[0] > 4:
+        kind, address, length = breakpoint
+        if kind > 4:
             return _NOT_SUPPORTED
+        # For a breakpoint the length is the kind of int3 (1 on x86-64), for a
+        # watchpoint the bytes watched: both must lie in user space.
+        if address + (length if kind >= 2 else 1) > USER_SPACE_END:
+            return _ERROR
         if not self.target.insert_breakpoint(*breakpoint):
             return _ERROR
         self._breakpoints.add(breakpoint)
@@ -447,7 +501,13 @@ class RspSession:
             path, flags, _mode = _fields(parameters, b",", 3)
             if _hex(flags) & _WRITE_FLAGS:
                 return b"F-1,%x" % _EROFS
-            contents = self.target.open_file(os.fsdecode(_unhex(path)))
+            name = _unhex(path)
+            if b"\0" in name:  # no file has such a name (open(2) would stop at the NUL)
+                return b"F-1,%x" % _ENOENT
+            try:
+                contents = self.target.open_file(os.fsdecode(name))
+            except OSError:  # the trace's copy is unreadable
+                return b"F-1,%x" % _EIO
             if contents is None:
                 return b"F-1,%x" % _ENOENT
             number = next(self._file_numbers)
@@ -473,16 +533,18 @@ class RspSession:
 
     def _monitor(self, args: bytes) -> Reply:
         # qRcmd,hex(command): the output goes back as `O hex(text)` console packets
-        # before the final OK.
+        # before the final OK. A command that fails says why the same way and still
+        # ends in OK: gdb shows any error reply to qRcmd as "Protocol error with
+        # Rcmd" after the text (and gdb 13 would print an `E.message` as bad hex).
         command = _unhex(args).decode(errors="replace")
         try:
-            output, final = self.target.monitor(command), b"OK"
+            output = self.target.monitor(command)
         except ValueError as error:
-            output, final = f"{error}\n", _ERROR
+            output = f"retrograde: {error}\n"
         text = output.encode()
         step = (self.packet_size - 1) // 2
         console = [b"O" + text[i : i + step].hex().encode() for i in range(0, len(text), step)]
-        return Reply((*console, final))
+        return Reply((*console, b"OK"))
 
     def _r_debug_slot(self, args: bytes) -> bytes:
         slot = self.target.r_debug_slot()
@@ -503,28 +565,63 @@ class ServerError(Exception):
     """The server could not start; the message is one line for the user."""
 
 
+class _Stopped(Exception):
+    """The tracer thread has stopped (the server is ending): the call will never run."""
+
+
 _Call = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
+# Packets a client may send ahead of the replies, e.g. while the program runs;
+# gdb waits for each reply, so only a broken or hostile client goes past this.
+_MAX_QUEUED_PACKETS = 64
 
 
 class _TracerThread:
-    """Runs calls, one at a time, on the thread that called `serve` (see the module comment)."""
+    """Runs calls, one at a time, on the thread that called `serve` (see the module comment).
+
+    Every submitted call's future is settled, even when the thread stops: a
+    BaseException from a call (SystemExit from the CLI's SIGTERM handler,
+    KeyboardInterrupt) ends the loop and goes on up the thread, and that call
+    and every one not yet run fail with _Stopped, so the shell never waits for them.
+    """
 
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def submit(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._calls.put((future, call))
+        with self._lock:
+            if self._stopped:
+                future.set_exception(_Stopped())
+            else:
+                self._calls.put((future, call))
         return future
 
     def run_until_stopped(self) -> None:
-        while (item := self._calls.get()) is not None:
-            future, call = item
-            if future.set_running_or_notify_cancel():
+        try:
+            while (item := self._calls.get()) is not None:
+                future, call = item
+                if not future.set_running_or_notify_cancel():
+                    continue
                 try:
                     future.set_result(call())
                 except Exception as error:  # noqa: BLE001 - the caller's to handle, as in an executor
                     future.set_exception(error)
+                except BaseException:
+                    if not future.done():
+                        future.set_exception(_Stopped())
+                    raise
+        finally:
+            with self._lock:
+                self._stopped = True
+            while True:
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None and item[0].set_running_or_notify_cancel():
+                    item[0].set_exception(_Stopped())
 
     def stop(self) -> None:
         self._calls.put(None)
@@ -532,7 +629,12 @@ class _TracerThread:
 
 class _Shell:
     """The socket side of `serve`, on the server's own thread: one client at a time,
-    a polite refusal for any other, reconnection after a detach or a disconnect."""
+    a polite refusal for any other, reconnection after a detach or a disconnect.
+
+    When the server ends (a `k`, a target failure, the tracer thread gone), every
+    connection is cut and its task waited for before the loop ends, so no task
+    is left for asyncio to cancel (and complain about) at exit.
+    """
 
     def __init__(self, target: DebugTarget, reverse: bool, tracer: _TracerThread) -> None:
         self.target = target
@@ -546,6 +648,8 @@ class _Shell:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done = asyncio.Event()
         self._stop_requested = threading.Event()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._killer: asyncio.Task[Any] | None = None  # the connection that sent `k`
 
     async def run(
         self, host: str, port: int, on_listening: Callable[[str, int], None] | None
@@ -564,16 +668,29 @@ class _Shell:
             if on_listening is not None:
                 on_listening(bound_host, bound_port)
             await self._done.wait()
+            server.close()
+            for task, writer in list(self._connections.items()):
+                if task is not self._killer:  # which ends by itself, its reply sent
+                    writer.transport.abort()  # close() would wait for a peer that reads nothing
+            await asyncio.gather(*self._connections, return_exceptions=True)
 
     def stop_threadsafe(self) -> None:
         self._stop_requested.set()
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._done.set)
+            try:
+                self._loop.call_soon_threadsafe(self._done.set)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
         try:
+            if self._done.is_set():
+                return
             if self._client is not None and not self._client_hung_up:
                 await self._refuse(reader, writer, peer, self._client)
                 return
@@ -585,6 +702,8 @@ class _Shell:
                 log.info("gdb connected from %s", peer)
                 try:
                     await self._converse(reader, writer, peer)
+                except _Stopped:
+                    pass  # the server is ending: nothing more runs
                 except Exception as error:  # noqa: BLE001 - the target failed: serve() raises it
                     self.failure = error
                     self._done.set()
@@ -594,6 +713,7 @@ class _Shell:
                     log.info("gdb at %s disconnected", peer)
         finally:
             writer.close()
+            del self._connections[task]
 
     async def _refuse(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, client: str
@@ -617,6 +737,7 @@ class _Shell:
                         writer.write(codec.packet(message))
                         writer.write_eof()
                         refused = True
+                    await writer.drain()
         except (TimeoutError, ProtocolError, ConnectionError):
             pass
 
@@ -626,26 +747,41 @@ class _Shell:
         codec = RspCodec()
         session = RspSession(self.target, reverse=self.reverse, last_stop=self.last_stop)
         packets: asyncio.Queue[bytes | None] = asyncio.Queue()
-        handling = False  # a packet is being handled on the tracer thread
+        # An interrupt is for a move (a resume, a monitor command's seek) queued or
+        # being handled on the tracer thread; for nothing else, or it would stop
+        # the next move at once.
+        moves_queued = 0
+        moving = False
+        hung_up = False
 
         async def receive() -> None:
+            nonlocal moves_queued, hung_up
             try:
                 while data := await reader.read(65536):
                     for event in codec.receive_data(data):
                         if isinstance(event, Packet):
+                            if packets.qsize() >= _MAX_QUEUED_PACKETS:
+                                raise ProtocolError(
+                                    f"more than {_MAX_QUEUED_PACKETS} packets sent ahead of "
+                                    "their replies")
                             packets.put_nowait(event.payload)
-                        elif isinstance(event, Interrupt) and (handling or not packets.empty()):
-                            # gdb interrupts the resume it sent, which may not have started.
+                            moves_queued += _moves(event.payload)
+                        elif isinstance(event, Interrupt) and (moving or moves_queued):
+                            # gdb interrupts the resume it sent, which may not have started
+                            # (the target keeps the request for it).
                             self.target.interrupt()
                     writer.write(codec.data_to_send())
+                    # Wait while the peer reads nothing: what we owe it (acks, resent
+                    # replies) stays within the transport's buffer limit.
+                    await writer.drain()
             except ProtocolError as error:
                 log.warning("closing the connection from %s: %s", peer, error)
             except ConnectionError:
                 pass
             finally:
-                self._client_hung_up = True
+                self._client_hung_up = hung_up = True
                 packets.put_nowait(None)
-                if handling:
+                if moving:
                     self.target.interrupt()  # the client is gone: stop where we are
 
         receiver = asyncio.create_task(receive())
@@ -655,12 +791,18 @@ class _Shell:
                 payload = await packets.get()
                 if payload is None:
                     break
-                handling = True
+                moves_queued -= _moves(payload)
+                if hung_up and not _kills(payload):
+                    # Nobody will read the reply: a move would only leave the next
+                    # client somewhere else. A kill is still carried out (a client
+                    # may send `k` and hang up at once).
+                    continue
+                moving = bool(_moves(payload))
                 try:
                     call = functools.partial(session.handle, payload)
                     reply = await asyncio.wrap_future(self.tracer.submit(call))
                 finally:
-                    handling = False
+                    moving = False
                 then = reply.then
                 for reply_payload in reply.payloads:
                     writer.write(codec.packet(reply_payload))
@@ -671,8 +813,10 @@ class _Shell:
             pass
         finally:
             receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
             self.last_stop = session.last_stop
         if then is Then.KILL:
+            self._killer = asyncio.current_task()
             self._done.set()
         else:
             await asyncio.wrap_future(self.tracer.submit(session.close))

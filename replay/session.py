@@ -380,6 +380,9 @@ class ReplaySession:
                              stop_before_event)
         pid = self.process.pid
         interruption.running.add(pid)
+        if interruption.is_set():
+            # Requested before this process was running: `set` sent it no SIGSTOP.
+            os.kill(pid, signal.SIGSTOP)
         try:
             return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
                              stop_before_event)
@@ -462,6 +465,9 @@ class ReplaySession:
         an interrupt raises KeyboardInterrupt, anything else is an error."""
         t = self.process
         while True:
+            # A step is too short for `Interruption.set` to stop: look between steps.
+            if self.interruption is not None and self.interruption.is_set():
+                raise KeyboardInterrupt
             t.resume(request)
             stop = t.wait()
             if stop.kind == "signal" and stop.signo == signal.SIGTRAP:

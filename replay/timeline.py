@@ -278,6 +278,13 @@ class Timeline:
         self.named[name] = (self.mark, self.live.clone())
         return self.mark
 
+    def delete_checkpoint(self, name: str) -> bool:
+        """Forget checkpoint ``name`` and end its process; False if there is none."""
+        if name not in self.named:
+            return False
+        self.named.pop(name)[1].close()
+        return True
+
     # -- moving the live session ------------------------------------------------------------
     def _clones_on_the_way(self, target: Mark) -> list[tuple[Mark, ReplaySession]]:
         return [(mark, session) for mark, session in [*self.recent.items(),

@@ -112,8 +112,17 @@ def _point_latest_at(trace_dir: Path) -> None:
     tmp.replace(link)
 
 
+class Terminated(SystemExit):
+    """A signal asked us to end: raised by the handler, it unwinds like Ctrl-C
+    (every tracee and checkpoint is reaped on the way), then main says so in one line."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(128 + signo)
+        self.signo = signo
+
+
 def _terminate(signo: int, frame: object) -> None:
-    raise SystemExit(128 + signo)
+    raise Terminated(signo)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -207,6 +216,9 @@ def serve_replay(path: Path, args: argparse.Namespace) -> int:
     from retrograde.replay.timeline import Timeline
     from retrograde.trace.format import TraceReader
 
+    if not _is_loopback(args.host):
+        print(f"retrograde: warning: serving on {args.host}: anyone who can reach the port "
+              "can read the recorded program's memory and files", file=sys.stderr)
     debugger = args.debugger or shutil.which("gdb")
     if args.server_port is None and not debugger:
         raise UserError("no gdb to start: install gdb, or serve with -s PORT")
@@ -248,6 +260,17 @@ def serve_replay(path: Path, args: argparse.Namespace) -> int:
                         process.terminate()
                     process.wait()
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _end_server_with(gdb_process, host: str, port: int) -> None:
@@ -320,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("retrograde: interrupted", file=sys.stderr)
         return 130
+    except Terminated as ended:
+        print(f"retrograde: ended by {signal.Signals(ended.signo).name}", file=sys.stderr)
+        return 128 + ended.signo
     except BrokenPipeError:  # `retrograde dump | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from retrograde.gdbstub.codec import (
+    MAX_RETRANSMISSIONS,
     PACKET_SIZE,
     Ack,
     Interrupt,
@@ -62,6 +63,34 @@ def test_the_reply_is_sent_again_when_gdb_naks_it_until_it_acks() -> None:
     assert stub.receive_data(b"+") == [Ack()]
     assert stub.receive_data(b"-") == [Nak()]
     assert stub.data_to_send() == b""  # acknowledged: nothing left to resend
+
+
+def test_a_flood_of_naks_costs_one_retransmission_until_it_has_gone_out() -> None:
+    stub = RspCodec()
+    reply = stub.packet(b"x" * PACKET_SIZE)
+    events = stub.receive_data(b"-" * 100_000)
+    assert events == [Nak()] * 100_000
+    assert stub.data_to_send() == reply  # one copy, not 100 000
+    stub.receive_data(b"--")
+    assert stub.data_to_send() == reply
+
+
+def test_a_packet_refused_too_often_ends_the_connection() -> None:
+    stub = RspCodec()
+    reply = stub.packet(b"OK")
+    for _ in range(MAX_RETRANSMISSIONS):
+        stub.receive_data(b"-")
+        assert stub.data_to_send() == reply
+    with pytest.raises(ProtocolError, match="refused the same packet 9 times"):
+        stub.receive_data(b"-")
+    with pytest.raises(ProtocolError):
+        stub.receive_data(b"+")  # and nothing more is read from that peer
+    fresh = RspCodec()
+    fresh.packet(b"OK")
+    for _ in range(3 * MAX_RETRANSMISSIONS):  # each new reply starts a new count
+        fresh.receive_data(b"-")
+        assert fresh.data_to_send() == b"$OK#9a"
+        fresh.packet(b"OK")
 
 
 def test_no_ack_mode_sends_no_acks_and_ignores_checksums() -> None:

@@ -23,7 +23,15 @@ from pygdbmi.gdbcontroller import GdbController
 
 from retrograde.gdbstub import registers
 from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec, unescape
-from retrograde.gdbstub.server import REFUSED, Reply, RspSession, ServerError, Then, serve
+from retrograde.gdbstub.server import (
+    REFUSED,
+    USER_SPACE_END,
+    Reply,
+    RspSession,
+    ServerError,
+    Then,
+    serve,
+)
 from retrograde.gdbstub.target import MemoryRegion, Stop
 
 CODE = 0x401000
@@ -80,6 +88,7 @@ class FakeTarget:
         self.passed_signals: set[int] = set()
         self.killed = False
         self.files = {"/usr/bin/prog": b"\x7fELF" + bytes(range(256)) * 8}
+        self.reads: list[tuple[int, int]] = []
         self._interrupted = threading.Event()
 
     @property
@@ -90,6 +99,7 @@ class FakeTarget:
         return user_regs(rip=self.pc, rsp=STACK, eflags=0x246, cs=0x33, ss=0x2B), xsave_area()
 
     def read_memory(self, addr: int, length: int) -> bytes:
+        self.reads.append((addr, length))
         for base, data in self.memory.items():
             if base <= addr < base + len(data):
                 return data[addr - base : addr - base + length]
@@ -298,6 +308,51 @@ def test_m_reads_memory_as_hex_and_stops_at_the_end_of_a_region(session: RspSess
 def test_x_reads_memory_as_binary(session: RspSession, target: FakeTarget) -> None:
     assert ask(session, b"x7ffe0020,4") == b"b" + bytes([0x20, 0x21, 0x22, 0x23])
     assert ask(session, b"x10,4") == b"E01"
+
+
+def test_addresses_past_user_space_are_errors_never_asked_of_the_target(
+    session: RspSession, target: FakeTarget
+) -> None:
+    assert USER_SPACE_END in ((1 << 47) - 4096, (1 << 56) - 4096)
+    for packet in (b"m8000000000000000,4", b"mffffffffff600000,8", b"x%x,4" % USER_SPACE_END,
+                   b"mffffffffffffffff,10"):  # fmt: skip
+        assert ask(session, packet) == b"E01", packet
+    assert target.reads == []
+    last = USER_SPACE_END - 8
+    for packet in (b"Z0,8000000000000000,1", b"Z1,ffffffffffffffff,1",
+                   b"Z2,%x,8" % USER_SPACE_END, b"Z2,%x,10" % last,  # crosses the end
+                   b"Z3,800000000000,4", b"Z4,ffff800000000000,8"):  # fmt: skip
+        assert ask(session, packet) == b"E01", packet
+    assert target.breakpoints == set()
+    assert ask(session, b"Z2,%x,8" % last) == b"OK"  # the last 8 bytes of user space
+
+
+def test_numbers_of_more_than_64_bits_are_malformed(session: RspSession) -> None:
+    assert ask(session, b"p" + b"f" * 5000) == b"E01"
+    assert ask(session, b"p" + b"1" + b"0" * 16) == b"E01"  # 2^64
+    assert ask(session, b"m" + b"0" * 40 + b"401000,2") == b"9091"  # leading zeros are no bits
+    assert ask(session, b"m401000,1" + b"0" * 4000) == b"E01"
+    assert ask(session, b"Z0,401000,1" + b"0" * 17) == b"E01"
+    assert ask(session, b"vFile:pread:3,10," + b"f" * 300) == b"E01"
+
+
+def test_a_query_the_target_fails_is_an_error_reply_and_the_session_goes_on(
+    target: FakeTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> bytes:
+        raise RuntimeError("auxv unreadable")
+
+    monkeypatch.setattr(target, "auxv", broken)
+    session = RspSession(target)
+    assert ask(session, b"qXfer:auxv:read::0,100") == b"E01"
+    assert ask(session, b"m401000,1") == b"90"
+
+    def diverging(step: bool, reverse: bool, signal: int = 0) -> Stop:
+        raise RuntimeError("divergence at event 3")
+
+    monkeypatch.setattr(target, "resume", diverging)
+    with pytest.raises(RuntimeError, match="divergence at event 3"):
+        session.handle(b"c")  # a move that failed: the replay is nowhere the server knows
 
 
 @pytest.mark.parametrize(
@@ -515,6 +570,8 @@ def test_files_are_served_from_the_target(session: RspSession, target: FakeTarge
 
 def test_missing_files_and_writes_are_errors(session: RspSession) -> None:
     assert ask(session, b"vFile:open:%s,0,0" % hex_path("/etc/passwd")) == b"F-1,2"  # ENOENT
+    # No file has a NUL in its name (open(2) would stop at it).
+    assert ask(session, b"vFile:open:%s,0,0" % hex_path("/usr/bin/prog\0/etc")) == b"F-1,2"
     assert ask(session, b"vFile:open:%s,2,0" % hex_path("/usr/bin/prog")) == b"F-1,1e"  # EROFS
     assert ask(session, b"vFile:open:zz,0,0") == b"E01"
     assert ask(session, b"vFile:unlink:%s" % hex_path("/usr/bin/prog")) == b""
@@ -536,14 +593,17 @@ def test_long_monitor_output_is_split_to_fit_the_packet_size(session: RspSession
     assert b"".join(bytes.fromhex(packet[1:].decode()) for packet in console) == b"x" * 20000
 
 
-def test_an_unknown_monitor_command_prints_why_and_fails(session: RspSession) -> None:
-    # gdb 13 shows the O text, then "Protocol error with Rcmd" for the E reply;
-    # it would print an `E.message` reply to qRcmd as bad hex instead.
+def test_a_failed_monitor_command_says_why_on_the_console_and_ends_in_ok(
+    session: RspSession,
+) -> None:
+    # gdb shows any error reply to qRcmd as "Protocol error with Rcmd" (and gdb 13
+    # prints an `E.message` reply as bad hex): the reason is console text.
     reply = session.handle(b"qRcmd," + b"frobnicate".hex().encode())
     assert reply.payloads == (
-        b"O" + b"unknown monitor command: frobnicate\n".hex().encode(),
-        b"E01",
+        b"O" + b"retrograde: unknown monitor command: frobnicate\n".hex().encode(),
+        b"OK",
     )
+    assert session.handle(b"qRcmd,7") == Reply((b"E01",))  # not even hex: malformed
 
 
 def test_pass_signals_are_translated_and_unknown_ones_dropped(
@@ -812,6 +872,22 @@ def test_an_interrupt_sent_with_the_resume_still_stops_it(served: Any) -> None:
     thread.join(5)
 
 
+def test_an_interrupt_with_a_query_is_for_no_resume(served: Any) -> None:
+    target, port, thread = served
+    client, codec = raw_client(port)
+    client.sendall(codec.packet(b"g") + b"\x03")  # gdb's Ctrl-C as a register read is answered
+    client.sendall(codec.packet(b"?"))
+    replies: list[bytes] = []
+    while len(replies) < 2:  # the reply to `?`, so the 0x03 before it has been read
+        events = codec.receive_data(client.recv(65536))
+        client.sendall(codec.data_to_send())
+        replies += [event.payload for event in events if isinstance(event, Packet)]
+    assert replies[1] == b"T05thread:1093;"
+    assert not target._interrupted.is_set()  # the next continue would have stopped at once
+    client.sendall(codec.packet(b"k"))
+    thread.join(5)
+
+
 def test_a_target_failure_ends_the_server_with_that_error() -> None:
     class DivergingTarget(FakeTarget):
         def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
@@ -834,6 +910,34 @@ def test_a_target_failure_ends_the_server_with_that_error() -> None:
     assert str(errors.get_nowait()).startswith("divergence at event 12")
     assert client.recv(100) == b"+"  # the packet arrived; no reply came, the server is gone
     assert client.recv(100) == b""
+
+
+def test_a_server_told_to_exit_mid_packet_ends_without_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    class Exiting(FakeTarget):  # as the CLI's SIGTERM handler exits, on the tracer thread
+        def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+            raise SystemExit(143)
+
+    ports: queue.Queue[int] = queue.Queue()
+    exits: queue.Queue[BaseException] = queue.Queue()
+
+    def run() -> None:
+        try:
+            serve(Exiting(), on_listening=lambda host, port: ports.put(port))
+        except SystemExit as error:
+            exits.put(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    client, codec = raw_client(ports.get(timeout=5))
+    assert exchange(client, codec, b"m401000,1") == b"90"
+    client.sendall(codec.packet(b"s"))
+    thread.join(5)
+    assert not thread.is_alive() and exits.get_nowait().code == 143
+    assert client.recv(100) == b"+"
+    assert client.recv(100) == b""  # the server cut the connection on its way out
+    assert capfd.readouterr().err == ""  # no "Task was destroyed", no CancelledError
 
 
 @needs_gdb
