@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from retrograde.replay.timeline import Arrival, Timeline, Watch
@@ -48,8 +47,10 @@ class ReplayTarget:
         self.files = self._recorded_files(reader)
 
     @staticmethod
-    def _recorded_files(reader: TraceReader) -> dict[str, Path]:
-        files: dict[str, Path] = {}
+    def _recorded_files(reader: TraceReader) -> dict[str, str]:
+        """The trace's copies by the path they were mapped from, each checked now
+        (reader.file_fd) so that a damaged trace is refused before gdb connects."""
+        files: dict[str, str] = {}
         for event in reader:
             records = []
             if isinstance(event, ExecEvent):
@@ -58,7 +59,8 @@ class ReplayTarget:
                 records = [event.mapping]
             for m in records:
                 if m.file_hash and m.name.startswith("/"):
-                    files[m.name] = reader.file_path(m.file_hash)
+                    reader.file_fd(m.file_hash)
+                    files[m.name] = m.file_hash
         return files
 
     def _exec_event(self) -> ExecEvent:
@@ -208,7 +210,9 @@ class ReplayTarget:
             same_name = [p for name, p in self.files.items()
                          if os.path.basename(name) == os.path.basename(path)]
             copy = same_name[0] if len(same_name) == 1 else None
-        return copy.read_bytes() if copy is not None else None
+        # Read from the reader's checked descriptor: never a host file through a
+        # link planted in files/.
+        return self.timeline.reader.read_file(copy) if copy is not None else None
 
     def _recorded_maps(self) -> str:
         space = self.timeline.live.space

@@ -115,7 +115,8 @@ def test_exec_of_another_binary(programs, trace_root):
 def test_death_by_signal_is_reported(programs, trace_root):
     got = record([programs.fatal])
     assert got.returncode == 128 + signal.SIGSEGV
-    assert got.stderr.decode().strip().endswith("terminated by signal SIGSEGV")
+    assert got.stderr.decode() == (f"retrograde: fatal terminated by signal SIGSEGV; "
+                                   f"trace in {latest(trace_root)}\n")
     with TraceReader(latest(trace_root)) as trace:
         assert trace[len(trace) - 1].signo == signal.SIGSEGV
 

@@ -364,12 +364,15 @@ def test_the_writer_does_not_record_over_something(tmp_path):
         TraceWriter(tmp_path / "b", {"cpuid": b"raw"})
 
 
-def test_trace_directories_lists_the_traces_under_a_root(tmp_path):
+def test_trace_directories_lists_what_may_be_a_trace_under_a_root(tmp_path):
     write_trace(tmp_path / "ls-1", [])
     write_trace(tmp_path / "cat-0", [], close=False)
-    (tmp_path / "not-a-trace").mkdir()
+    (tmp_path / "lost-2").mkdir()  # its metadata deleted: `ls` shows it broken
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "latest-trace").symlink_to(tmp_path / "ls-1")
-    assert trace_directories(tmp_path) == [tmp_path / "cat-0", tmp_path / "ls-1"]
+    assert trace_directories(tmp_path) == [tmp_path / "cat-0", tmp_path / "lost-2",
+                                           tmp_path / "ls-1"]
     assert trace_directories(tmp_path / "nowhere") == []
 
 
