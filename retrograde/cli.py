@@ -248,7 +248,7 @@ def _size(n: int) -> str:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    from retrograde.trace.dump import format_event, parse_range
+    from retrograde.trace.dump import RecordedMemory, format_event, parse_range
     from retrograde.trace.format import TraceReader
 
     path = resolve_trace(args.trace)
@@ -259,10 +259,27 @@ def cmd_dump(args: argparse.Namespace) -> int:
             raise UserError(f"bad event range {args.range!r}: {error}", EXIT_USAGE) from None
         if start < 0:
             start = max(0, len(reader) + start)
-        for n, event in enumerate(reader.events(start, stop), start):
-            print(format_event(n, event))
+        # The memory the trace knows at an event depends on every mapping before it.
+        memory = RecordedMemory(reader.read_file)
+        for n, event in enumerate(reader.events(0, stop)):
+            if n >= start:
+                print(format_event(n, event, memory=memory))
+            memory.follow(event)
         if not reader.complete:
             print(f"(trace incomplete: the recorder did not finish; {len(reader)} events readable)")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from retrograde.trace.pack import pack_trace
+
+    path = resolve_trace(args.trace)
+    result = pack_trace(path)
+    copied = len(result.links_replaced) + len(result.links_broken)
+    removed = (f", {len(result.temporaries_removed)} temporary files removed"
+               if result.temporaries_removed else "")
+    print(f"retrograde: packed {path}: {copied} links made copies of their own{removed}; "
+          f"{result.copies} files, all checked", file=sys.stderr)
     return 0
 
 
@@ -380,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("ls", help="list recorded traces")
     p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("pack", help="make a trace self-contained, to move or copy it",
+                       description="Replace every link out of TRACE (default: latest-trace) "
+                                   "by a checked copy of its own, so that the directory can "
+                                   "be moved and replayed after the originals are gone.")
+    p.add_argument("trace", nargs="?")
+    p.set_defaults(func=cmd_pack)
     p = sub.add_parser("dump", help="print a trace's events")
     p.add_argument("trace", nargs="?")
     p.add_argument("range", nargs="?", help="N, N-M, N- or -K (the last K)")

@@ -585,23 +585,84 @@ def test_any_events_written_are_read_back_equal(events, chunk_events, chunk_byte
 @pytest.fixture
 def syscall_names(monkeypatch):
     # The syscall table is tracee/'s; these tests are about the layout of a line.
-    monkeypatch.setattr(dump, "_syscall_name", {0: "read", 9: "mmap", 257: "openat"}.get)
+    names = {0: "read", 1: "write", 9: "mmap", 10: "mprotect", 11: "munmap", 257: "openat",
+             231: "exit_group", 21: "access", 262: "newfstatat"}
+    monkeypatch.setattr(dump, "_syscall_name", lambda nr: names.get(nr, f"syscall_{nr}"))
 
 
 def test_dump_shows_a_syscall_its_result_and_what_it_wrote(syscall_names):
     assert format_event(14, every_kind_of_event(14)) == (
-        "        14  [4244] syscall  read(3, 0x7ffc3e10, 832, 0, 0, 0) = 14"
-        "  wrote 14 bytes at 0x7ffc3e10")
+        '        14  [4244] syscall  read(3, "\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16", '
+        '832) = 14  wrote 14 bytes at 0x7ffc3e10')
     assert format_event(16, every_kind_of_event(2)) == (
-        "        16  [4244] syscall  openat(-100, 16384, 0, 0, 0, 0) = -ENOENT")
+        "        16  [4244] syscall  openat(AT_FDCWD, 0x4000, O_RDONLY) = -ENOENT")
     restart = SyscallEvent(task=1, nr=0, args=(0,), result=2**64 - 512)
-    assert format_event(3, restart).endswith("read(0) = -ERESTARTSYS")
+    assert format_event(3, restart).endswith("read(0, NULL, 0) = -ERESTARTSYS")
+
+
+def test_dump_decodes_arguments_as_strace_does(syscall_names):
+    def line(nr, *args, result=0, writes=()):
+        return format_event(0, SyscallEvent(task=1, nr=nr, args=args, result=result,
+                                            writes=writes)).split("syscall  ", 1)[1]
+
+    minus_one = 2**64 - 1
+    assert line(9, 0, 8192, 3, 0x22, 0xFFFFFFFF, 0, result=0x7F0000) == (
+        "mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000")
+    assert line(9, 0x7F0000, 4096, 0, 0x100011, 3, 0x3000, result=0x7F0000) == (
+        "mmap(0x7f0000, 4096, PROT_NONE, MAP_SHARED|MAP_FIXED|MAP_FIXED_NOREPLACE, 3, 0x3000)"
+        " = 0x7f0000")
+    assert line(257, 2**64 - 100, 0x1000, 0o2101 | 0o2000000, 0o644, result=3).startswith(
+        "openat(AT_FDCWD, 0x1000, O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0644) = 3")
+    assert line(257, 5, 0x1000, 0o200000, result=minus_one - 1) == (
+        "openat(5, 0x1000, O_RDONLY|O_DIRECTORY) = -ENOENT")
+    assert line(262, 3, 0x1000, 0x2000, 0x1100, result=0) == (
+        "newfstatat(3, 0x1000, 0x2000, AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH) = 0")
+    assert line(10, 0x7F0000, 4096, 0x1000005) == (
+        "mprotect(0x7f0000, 4096, PROT_READ|PROT_EXEC|PROT_GROWSDOWN) = 0")
+    assert line(21, 0x1000, 0) == "access(0x1000, F_OK) = 0"
+    assert line(231, 2**32 - 1) == "exit_group(-1) = 0"
+    assert line(1, 1, 0x5000, 3, result=minus_one - 8) == "write(1, 0x5000, 3) = -EBADF"
+    assert line(0, 0, 0x5000, 100, result=5, writes=((0x5000, b'a"\\\n\x00'),)) == (
+        'read(0, "a\\"\\\\\\n\\0", 100) = 5  wrote 5 bytes at 0x5000')
+    assert line(0, 0, 0x5000, 100, result=2, writes=((0x5000, b"\x01" + b"2"),)).startswith(
+        'read(0, "\\0012", 100) = 2')  # \1 then "2" would read as \12
+
+
+def test_dump_reads_strings_from_never_written_file_mappings(syscall_names, tmp_path):
+    rodata = b"\0" * 0x10 + b"/etc/ld.so.cache\0hello, world\n" + b"\0" * 4000
+    with TraceWriter(tmp_path / "t", METADATA) as writer:
+        digest = writer.add_bytes(rodata)
+        mapped = MappingRecord(0x400000, 0x401000, "r--p", 0, "/lib/ld.so", file_hash=digest)
+        data = MappingRecord(0x500000, 0x501000, "rw-p", 0, "/lib/ld.so", file_hash=digest)
+        events = [
+            ExecEvent(task=1, path="/bin/p", argv=("p",), mappings=[mapped, data]),
+            SyscallEvent(task=1, nr=257, args=(2**64 - 100, 0x400010, 0), result=3),
+            SyscallEvent(task=1, nr=257, args=(2**64 - 100, 0x500010, 0), result=3),
+            SyscallEvent(task=1, nr=1, args=(1, 0x400021, 13), result=13),
+            SyscallEvent(task=1, nr=10, args=(0x400000, 4096, 3), result=0),
+            SyscallEvent(task=1, nr=257, args=(2**64 - 100, 0x400010, 0), result=3),
+        ]
+        for event in events:
+            writer.append(event)
+    with TraceReader(tmp_path / "t") as reader:
+        memory = dump.RecordedMemory(reader.read_file)
+        lines = []
+        for n, event in enumerate(reader):
+            lines.append(format_event(n, event, memory=memory).split("syscall  ", 1)[-1])
+            memory.follow(event)
+    assert lines[1] == 'openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY) = 3'
+    # A writable mapping may have been written since it was mapped: not shown.
+    assert lines[2] == "openat(AT_FDCWD, 0x500010, O_RDONLY) = 3"
+    assert lines[3] == 'write(1, "hello, world\\n", 13) = 13'
+    # Made writable by mprotect: its bytes are no longer known.
+    assert lines[5] == "openat(AT_FDCWD, 0x400010, O_RDONLY) = 3"
 
 
 def test_dump_shows_an_mmap_with_its_id_and_mapping(syscall_names):
     assert format_event(1, every_kind_of_event(1)) == (
-        "         1  [4243] syscall  mmap(0, 8192, 5, 2, 3, 4096) = 0x7f3a2000  mmap#0"
-        " 7f3a2000-7f3a4000 r-xp /usr/lib/libc.so.6 @0x1000 (file abababababab)")
+        "         1  [4243] syscall  mmap(NULL, 8192, PROT_READ|PROT_EXEC, MAP_PRIVATE, 3, 0x1000)"
+        " = 0x7f3a2000  mmap#0 7f3a2000-7f3a4000 r-xp /usr/lib/libc.so.6 @0x1000"
+        " (file abababababab)")
 
 
 def test_dump_shows_signals_rdtsc_exec_and_exit():
