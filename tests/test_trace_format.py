@@ -294,6 +294,82 @@ def test_a_missing_file_or_a_bad_digest_is_a_trace_error(tmp_path):
             reader.file_path("../metadata.json")
 
 
+def test_a_link_in_files_is_never_followed_even_to_the_same_contents(tmp_path):
+    host_lib = tmp_path / "libhost.so"
+    host_lib.write_bytes(b"\x7fELF host library")
+    with TraceWriter(tmp_path / "t", METADATA) as writer:
+        digest = writer.add_file(host_lib)
+    stored = tmp_path / "t" / "files" / digest
+    stored.unlink()
+    stored.symlink_to(host_lib)  # what the trace recorded, but the host's file
+    with TraceReader(tmp_path / "t") as reader:
+        with pytest.raises(TraceError, match=f"trace {stored} is a symbolic link: "):
+            reader.file_fd(digest)
+        with pytest.raises(TraceError, match="symbolic link"):
+            reader.check()
+    (tmp_path / "t" / "files").rename(tmp_path / "elsewhere")
+    (tmp_path / "t" / "files").symlink_to(tmp_path / "elsewhere")
+    stored = tmp_path / "elsewhere" / digest
+    stored.unlink()
+    shutil.copy(host_lib, stored)
+    with TraceReader(tmp_path / "t") as reader, pytest.raises(
+            TraceError, match=f"trace {tmp_path}/t/files is a symbolic link"):
+        reader.file_fd(digest)
+
+
+def test_a_copy_is_checked_before_use_and_the_checked_file_is_what_is_read(tmp_path):
+    with TraceWriter(tmp_path / "t", METADATA) as writer:
+        digest = writer.add_bytes(b"libc" * 1000)
+    stored = tmp_path / "t" / "files" / digest
+    stored.chmod(0o644)
+    with open(stored, "r+b") as f:
+        f.truncate(100)
+    with TraceReader(tmp_path / "t") as reader, pytest.raises(TraceError) as e:
+        reader.file_fd(digest)
+    assert str(e.value) == (f"trace {stored} is truncated (100 bytes, recorded 4000); "
+                            "the trace cannot be replayed")
+    stored.write_bytes(b"libc" * 1000)
+    with TraceReader(tmp_path / "t") as reader:
+        path = reader.file_path(digest)
+        stored.unlink()  # a name swapped after the check does not change what is read
+        stored.write_bytes(b"LIBC" * 1000)
+        assert path.read_bytes() == reader.read_file(digest) == b"libc" * 1000
+        assert reader.read_file(digest, 4, 4) == b"libc"
+
+
+def test_special_files_are_refused_without_being_opened(tmp_path):
+    write_trace(tmp_path / "t", [every_kind_of_event(0)])
+    events = tmp_path / "t" / "events"
+    events.unlink()
+    os.mkfifo(events)  # opening it for reading would block until a writer came
+    with pytest.raises(TraceError) as e:
+        TraceReader(tmp_path / "t")
+    assert str(e.value) == (f"trace {events} is a FIFO, not a regular file (was the trace "
+                            "tampered with?)")
+
+
+def test_metadata_whose_values_changed_is_corrupt(tmp_path):
+    write_trace(tmp_path / "t", [every_kind_of_event(0)])
+    meta_path = tmp_path / "t" / "metadata.json"
+    text = meta_path.read_text()
+    assert '"event_count": 1,' in text
+    meta_path.write_text(text.replace('"event_count": 1,', '"event_count": 3,'))
+    with pytest.raises(TraceError, match=r"metadata.json is corrupt \(checksum mismatch\)"):
+        TraceReader(tmp_path / "t")
+    # Spacing is not content: the same values in another layout read as before.
+    meta_path.write_text(json.dumps(json.loads(text)))
+    with TraceReader(tmp_path / "t") as reader:
+        assert len(reader) == 1 and reader.complete
+
+
+def test_a_metadata_file_too_big_to_be_ours_is_not_read_whole(tmp_path):
+    write_trace(tmp_path / "t", [])
+    with open(tmp_path / "t" / "metadata.json", "r+b") as f:
+        f.truncate(1 << 30)  # sparse: costs no disk
+    with pytest.raises(TraceError, match=r"metadata.json is corrupt \(over 1048576 bytes\)"):
+        TraceReader(tmp_path / "t")
+
+
 def test_verify_finds_a_stored_file_whose_contents_changed(tmp_path):
     with TraceWriter(tmp_path / "t", METADATA) as writer:
         digest = writer.add_bytes(b"libc")

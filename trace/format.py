@@ -379,10 +379,7 @@ def _open_inside(dir_fd: int, name: str, shown: Path, *, directory: bool = False
         mode = os.fstat(handle).st_mode
         wanted = stat.S_IFDIR if directory else stat.S_IFREG
         if stat.S_IFMT(mode) != wanted:
-            found = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            what = "a directory" if directory else "a regular file"
-            raise TraceError(f"trace {shown} is {found}, not {what} (a trace holds only "
-                             "its own files; was it tampered with?)")
+            raise _not_its_own(shown, mode, "a directory" if directory else "a regular file")
         flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
         try:
             return os.open(f"/proc/self/fd/{handle}", flags)
@@ -390,6 +387,14 @@ def _open_inside(dir_fd: int, name: str, shown: Path, *, directory: bool = False
             raise TraceError(f"cannot open trace {shown}: {e.strerror or e}") from e
     finally:
         os.close(handle)
+
+
+def _not_its_own(shown: Path, mode: int, wanted: str = "a regular file") -> TraceError:
+    found = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    if stat.S_ISLNK(mode):
+        return TraceError(f"trace {shown} is a symbolic link: a trace is read only from "
+                          "files of its own (retrograde pack replaces links by copies)")
+    return TraceError(f"trace {shown} is {found}, not {wanted} (was the trace tampered with?)")
 
 
 def content_digest(fd: int) -> str:
@@ -784,9 +789,7 @@ class TraceReader:
             except OSError as e:
                 raise TraceError(f"cannot read trace {path}: {e.strerror or e}") from e
             if not stat.S_ISREG(st.st_mode):
-                found = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
-                raise TraceError(f"trace {path} is {found}, not a regular file (a trace "
-                                 "holds only its own files; was it tampered with?)")
+                raise _not_its_own(path, st.st_mode)
             recorded = self.recorded_files.get(name)
             if recorded is not None and st.st_size != recorded:
                 how = "truncated" if st.st_size < recorded else "corrupt"
