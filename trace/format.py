@@ -397,15 +397,15 @@ def _not_its_own(shown: Path, mode: int, wanted: str = "a regular file") -> Trac
     return TraceError(f"trace {shown} is {found}, not {wanted} (was the trace tampered with?)")
 
 
-def content_digest(fd: int) -> str:
-    """The sha256 (hex) of a file's contents, read from an open descriptor: the name
-    TraceWriter gives a copy in files/."""
+def _file_digests(fd: int) -> tuple[str, ...]:
+    """The names a copy in files/ may have, from its contents read through `fd`: the
+    sha256 that TraceWriter names a copy by."""
     sha = hashlib.sha256()
     offset = 0
     while block := os.pread(fd, _COPY_BLOCK, offset):
         sha.update(block)
         offset += len(block)
-    return sha.hexdigest()
+    return (sha.hexdigest(),)
 
 
 class TraceReader:
@@ -717,11 +717,11 @@ class TraceReader:
                 raise TraceError(f"trace {path} is {how} ({size} bytes, recorded {recorded}); "
                                  "the trace cannot be replayed")
             try:
-                found = content_digest(fd)
+                found = _file_digests(fd)
             except OSError as e:
                 raise TraceError(f"cannot read trace {path}: {e.strerror or e}") from e
-            if found != digest:
-                raise TraceError(f"trace {path} is corrupt (its contents hash to {found}); "
+            if digest not in found:
+                raise TraceError(f"trace {path} is corrupt (its contents hash to {found[0]}); "
                                  "the trace cannot be replayed")
         except BaseException:
             os.close(fd)

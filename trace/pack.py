@@ -29,7 +29,7 @@ from retrograde.trace.format import (
     METADATA_NAME,
     TraceError,
     TraceReader,
-    content_digest,
+    _file_digests,
 )
 
 _BLOCK = 1 << 20
@@ -110,7 +110,7 @@ def _own(directory: Path, name: str, result: PackResult, digest: str | None) -> 
         if not stat.S_ISREG(os.fstat(source_fd).st_mode):
             raise TraceError(f"trace {path} is a symbolic link to {os.readlink(path)}, "
                              "which is not a regular file")
-        if digest is not None and content_digest(source_fd) != digest:
+        if digest is not None and digest not in _file_digests(source_fd):
             raise TraceError(f"trace {path} links to a file whose contents are not the "
                              f"recorded ones (they do not hash to {digest})")
         _replace_with_copy(path, source_fd, read_only=digest is not None)
