@@ -98,7 +98,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         writer = getattr(recorder, "writer", None)
         if writer is None or writer.event_count == 0:
             _discard(trace_dir, keep_directory=not made_dir)
-            if not args.output:
+            # Unless another recording has taken the link since.
+            if not args.output and _latest_target(trace_dir.parent) == trace_dir.name:
                 _point_latest_at(trace_dir, previous_latest)
 
 

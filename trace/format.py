@@ -372,7 +372,7 @@ def _open_inside(dir_fd: int, name: str, shown: Path, *, directory: bool = False
     try:
         handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
-        raise
+        raise  # the caller says what a missing file means
     except OSError as e:
         raise TraceError(f"cannot open trace {shown}: {e.strerror or e}") from e
     try:
