@@ -363,6 +363,22 @@ def test_metadata_whose_values_changed_is_corrupt(tmp_path):
         assert len(reader) == 1 and reader.complete
 
 
+def test_a_trace_of_format_1_still_reads(tmp_path):
+    events = [every_kind_of_event(n) for n in range(20)]
+    write_trace(tmp_path / "t", events, chunk_events=8)
+    # Format 1: the same files, but metadata without "crc32" and "files".
+    for name in ("events", "events.index"):
+        with open(tmp_path / "t" / name, "r+b") as f:
+            f.seek(8)
+            f.write(struct.pack("<I", 1))
+    meta_path = tmp_path / "t" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["crc32"], meta["files"]
+    meta_path.write_text(json.dumps({**meta, "format_version": 1}))
+    with TraceReader(tmp_path / "t") as reader:
+        assert list(reader) == events and reader.complete and reader.recorded_files == {}
+
+
 def test_a_metadata_file_too_big_to_be_ours_is_not_read_whole(tmp_path):
     write_trace(tmp_path / "t", [])
     with open(tmp_path / "t" / "metadata.json", "r+b") as f:
