@@ -143,6 +143,19 @@ class AddressSpace:
             self.mappings.append(m)
         self.mappings.sort(key=lambda m: m.start)
 
+    def attached(self, addr: int) -> tuple[int, int]:
+        """The range shmdt(2) at ``addr`` detaches: the segment's mappings from there on
+        (mprotect may have split it), or an empty range."""
+        first = self.find(addr)
+        if first is None or first.start != addr:
+            return addr, addr
+        end = first.end
+        for m in self.mappings:
+            if m.start == end and m.recorded.name == first.recorded.name and \
+                    m.recorded.file_hash == first.recorded.file_hash:
+                end = m.end
+        return addr, end
+
     def find(self, addr: int) -> Mapping | None:
         i = bisect.bisect([m.start for m in self.mappings], addr) - 1
         if i >= 0 and self.mappings[i].end > addr:

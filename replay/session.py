@@ -73,11 +73,11 @@ from .stub import write_stub
 NR = {name: syscall_number(name) for name in (
     "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "openat", "close", "execve",
     "execveat", "exit", "exit_group", "rt_sigreturn", "write", "writev", "dup", "dup2", "dup3",
-    "fcntl")}
+    "fcntl", "shmat", "shmdt")}
 NATIVE = {NR["rt_sigreturn"], NR["exit"], NR["exit_group"]}  # must run from the program's own pc
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN = 0x1, 0x2, 0x10, 0x20, 0x100
 MAP_KEPT_FLAGS = MAP_ANONYMOUS | MAP_GROWSDOWN | 0x4000 | 0x8000 | 0x20000  # NORESERVE POPULATE STACK
-MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 AT_FDCWD = -100
 PRECISE_SEARCH_LIMIT = 200
 TRAP_TRACE = 2  # si_code of a single-step trap
@@ -182,6 +182,11 @@ class _ApartFromTracer:
         finally:
             if len(self.cpus) > 1:
                 os.sched_setaffinity(self.pid, self.cpus[-1:])
+
+
+def perms_prot(perms: str) -> int:
+    """The PROT_* bits of a /proc/PID/maps permission string."""
+    return sum(bit for c, bit in (("r", 1), ("w", 2), ("x", 4)) if c in perms[:3])
 
 
 def format_call(nr: int, args: tuple[int, ...]) -> str:
@@ -717,6 +722,20 @@ class ReplaySession:
         return self.process.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *args)
 
     def _replay_mmap_family(self, n: int, event: SyscallEvent) -> None:
+        """Carry out an mmap-family call at its recorded addresses.
+
+        Every mapping replay makes is private, whatever the recording had: the
+        checkpoints are fork clones, and a MAP_SHARED page would be shared by a
+        checkpoint and the clones run from it, so running one would change the
+        other's past; a shared mapping of the trace's copy of a file would also
+        write into the trace. What a shared mapping showed is reproduced instead:
+        the program's own stores by execution, and what a syscall changed in the
+        file behind it (write, truncate, ...) by the bytes the recorder read through
+        the mapping after that call (trace/file_views.py), stored as its output.
+        Two views of the same shared pages (mremap with old_size 0, a file mapped
+        twice) are two private copies in replay: a store through one shows in the
+        other only in the recording.
+        """
         nr, args, result = event.nr, event.args, event.result
         space = self._space
         if nr == NR["brk"]:
@@ -724,26 +743,25 @@ class ReplaySession:
         elif nr == NR["mmap"]:
             flags = (args[3] & MAP_KEPT_FLAGS) | MAP_PRIVATE | MAP_FIXED
             if event.mapping is not None and event.mapping.file_hash:
-                fd = self._open_trace_file(event.mapping.file_hash)
-                got = self._inject(NR["mmap"], result, args[1], args[2], flags, fd, args[5])
-                self._inject(NR["close"], fd)
+                got = self._map_trace_file(result, args[1], args[2], flags,
+                                           event.mapping.file_hash, args[5])
                 space.map(event.mapping)
-            else:
-                got = self._inject(NR["mmap"], result, args[1], args[2], flags, -1, 0)
+            else:  # anonymous memory, or /dev/zero
+                got = self._inject(NR["mmap"], result, args[1], args[2], flags | MAP_ANONYMOUS,
+                                   -1, 0)
                 space.map(MappingRecord(result, result + page_up(args[1]),
                                         prot_perms(args[2], bool(args[3] & MAP_SHARED)), 0, ""))
             if got != result:
                 raise Divergence(n, f"mmap at {result:#x} gave {got:#x} in replay")
         elif nr == NR["mremap"]:
-            old, old_size, new_size, flags = args[0], args[1], args[2], args[3]
-            if result == old:
-                got = self._inject(nr, old, old_size, new_size, 0, 0)
-            else:
-                got = self._inject(nr, old, old_size, new_size,
-                                   (flags & 4) | MREMAP_MAYMOVE | MREMAP_FIXED, result)
-            if got != result:
-                raise Divergence(n, f"mremap to {result:#x} gave {got:#x} in replay")
-            space.remap(old, old_size, result, new_size, dontunmap=bool(flags & 4))
+            self._replay_mremap(n, event)
+        elif nr == NR["shmat"]:
+            self._replay_shmat(n, event)
+        elif nr == NR["shmdt"]:
+            start, end = space.attached(args[0])
+            if end > start:
+                self._inject(NR["munmap"], start, end - start)
+                space.unmap(start, end - start)
         else:
             got = self._inject(nr, *args)
             if got != result:
@@ -754,6 +772,61 @@ class ReplaySession:
             elif nr == NR["mprotect"]:
                 space.protect(args[0], args[1], args[2])
         self._check_maps(n)
+
+    def _map_trace_file(self, addr: int, length: int, prot: int, flags: int, digest: str,
+                        offset: int) -> int:
+        """mmap the trace's copy ``digest`` privately at ``addr`` (MAP_FIXED)."""
+        fd = self._open_trace_file(digest)
+        got = self._inject(NR["mmap"], addr, length, prot, flags | MAP_PRIVATE | MAP_FIXED, fd,
+                           offset)
+        self._inject(NR["close"], fd)
+        return got
+
+    def _replay_mremap(self, n: int, event: SyscallEvent) -> None:
+        args, result = event.args, event.result
+        old, old_size, new_size, flags = args[0], args[1], args[2], args[3]
+        dontunmap = bool(flags & MREMAP_DONTUNMAP)
+        record = event.mapping
+        if record is not None and record.file_hash:
+            # A file mapping that grew, or a second view of shared pages: the recorder
+            # copied what backs it now, up to its new end (the trace's copy the region
+            # came from may end before that, and pages past it would raise SIGBUS).
+            # Build it from that copy, then put back what the old pages showed (a
+            # private mapping's own stores among them).
+            kept = self.process.read_partial(old, page_up(old_size)) if old_size else b""
+            got = self._map_trace_file(result, new_size, perms_prot(record.perms), 0,
+                                       record.file_hash, record.offset)
+            if got == result and result != old and old_size and not dontunmap:
+                self._inject(NR["munmap"], old, old_size)
+            if kept:
+                self.process.write(result, kept)
+        elif result == old:
+            got = self._inject(NR["mremap"], old, old_size, new_size, 0, 0)
+        else:
+            got = self._inject(NR["mremap"], old, old_size, new_size,
+                               (flags & MREMAP_DONTUNMAP) | MREMAP_MAYMOVE | MREMAP_FIXED, result)
+        if got != result:
+            raise Divergence(n, f"mremap to {result:#x} gave {got:#x} in replay")
+        self._space.remap(old, old_size, result, new_size, dontunmap=dontunmap)
+        if record is not None and record.file_hash:
+            self._space.map(record)
+
+    def _replay_shmat(self, n: int, event: SyscallEvent) -> None:
+        """A SysV segment, attached as a private mapping of its contents at attach time.
+
+        The segment's id is the recording's and may name nothing (or another
+        segment) now: replay never attaches, nor changes, a live host segment.
+        """
+        record = event.mapping
+        if record is None or not record.file_hash:
+            raise TraceError(f"event {n}: shmat without a copy of the segment (a trace from "
+                             "an older retrograde, which replay cannot use without the live "
+                             "segment)")
+        got = self._map_trace_file(record.start, record.end - record.start,
+                                   perms_prot(record.perms), 0, record.file_hash, record.offset)
+        if got != record.start:
+            raise Divergence(n, f"shmat at {record.start:#x} gave {got:#x} in replay")
+        self._space.map(record)
 
     def _emulate_brk(self, n: int, result: int) -> None:
         """The program break is the stub's, not the program's: emulate it with mmap/munmap."""
@@ -860,13 +933,12 @@ class ReplaySession:
         self._check_maps(self.next_event)
 
     def _rebuild_mapping(self, record: MappingRecord) -> None:
-        prot = sum(bit for c, bit in (("r", 1), ("w", 2), ("x", 4)) if c in record.perms[:3])
+        prot = perms_prot(record.perms)
         size = record.end - record.start
         flags = MAP_PRIVATE | MAP_FIXED
         if record.file_hash:
-            fd = self._open_trace_file(record.file_hash)
-            got = self._inject(NR["mmap"], record.start, size, prot, flags, fd, record.offset)
-            self._inject(NR["close"], fd)
+            got = self._map_trace_file(record.start, size, prot, flags, record.file_hash,
+                                       record.offset)
         else:
             if record.name == "[stack]":
                 flags |= MAP_GROWSDOWN

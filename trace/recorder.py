@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import stat
 import threading
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from .events import (
     SignalEvent,
     SyscallEvent,
 )
+from .file_views import FileViews
 from .format import TraceWriter
 
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
@@ -63,6 +65,9 @@ NR_EXECVEAT = syscall_number("execveat")
 NR_EXIT = syscall_number("exit")
 NR_EXIT_GROUP = syscall_number("exit_group")
 NR_MMAP = syscall_number("mmap")
+NR_MREMAP = syscall_number("mremap")
+NR_SHMAT = syscall_number("shmat")
+DEV_ZERO = os.makedev(1, 5)
 NR_CLONE = syscall_number("clone")
 NR_CLONE3 = syscall_number("clone3")
 TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
@@ -114,6 +119,7 @@ class Recorder:
     # where every other method is called from.
     tracee: Tracee
     writer: TraceWriter
+    views: FileViews
 
     def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
                  cwd: str | None = None) -> None:
@@ -138,6 +144,7 @@ class Recorder:
         tracee: Tracee | None = None
         try:
             self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd)
+            self.views = FileViews(tracee)
             self._loop(result)
         except (RecordingError, TraceeError) as error:
             result.error = str(error)
@@ -239,23 +246,61 @@ class Recorder:
         if nr in MMAP_FAMILY:
             mmap_id = self.mmap_count
             self.mmap_count += 1
-            if nr == NR_MMAP and not is_error(result) and not args[3] & MAP_ANONYMOUS:
-                mapping = self._file_mapping(result, args)
+            if not is_error(result):
+                mapping = self._mapping_made(nr, args, result)
+        writes += tuple(self.views.changes(nr, args, result))
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
                                   mmap_id=mmap_id, mapping=mapping))
         self.last_regs = registers_to_bytes(regs)
 
-    def _file_mapping(self, addr: int, args: tuple[int, ...]) -> MappingRecord:
+    def _mapping_made(self, nr: int, args: tuple[int, ...], result: int) -> MappingRecord | None:
+        """The region a successful mmap-family call made that replay cannot make from
+        the call alone: a file's, a SysV segment's, or a file mapping grown by mremap
+        (a new copy that covers the new end); None for anonymous memory."""
+        if nr == NR_MMAP:
+            return None if args[3] & MAP_ANONYMOUS else self._file_mapping(result, args)
+        if nr == NR_SHMAT:
+            # Replay maps the segment's contents at attach time privately: it never
+            # attaches (or changes) a live host segment.
+            return self._region_copy(result, 0)
+        if nr == NR_MREMAP and args[2] > args[1]:
+            return self._region_copy(result, args[2])
+        return None
+
+    def _file_mapping(self, addr: int, args: tuple[int, ...]) -> MappingRecord | None:
         length, prot, flags, fd, offset = args[1], args[2], args[3], args[4], args[5]
-        fd_path = f"/proc/{self.tracee.pid}/fd/{fd}"
+        fd_path = f"/proc/{self.tracee.pid}/fd/{fd & 0xFFFFFFFF}"
+        st = os.stat(fd_path)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == DEV_ZERO:
+            return None  # anonymous memory (MAP_SHARED: shmem only this mapping sees)
+        if not stat.S_ISREG(st.st_mode):
+            raise RecordingError(f"mmap of {os.readlink(fd_path)} at event "
+                                 f"{self.writer.event_count}: only regular files and /dev/zero "
+                                 "can be mapped in a recording")
         perms = "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
         perms += "s" if flags & 0x01 else "p"
+        self.views.note(fd_path)
+        # Past the end of the file, the copy is a hole: the file may grow under the mapping.
+        file_hash = self.writer.add_file(fd_path, size=offset + page_up(length))
         return MappingRecord(addr, addr + page_up(length), perms, offset, os.readlink(fd_path),
-                             file_hash=self._copy_file(fd_path))
+                             file_hash=file_hash)
 
-    def _copy_file(self, path: str) -> str:
-        """The trace's copy of a mapped file (the writer copies each file version once)."""
-        return self.writer.add_file(path)
+    def _region_copy(self, addr: int, length: int) -> MappingRecord | None:
+        """The mapping at ``addr`` (``length`` bytes, 0: as the kernel shows it) with a copy
+        of what backs it now, if that is a file (regular, shmem or a SysV segment)."""
+        m = next((k for k in parse_maps(self.tracee.read_maps()) if k.start == addr), None)
+        if m is None or not m.is_file:
+            return None
+        path = f"/proc/{self.tracee.pid}/map_files/{m.start:x}-{m.end:x}"
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return None
+        except OSError:
+            return None
+        end = addr + page_up(length) if length else m.end
+        self.views.note(path)
+        return MappingRecord(addr, end, m.perms, m.offset, m.name,
+                             file_hash=self.writer.add_file(path, size=m.offset + end - addr))
 
     # -- exec -----------------------------------------------------------------------
     def _after_exec(self, regs: Registers) -> None:
@@ -305,7 +350,9 @@ class Recorder:
             return MappingRecord(m.start, m.end, m.perms, 0, rpage.NAME)
         file_hash = contents = None
         if m.is_file:
-            file_hash = self._copy_file(f"/proc/{t.pid}/map_files/{m.start:x}-{m.end:x}")
+            path = f"/proc/{t.pid}/map_files/{m.start:x}-{m.end:x}"
+            self.views.note(path)
+            file_hash = self.writer.add_file(path)
         if not m.is_pseudo and m.readable and (m.writable or not m.is_file):
             contents = t.read_partial(m.start, m.size)
         return MappingRecord(m.start, m.end, m.perms, m.offset, m.name, file_hash, contents)
