@@ -147,7 +147,7 @@ class AddressSpace:
         """The range shmdt(2) at ``addr`` detaches: the segment's mappings from there on
         (mprotect may have split it), or an empty range."""
         first = self.find(addr)
-        if first is None or first.start != addr:
+        if first is None or first.start != addr or first.recorded.start != addr:
             return addr, addr
         end = first.end
         for m in self.mappings:

@@ -212,7 +212,8 @@ def _copy_contents(src: int, dst: int, size: int, length: int) -> str:
     def copied() -> Iterator[tuple[int, bytes]]:
         for index, block in _sparse_blocks(src, size):
             os.pwrite(dst, block, index * _SPARSE_BLOCK)
-            yield index, block
+            # The copy's block, which the extension may have made longer with zeros.
+            yield index, block.ljust(min(_SPARSE_BLOCK, length - index * _SPARSE_BLOCK), b"\0")
 
     digest = _sparse_digest(length, copied())
     os.ftruncate(dst, length)  # the holes up to the end

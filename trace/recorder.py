@@ -280,8 +280,11 @@ class Recorder:
         perms = "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
         perms += "s" if flags & 0x01 else "p"
         self.views.note(fd_path)
-        # Past the end of the file, the copy is a hole: the file may grow under the mapping.
-        file_hash = self.writer.add_file(fd_path, size=offset + page_up(length))
+        # A mapping that reaches pages past the end of its file gets a copy extended by
+        # a hole to its end: the file may grow under it (trace/file_views.py).
+        extent = offset + page_up(length)
+        file_hash = self.writer.add_file(
+            fd_path, size=extent if extent > page_up(st.st_size) else None)
         return MappingRecord(addr, addr + page_up(length), perms, offset, os.readlink(fd_path),
                              file_hash=file_hash)
 
@@ -299,8 +302,10 @@ class Recorder:
             return None
         end = addr + page_up(length) if length else m.end
         self.views.note(path)
-        return MappingRecord(addr, end, m.perms, m.offset, m.name,
-                             file_hash=self.writer.add_file(path, size=m.offset + end - addr))
+        size = os.stat(path).st_size
+        extent = m.offset + end - addr
+        return MappingRecord(addr, end, m.perms, m.offset, m.name, file_hash=self.writer.add_file(
+            path, size=extent if extent > page_up(size) else None))
 
     # -- exec -----------------------------------------------------------------------
     def _after_exec(self, regs: Registers) -> None:
