@@ -38,6 +38,13 @@ from retrograde.trace.events import (
     SyscallEvent,
 )
 from retrograde.trace.format import TraceError, TraceReader
+from retrograde.trace.output import (
+    FROM_MEMORY,
+    EchoedFds,
+    file_offset,
+    output_fd,
+    written_from_memory,
+)
 from retrograde.tracee import page as rpage
 from retrograde.tracee.cpu import decode_rdtsc
 from retrograde.tracee.maps import (
@@ -72,8 +79,7 @@ from .stub import write_stub
 
 NR = {name: syscall_number(name) for name in (
     "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "openat", "close", "execve",
-    "execveat", "exit", "exit_group", "rt_sigreturn", "write", "writev", "dup", "dup2", "dup3",
-    "fcntl", "shmat", "shmdt")}
+    "execveat", "exit", "exit_group", "rt_sigreturn", "shmat", "shmdt")}
 NATIVE = {NR["rt_sigreturn"], NR["exit"], NR["exit_group"]}  # must run from the program's own pc
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN = 0x1, 0x2, 0x10, 0x20, 0x100
 MAP_KEPT_FLAGS = MAP_ANONYMOUS | MAP_GROWSDOWN | 0x4000 | 0x8000 | 0x20000  # NORESERVE POPULATE STACK
@@ -211,7 +217,7 @@ class ReplaySession:
         self.end: ReplayEnd | None = None
         self.reached: Stop | None = None  # next event's stop, reached but not carried out
         self.interruption: Interruption | None = None  # shared with the other sessions of a timeline
-        self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
+        self.echoed = EchoedFds()
 
     def __enter__(self) -> Self:
         return self
@@ -255,7 +261,7 @@ class ReplaySession:
         copy.pending_signal, copy.pending_siginfo = self.pending_signal, self.pending_siginfo
         copy.space = self.space.copy() if self.space else None
         copy.brk, copy.page = self.brk, self.page
-        copy.echo_fds = dict(self.echo_fds)
+        copy.echoed = self.echoed.copy()
         copy.reached = self.reached
         copy.interruption = self.interruption
         return copy
@@ -860,41 +866,31 @@ class ReplaySession:
             if problem:
                 raise Divergence(n, f"address space differs: {problem}")
 
-    def _follow_echoed_fds(self, event: SyscallEvent) -> None:
-        """Echo only what goes to the original stdout/stderr, wherever the program moves them."""
-        nr, args = event.nr, event.args
-        if event.result < 0:
-            return
-        if nr == NR["close"]:
-            self.echo_fds.pop(args[0], None)
-        elif nr in (NR["dup2"], NR["dup3"]):
-            if args[0] in self.echo_fds:
-                self.echo_fds[args[1]] = self.echo_fds[args[0]]
-            elif args[0] != args[1]:
-                self.echo_fds.pop(args[1], None)
-        elif (nr == NR["dup"] or (nr == NR["fcntl"] and args[1] in (0, 1030))) \
-                and args[0] in self.echo_fds:  # dup, F_DUPFD, F_DUPFD_CLOEXEC
-            self.echo_fds[event.result] = self.echo_fds[args[0]]
-
     def _echo(self, event: SyscallEvent) -> None:
-        self._follow_echoed_fds(event)
-        if not self.echo or event.result <= 0 or event.args[0] not in self.echo_fds:
+        """Echo what the call wrote to the program's original stdout or stderr
+        (trace/output.py), wherever the program moved them."""
+        nr, args, result = event.nr, event.args, event.result
+        stream = self.echoed.stream(output_fd(nr, args))
+        self.echoed.follow(nr, args, result)
+        if not self.echo or result <= 0 or stream is None:
             return
-        if event.nr == NR["write"]:
-            data = self.process.read_partial(event.args[1], event.result)
-        elif event.nr == NR["writev"]:
-            data = b""
-            iov = self.process.read_partial(event.args[1], 16 * event.args[2])
-            for i in range(0, len(iov), 16):
-                base, length = int.from_bytes(iov[i:i + 8], "little"), \
-                    int.from_bytes(iov[i + 8:i + 16], "little")
-                data += self.process.read_partial(base, length)
-            data = data[:event.result]
+        if event.echo is not None:
+            data = event.echo
+        elif nr in FROM_MEMORY:
+            data = written_from_memory(nr, args, result, self.process.read_partial)
         else:
             return
-        stream = sys.stdout if self.echo_fds[event.args[0]] == 1 else sys.stderr
-        stream.flush()
-        os.write(stream.fileno(), data)
+        out = sys.stdout if stream == 1 else sys.stderr
+        out.flush()
+        fd = out.fileno()
+        offset = file_offset(nr, args)
+        if offset is not None:
+            with contextlib.suppress(OSError):  # ESPIPE: not a file here
+                os.pwrite(fd, data, offset)
+                return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
 
     # -- exec ----------------------------------------------------------------------------
     def _emulate_exec(self, n: int, event: ExecEvent) -> None:

@@ -86,6 +86,9 @@ class SyscallEvent(Event):
     pairs the kernel stored into the tracee. ``mmap_id`` is the number of
     mmap-family calls before this one (Lizard's id(X)); ``mapping`` describes
     the region an mmap-family call created, with the trace's copy of its file.
+    ``echo`` holds the bytes a call moved to the program's stdout or stderr from
+    another file inside the kernel (sendfile, splice, copy_file_range), which
+    replay echoes (trace/output.py).
     """
 
     kind: ClassVar[str] = "syscall"
@@ -95,6 +98,7 @@ class SyscallEvent(Event):
     writes: tuple[tuple[int, bytes], ...] = ()
     mmap_id: int | None = None
     mapping: MappingRecord | None = None
+    echo: bytes | None = None
 
 
 @dataclass(frozen=True)

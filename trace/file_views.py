@@ -138,6 +138,10 @@ class FileViews:
             return end - result, end
         return pos - result, pos
 
+    def position(self, fd: int) -> int:
+        """The file position of the program's ``fd``."""
+        return self._fdinfo(fd)[0]
+
     def _fdinfo(self, fd: int) -> tuple[int, int]:
         """(position, flags) of the program's ``fd``."""
         pos = flags = 0

@@ -15,6 +15,8 @@ one-line error and a trace that is valid up to that event.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import platform
 import signal
@@ -51,6 +53,7 @@ from .events import (
 )
 from .file_views import FileViews
 from .format import TraceWriter
+from .output import FROM_ANOTHER_FILE, EchoedFds, output_fd, source
 
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -59,6 +62,11 @@ MAP_ANONYMOUS = 0x20
 # next syscall before it is delivered where the program then is.
 HOLD_SECONDS = 0.02
 FLUSH_SECONDS = 0.25
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
+SPLICE_F_NONBLOCK = 0x02
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.tee.restype = ctypes.c_ssize_t
+_LIBC.tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
 
 NR_EXECVE = syscall_number("execve")
 NR_EXECVEAT = syscall_number("execveat")
@@ -67,6 +75,7 @@ NR_EXIT_GROUP = syscall_number("exit_group")
 NR_MMAP = syscall_number("mmap")
 NR_MREMAP = syscall_number("mremap")
 NR_SHMAT = syscall_number("shmat")
+NR_SENDFILE = syscall_number("sendfile")
 DEV_ZERO = os.makedev(1, 5)
 NR_CLONE = syscall_number("clone")
 NR_CLONE3 = syscall_number("clone3")
@@ -93,6 +102,20 @@ class _HeldSignal:
     siginfo: bytes
     timer: threading.Timer
     raised: bool = False
+
+
+def _peek_pipe(path: str, limit: int) -> bytes:
+    """Up to ``limit`` bytes the pipe at ``path`` holds, left in it (tee(2))."""
+    source = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        capacity = fcntl.fcntl(source, F_GETPIPE_SZ)
+        fcntl.fcntl(write_end, F_SETPIPE_SZ, capacity)
+        copied = _LIBC.tee(source, write_end, min(limit, capacity), SPLICE_F_NONBLOCK)
+        return os.read(read_end, copied) if copied > 0 else b""
+    finally:
+        for fd in (source, read_end, write_end):
+            os.close(fd)
 
 
 def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
@@ -136,6 +159,8 @@ class Recorder:
         self.held: _HeldSignal | None = None
         self.held_lock = threading.Lock()
         self._last_flush = time.monotonic()
+        self.echoed = EchoedFds()
+        self.peeked: bytes | None = None  # what a pipe held at the entry of the call that drains it
 
     # -- driver -------------------------------------------------------------------
     def run(self) -> RecordingResult:
@@ -225,6 +250,7 @@ class Recorder:
             t.set_regs(regs)
         if nr in (NR_EXIT, NR_EXIT_GROUP):
             self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
+        self.peeked = self._peek_echoed_pipe(nr, self.entry_args)
 
     def _syscall_exit(self) -> None:
         t = self.tracee
@@ -249,8 +275,10 @@ class Recorder:
             if not is_error(result):
                 mapping = self._mapping_made(nr, args, result)
         writes += tuple(self.views.changes(nr, args, result))
+        echo = self._echo_from_another_file(nr, args, result)
+        self.echoed.follow(nr, args, result)
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
-                                  mmap_id=mmap_id, mapping=mapping))
+                                  mmap_id=mmap_id, mapping=mapping, echo=echo))
         self.last_regs = registers_to_bytes(regs)
 
     def _mapping_made(self, nr: int, args: tuple[int, ...], result: int) -> MappingRecord | None:
@@ -306,6 +334,49 @@ class Recorder:
         extent = m.offset + end - addr
         return MappingRecord(addr, end, m.perms, m.offset, m.name, file_hash=self.writer.add_file(
             path, size=extent if extent > page_up(size) else None))
+
+    # -- output to the terminal ------------------------------------------------------
+    def _peek_echoed_pipe(self, nr: int, args: tuple[int, ...]) -> bytes | None:
+        """What the pipe that call ``nr`` is about to drain into stdout or stderr holds.
+
+        Once the call is done, those bytes are gone from the pipe; tee(2) copies
+        them out of it now without consuming them. Bytes that arrive while the
+        call blocks are not seen (a single process rarely waits on its own pipe).
+        """
+        if nr not in FROM_ANOTHER_FILE or self.echoed.stream(output_fd(nr, args)) is None:
+            return None
+        fd, _ = source(nr, args)
+        path = f"/proc/{self.tracee.pid}/fd/{fd}"
+        try:
+            if not stat.S_ISFIFO(os.stat(path).st_mode):
+                return None
+            return _peek_pipe(path, args[4] if nr != NR_SENDFILE else args[3])
+        except OSError:
+            return None
+
+    def _echo_from_another_file(self, nr: int, args: tuple[int, ...],
+                                result: int) -> bytes | None:
+        """The bytes sendfile, splice or copy_file_range moved to stdout or stderr."""
+        peeked, self.peeked = self.peeked, None
+        if nr not in FROM_ANOTHER_FILE or result <= 0 or \
+                self.echoed.stream(output_fd(nr, args)) is None:
+            return None
+        if peeked is not None:
+            return peeked[:result]
+        fd, offset_at = source(nr, args)
+        t = self.tracee
+        if offset_at:  # the kernel stored the offset after the copy there
+            end = int.from_bytes(t.read_partial(offset_at, 8).ljust(8, b"\0"), "little")
+        else:
+            end = self.views.position(fd)
+        try:
+            with open(f"/proc/{t.pid}/fd/{fd}", "rb") as f:
+                data = os.pread(f.fileno(), result, end - result)
+        except OSError as error:
+            raise RecordingError(f"{syscall_name(nr)} at event {self.writer.event_count}: "
+                                 f"cannot read the {result} bytes it sent to the terminal "
+                                 f"({error.strerror})") from error
+        return data
 
     # -- exec -----------------------------------------------------------------------
     def _after_exec(self, regs: Registers) -> None:
