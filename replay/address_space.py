@@ -26,7 +26,7 @@ class Mapping:
     start: int
     end: int
     perms: str
-    kind: str  # "file" | "anonymous" | "heap" | "stack" | "vdso" | "vvar" | "retrograde"
+    kind: str  # "file" | "shm" | "anonymous" | "heap" | "stack" | "vdso" | "vvar" | "retrograde"
     recorded: MappingRecord
 
 
@@ -42,6 +42,8 @@ def kind_of(record: MappingRecord) -> str:
         return "vvar"
     if name == "[retrograde]":
         return "retrograde"
+    if name.startswith("/SYSV"):  # the kernel's name for a SysV segment: /SYSV<key> (deleted)
+        return "shm"
     return "file" if record.file_hash else "anonymous"
 
 
@@ -143,18 +145,29 @@ class AddressSpace:
             self.mappings.append(m)
         self.mappings.sort(key=lambda m: m.start)
 
-    def attached(self, addr: int) -> tuple[int, int]:
-        """The range shmdt(2) at ``addr`` detaches: the segment's mappings from there on
-        (mprotect may have split it), or an empty range."""
-        first = self.find(addr)
-        if first is None or first.start != addr or first.recorded.start != addr:
-            return addr, addr
-        end = first.end
-        for m in self.mappings:
-            if m.start == end and m.recorded.name == first.recorded.name and \
-                    m.recorded.file_hash == first.recorded.file_hash:
-                end = m.end
-        return addr, end
+    def attached(self, addr: int) -> list[tuple[int, int]]:
+        """The ranges shmdt(2) at ``addr`` detaches, or none (EINVAL).
+
+        As ksys_shmdt in ipc/shm.c: the first piece of a segment at or after
+        ``addr`` that sits at its own offset from ``addr`` (so: of a segment attached
+        at ``addr``, even if munmap took its first pages), then every later piece of
+        that segment up to ``addr`` plus the segment's size, stopping at the first
+        mapping that ends past it. Pieces moved or grown by mremap are taken to be at
+        their attach offsets, which they no longer are (not modelled).
+        """
+        after = [m for m in self.mappings if m.end > addr]
+        first = next((i for i, m in enumerate(after) if m.kind == "shm" and m.start >= addr
+                      and m.recorded.start == addr), None)
+        if first is None:
+            return []
+        segment = after[first].recorded
+        ranges = [(after[first].start, after[first].end)]
+        for m in after[first + 1:]:
+            if m.end - addr > segment.end - segment.start:
+                break
+            if m.kind == "shm" and m.recorded == segment:
+                ranges.append((m.start, m.end))
+        return ranges
 
     def find(self, addr: int) -> Mapping | None:
         i = bisect.bisect([m.start for m in self.mappings], addr) - 1

@@ -764,8 +764,7 @@ class ReplaySession:
         elif nr == NR["shmat"]:
             self._replay_shmat(n, event)
         elif nr == NR["shmdt"]:
-            start, end = space.attached(args[0])
-            if end > start:
+            for start, end in space.attached(args[0]):
                 self._inject(NR["munmap"], start, end - start)
                 space.unmap(start, end - start)
         else:

@@ -105,8 +105,13 @@ def test_shmdt_detaches_every_piece_of_a_segment_mprotect_split() -> None:
     neighbour = MappingRecord(0x14000, 0x15000, "rw-p", 0, "")
     space = AddressSpace([segment, neighbour])
     space.protect(0x10000, 0x1000, 1)
-    assert space.attached(0x10000) == (0x10000, 0x14000)
-    assert space.attached(0x11000) == (0x11000, 0x11000)  # not where it was attached
+    space.unmap(0x12000, 0x1000)
+    assert space.attached(0x10000) == [(0x10000, 0x11000), (0x11000, 0x12000),
+                                       (0x13000, 0x14000)]
+    assert space.attached(0x11000) == []  # not where it was attached
+    space.unmap(0x10000, 0x1000)  # the first page gone, shmdt still finds the rest
+    assert space.attached(0x10000) == [(0x11000, 0x12000), (0x13000, 0x14000)]
+    assert space.attached(0x14000) == []  # not a segment
 
 
 # -- sparse files ----------------------------------------------------------------------------
