@@ -29,6 +29,8 @@ def test_shared_file_dev_zero_and_memfd_mappings_replay_identically(programs, tr
     assert b"mapping sees pwrite: by pwrite\n" in ran.stdout
     assert b"memfd mremap 3 -> 5 pages: moved yes, kept from the fd|from the mapping, " \
            b"tail tail\n" in ran.stdout
+    assert b"shared page 0 after MADV_DONTNEED: 0, kept\n" in ran.stdout
+    assert b"memfd mapped again: TAIL, " in ran.stdout
     recorded = record([programs.shared_maps, work])
     assert (recorded.returncode, recorded.stdout) == (0, ran.stdout), recorded.stderr
     # The file the program made and removed is not needed either.

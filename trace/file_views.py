@@ -37,9 +37,13 @@ from ..tracee.syscalls import syscall_number
 _NR = {name: syscall_number(name) for name in (
     "write", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile", "splice",
     "copy_file_range", "ftruncate", "truncate", "fallocate", "open", "openat", "openat2",
-    "creat")}
-FILE_CHANGERS = frozenset(_NR.values())
+    "creat", "madvise")}
+FILE_CHANGERS = frozenset(_NR.values()) - {_NR["madvise"]}
 """Calls that may change the contents or the size of a file the program has mapped."""
+# Advice that drops pages: a private mapping's own copies go, and what comes back is
+# the file as it is now (in replay: the trace's copy as it was), or for MADV_REMOVE
+# on a shared mapping, a hole punched in the file.
+_MADV_DONTNEED, _MADV_REMOVE, _MADV_DONTNEED_LOCKED = 4, 9, 24
 
 _O_TRUNC = 0o1000
 _O_APPEND = 0o2000
@@ -56,19 +60,33 @@ class FileViews:
     def __init__(self, tracee: Tracee) -> None:
         self.tracee = tracee
         self.sizes: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) -> size last seen
+        # Files mapped shared or changed since they were mapped: what their mappings
+        # show may differ from the trace's copy, and neither their size nor their times
+        # need change when a store through a shared mapping changes them (shmem's
+        # never do), so a copy of one cannot be reused by its inode's times.
+        self.written: set[tuple[int, int]] = set()
 
-    def note(self, path: str) -> None:
-        """``path`` (a /proc link to a file) is mapped now: remember its size."""
+    def note(self, path: str, shared: bool = False) -> bool:
+        """``path`` (a /proc link to a file) is mapped now: remember its size. Returns
+        whether its contents may have changed since it was last seen (see ``written``)."""
         try:
             st = os.stat(path)
         except OSError:
-            return
+            return True
+        key = (st.st_dev, st.st_ino)
         if stat.S_ISREG(st.st_mode):
-            self.sizes[(st.st_dev, st.st_ino)] = st.st_size
+            self.sizes[key] = st.st_size
+        if shared:
+            self.written.add(key)
+        return key in self.written
 
     def changes(self, nr: int, args: tuple[int, ...], result: int) -> list[Write]:
         """What completed call ``nr`` changed in the program's mappings, as (address, bytes)."""
-        if nr not in FILE_CHANGERS or result < 0 or not self.sizes:
+        if result < 0 or not self.sizes:
+            return []
+        if nr == _NR["madvise"]:
+            return self._dropped(args[0], args[1], args[2] & 0xFFFFFFFF)
+        if nr not in FILE_CHANGERS:
             return []
         target = self._target(nr, args, result)
         if target is None:
@@ -82,6 +100,7 @@ class FileViews:
         if old_size is None:
             return []  # not a file the program has mapped
         self.sizes[key] = new_size = st.st_size
+        self.written.add(key)
         # File ranges that show something new: (start, end, beyond the end of the file).
         ranges: list[tuple[int, int, bool]] = []
         written = self._written(nr, args, result, old_size, new_size)
@@ -163,6 +182,32 @@ class FileViews:
         return os.fsdecode(data[:end]) if end >= 0 else None
 
     # -- what the mappings show ----------------------------------------------------------
+    def _dropped(self, start: int, length: int, advice: int) -> list[Write]:
+        """What madvise dropping the pages of [start, start + length) shows there: only
+        file mappings matter (anonymous memory comes back as zeros in both runs), and
+        of those the shared ones and those of files that changed since they were
+        mapped (the others come back as the trace's copy shows them)."""
+        if advice not in (_MADV_DONTNEED, _MADV_REMOVE, _MADV_DONTNEED_LOCKED):
+            return []
+        end = start + -(-length // PAGE_SIZE) * PAGE_SIZE
+        out: list[Write] = []
+        for m in parse_maps(self.tracee.read_maps()):
+            lo, hi = max(start, m.start), min(end, m.end)
+            if lo >= hi or not m.is_file:
+                continue
+            try:
+                st = os.stat(f"/proc/{self.tracee.pid}/map_files/{m.start:x}-{m.end:x}")
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if advice == _MADV_REMOVE:  # a hole in the file: every mapping of it shows it
+                self.written.add(key)
+                offset = m.offset + (lo - m.start)
+                out += self._read_views(st, [(offset, offset + hi - lo, False)])
+            elif m.perms[3] == "s" or key in self.written:
+                out.append((lo, self.tracee.read_partial(lo, hi - lo)))
+        return out
+
     def _read_views(self, st: os.stat_result, ranges: list[tuple[int, int, bool]]) -> list[Write]:
         out: list[Write] = []
         pid = self.tracee.pid

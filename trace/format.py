@@ -351,15 +351,17 @@ class TraceWriter:
         self._pending = bytearray()
         self._pending_count = 0
 
-    def add_file(self, path: str | Path, size: int | None = None) -> str:
+    def add_file(self, path: str | Path, size: int | None = None, *, reuse: bool = True) -> str:
         """Copy a regular file into files/ (once per content); return its digest (hex).
 
         With ``size`` larger than the file, the copy is extended to ``size`` bytes by
         a hole: the image of a mapping that reaches past the end of its file (a
         shared mapping the file may grow under). A file with holes is copied as one:
         only its data ranges are read and written (SEEK_DATA/SEEK_HOLE), so a sparse
-        file of 100 GiB costs what its data costs. OSError if it cannot be read;
-        ValueError if it is not a regular file.
+        file of 100 GiB costs what its data costs. With ``reuse`` false the file is
+        read again even if its inode, size and times say it was copied already (a
+        store through a shared mapping need not change them). OSError if it cannot
+        be read; ValueError if it is not a regular file.
         """
         with open(path, "rb") as src:
             st = os.fstat(src.fileno())
@@ -368,7 +370,7 @@ class TraceWriter:
             length = max(st.st_size, size or 0)
             # The same library is mapped by every process of a recording: hash it once.
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, length)
-            digest = self._digest_by_inode.get(key)
+            digest = self._digest_by_inode.get(key) if reuse else None
             if digest is not None:
                 return digest
             tmp = self._temporary_file_path()

@@ -307,12 +307,12 @@ class Recorder:
                                  "can be mapped in a recording")
         perms = "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
         perms += "s" if flags & 0x01 else "p"
-        self.views.note(fd_path)
+        changed = self.views.note(fd_path, shared=bool(flags & 0x01))
         # A mapping that reaches pages past the end of its file gets a copy extended by
         # a hole to its end: the file may grow under it (trace/file_views.py).
         extent = offset + page_up(length)
         file_hash = self.writer.add_file(
-            fd_path, size=extent if extent > page_up(st.st_size) else None)
+            fd_path, size=extent if extent > page_up(st.st_size) else None, reuse=not changed)
         return MappingRecord(addr, addr + page_up(length), perms, offset, os.readlink(fd_path),
                              file_hash=file_hash)
 
@@ -329,11 +329,11 @@ class Recorder:
         except OSError:
             return None
         end = addr + page_up(length) if length else m.end
-        self.views.note(path)
+        changed = self.views.note(path, shared=m.perms[3] == "s")
         size = os.stat(path).st_size
         extent = m.offset + end - addr
         return MappingRecord(addr, end, m.perms, m.offset, m.name, file_hash=self.writer.add_file(
-            path, size=extent if extent > page_up(size) else None))
+            path, size=extent if extent > page_up(size) else None, reuse=not changed))
 
     # -- output to the terminal ------------------------------------------------------
     def _peek_echoed_pipe(self, nr: int, args: tuple[int, ...]) -> bytes | None:

@@ -114,8 +114,15 @@ static void shared_file(const char *dir)
     unsigned char *q = mremap(p, 2 * page, 4 * page - 1000, MREMAP_MAYMOVE);
     printf("private file mremap 2 -> 4 pages: moved %s, own copy kept %.5s, page 3 %.5s\n",
            q != p ? "yes" : "no", (char *)q, (char *)q + 3 * page);
+    /* MADV_DONTNEED drops the private copy: page 0 shows the file again. */
+    printf("private page 0 after MADV_DONTNEED: %d, %.5s\n", madvise(q, page, MADV_DONTNEED),
+           (char *)q);
     munmap(q, 4 * page);
     munmap(blocker, page);
+    /* ... and changes nothing in a shared mapping. */
+    memcpy(m + 400, "kept", 4);
+    printf("shared page 0 after MADV_DONTNEED: %d, %.4s\n", madvise(m, page, MADV_DONTNEED),
+           (char *)m + 400);
 
     /* mremap of the shared mapping: shrunk to a size that is not a page multiple,
      * then grown back in place. */
@@ -169,7 +176,13 @@ static void memfd(void)
            g != m ? "yes" : "no", (char *)g + 42, (char *)g + page, (char *)g + 4 * page + 1);
     printf("memfd whole: %016llx\n", checksum(g, 5 * page));
     munmap(blocker, page);
+    memcpy(g + 4 * page + 1, "TAIL", 4);
     munmap(g, 5 * page);
+    /* Mapped again: the stores through the old mapping are in the memfd. */
+    unsigned char *again = map(NULL, 5 * page, PROT_READ, MAP_PRIVATE, fd, 0);
+    printf("memfd mapped again: %.4s, %016llx\n", (char *)again + 4 * page + 1,
+           checksum(again, 5 * page));
+    munmap(again, 5 * page);
     close(fd);
 }
 
