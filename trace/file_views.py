@@ -164,13 +164,16 @@ class FileViews:
     def _fdinfo(self, fd: int) -> tuple[int, int]:
         """(position, flags) of the program's ``fd``."""
         pos = flags = 0
-        with open(f"/proc/{self.tracee.pid}/fdinfo/{fd & 0xFFFFFFFF}") as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name == "pos":
-                    pos = int(value)
-                elif name == "flags":
-                    flags = int(value, 8)
+        try:
+            with open(f"/proc/{self.tracee.pid}/fdinfo/{fd & 0xFFFFFFFF}") as f:
+                for line in f:
+                    name, _, value = line.partition(":")
+                    if name == "pos":
+                        pos = int(value)
+                    elif name == "flags":
+                        flags = int(value, 8)
+        except OSError:
+            pass  # the fd went away with the task (it was killed): nothing left to read
         return pos, flags
 
     def _u64(self, addr: int) -> int:
