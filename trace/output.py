@@ -17,6 +17,9 @@ file too, so that ``replay -a > out`` writes what the program wrote into its fil
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
+import os
 import struct
 from collections.abc import Callable
 
@@ -28,6 +31,11 @@ _NR = {name: syscall_number(name) for name in (
 _F_DUPFD, _F_DUPFD_CLOEXEC = 0, 1030
 _CLOSE_RANGE_CLOEXEC = 4
 _UIO_MAXIOV = 1024
+_F_SETPIPE_SZ, _F_GETPIPE_SZ = 1031, 1032
+_SPLICE_F_NONBLOCK = 0x02
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.tee.restype = ctypes.c_ssize_t
+_LIBC.tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
 
 FROM_MEMORY = frozenset(_NR[n] for n in ("write", "writev", "pwrite64", "pwritev", "pwritev2",
                                          "vmsplice"))
@@ -75,6 +83,21 @@ def written_from_memory(nr: int, args: tuple[int, ...], result: int,
             break
         data += read(base, min(length, result - len(data)))
     return bytes(data[:result])
+
+
+def peek_pipe(path: str, limit: int) -> bytes:
+    """Up to ``limit`` bytes the pipe at ``path`` (a /proc/PID/fd link) holds, left in it:
+    tee(2) duplicates a pipe's contents into another pipe without consuming them."""
+    source = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        capacity = fcntl.fcntl(source, _F_GETPIPE_SZ)
+        fcntl.fcntl(write_end, _F_SETPIPE_SZ, capacity)
+        copied = _LIBC.tee(source, write_end, min(limit, capacity), _SPLICE_F_NONBLOCK)
+        return os.read(read_end, copied) if copied > 0 else b""
+    finally:
+        for fd in (source, read_end, write_end):
+            os.close(fd)
 
 
 class EchoedFds:

@@ -15,8 +15,6 @@ one-line error and a trace that is valid up to that event.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import os
 import platform
 import signal
@@ -53,7 +51,7 @@ from .events import (
 )
 from .file_views import FileViews
 from .format import TraceWriter
-from .output import FROM_ANOTHER_FILE, EchoedFds, output_fd, source
+from .output import FROM_ANOTHER_FILE, EchoedFds, output_fd, peek_pipe, source
 
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -62,11 +60,6 @@ MAP_ANONYMOUS = 0x20
 # next syscall before it is delivered where the program then is.
 HOLD_SECONDS = 0.02
 FLUSH_SECONDS = 0.25
-F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
-SPLICE_F_NONBLOCK = 0x02
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_LIBC.tee.restype = ctypes.c_ssize_t
-_LIBC.tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
 
 NR_EXECVE = syscall_number("execve")
 NR_EXECVEAT = syscall_number("execveat")
@@ -76,10 +69,10 @@ NR_MMAP = syscall_number("mmap")
 NR_MREMAP = syscall_number("mremap")
 NR_SHMAT = syscall_number("shmat")
 NR_SENDFILE = syscall_number("sendfile")
-DEV_ZERO = os.makedev(1, 5)
 NR_CLONE = syscall_number("clone")
 NR_CLONE3 = syscall_number("clone3")
 TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
+DEV_ZERO = os.makedev(1, 5)
 CLONE_THREAD = 0x10000
 
 
@@ -102,20 +95,6 @@ class _HeldSignal:
     siginfo: bytes
     timer: threading.Timer
     raised: bool = False
-
-
-def _peek_pipe(path: str, limit: int) -> bytes:
-    """Up to ``limit`` bytes the pipe at ``path`` holds, left in it (tee(2))."""
-    source = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        capacity = fcntl.fcntl(source, F_GETPIPE_SZ)
-        fcntl.fcntl(write_end, F_SETPIPE_SZ, capacity)
-        copied = _LIBC.tee(source, write_end, min(limit, capacity), SPLICE_F_NONBLOCK)
-        return os.read(read_end, copied) if copied > 0 else b""
-    finally:
-        for fd in (source, read_end, write_end):
-            os.close(fd)
 
 
 def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
@@ -350,7 +329,7 @@ class Recorder:
         try:
             if not stat.S_ISFIFO(os.stat(path).st_mode):
                 return None
-            return _peek_pipe(path, args[4] if nr != NR_SENDFILE else args[3])
+            return peek_pipe(path, args[4] if nr != NR_SENDFILE else args[3])
         except OSError:
             return None
 
