@@ -28,6 +28,15 @@ class Mapping:
     perms: str
     kind: str  # "file" | "shm" | "anonymous" | "heap" | "stack" | "vdso" | "vvar" | "retrograde"
     recorded: MappingRecord
+    offset: int = 0  # of ``start`` in the file or shared object, as the kernel keeps it
+
+    def at(self, start: int, end: int) -> Mapping:
+        """The part [start, end) of this mapping, or (moved) the same pages at ``start``."""
+        return replace(self, start=start, end=end)
+
+    def piece(self, start: int, end: int) -> Mapping:
+        """The part [start, end) of this mapping, with its own offset."""
+        return replace(self, start=start, end=end, offset=self.offset + start - self.start)
 
 
 def kind_of(record: MappingRecord) -> str:
@@ -55,7 +64,7 @@ def prot_perms(prot: int, shared: bool = False) -> str:
 class AddressSpace:
     def __init__(self, records: list[MappingRecord]) -> None:
         self.mappings: list[Mapping] = sorted(
-            (Mapping(r.start, r.end, r.perms, kind_of(r), r) for r in records),
+            (Mapping(r.start, r.end, r.perms, kind_of(r), r, r.offset) for r in records),
             key=lambda m: m.start)
 
     def copy(self) -> AddressSpace:
@@ -74,15 +83,16 @@ class AddressSpace:
                 outside.append(m)
                 continue
             if m.start < start:
-                outside.append(replace(m, end=start))
+                outside.append(m.piece(m.start, start))
             if m.end > end:
-                outside.append(replace(m, start=end))
-            inside.append(replace(m, start=max(m.start, start), end=min(m.end, end)))
+                outside.append(m.piece(end, m.end))
+            inside.append(m.piece(max(m.start, start), min(m.end, end)))
         return inside, outside
 
     def map(self, record: MappingRecord, kind: str | None = None) -> None:
         _, outside = self._cut(record.start, record.end)
-        new = Mapping(record.start, record.end, record.perms, kind or kind_of(record), record)
+        new = Mapping(record.start, record.end, record.perms, kind or kind_of(record), record,
+                      record.offset)
         outside.insert(bisect.bisect([m.start for m in outside], new.start), new)
         self.mappings = outside
 
@@ -123,7 +133,8 @@ class AddressSpace:
             source = self.find(old)
             if source is not None:
                 _, self.mappings = self._cut(new, new + page_up(new_size))
-                self.mappings.append(replace(source, start=new, end=new + page_up(new_size)))
+                self.mappings.append(replace(source, start=new, end=new + page_up(new_size),
+                                             offset=source.offset + old - source.start))
                 self.mappings.sort(key=lambda m: m.start)
             return
         inside, outside = self._cut(old, old + page_up(old_size))
@@ -132,12 +143,12 @@ class AddressSpace:
         moved = []
         for m in inside:
             offset = m.start - old
-            moved.append(replace(m, start=new + offset, end=new + offset + (m.end - m.start)))
+            moved.append(m.at(new + offset, new + offset + (m.end - m.start)))
         if moved and new_size > old_size:
             last = moved[-1]
-            moved[-1] = replace(last, end=new + page_up(new_size))
+            moved[-1] = last.at(last.start, new + page_up(new_size))
         elif new_size < old_size:
-            moved = [replace(m, end=min(m.end, new + page_up(new_size))) for m in moved
+            moved = [m.at(m.start, min(m.end, new + page_up(new_size))) for m in moved
                      if m.start < new + page_up(new_size)]
         self.mappings = outside
         for m in moved:

@@ -13,8 +13,10 @@ import pytest
 from runner import latest, native, record, replay, retrograde
 
 from retrograde.replay.address_space import AddressSpace
-from retrograde.trace.events import MappingRecord
+from retrograde.replay.session import ReplaySession
+from retrograde.trace.events import MappingRecord, SyscallEvent
 from retrograde.trace.format import TraceReader, TraceWriter
+from retrograde.tracee.syscalls import syscall_number
 
 GiB = 1 << 30
 IPC_RMID = 0
@@ -52,6 +54,49 @@ def test_replay_never_writes_into_the_trace_copies_of_shared_files(programs, tra
     assert {p.name: p.read_bytes() for p in files.iterdir()} == before
     with TraceReader(latest(trace_root)) as reader:
         reader.verify()
+
+
+# -- two views of the same pages ----------------------------------------------------------------
+
+def test_stores_through_one_view_show_through_the_other(programs, trace_root, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    ran = native([programs.alias, work])
+    assert ran.returncode == 0, ran.stderr
+    for line in (b"memfd step 11: 36\n", b"file, first view: through the second view\n",
+                 b"anonymous, original view: through the dup\n", b"ring: ed around|wrapp\n",
+                 b"ring step 11: 12\n"):
+        assert line in ran.stdout
+    recorded = record([programs.alias, work])
+    assert recorded.stdout == ran.stdout
+    replayed = replay(None, "--check-maps")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == ran.stdout
+
+
+def test_a_checkpoint_keeps_its_own_shared_pages(programs, trace_root, tmp_path, capfd):
+    """A checkpoint is a fork: its views of a shared memfd must not see the stores
+    the replay makes after it was taken, or a restore would count on from there."""
+    work = tmp_path / "work"
+    work.mkdir()
+    ran = native([programs.alias, work])
+    record([programs.alias, work])
+    with TraceReader(latest(trace_root)) as reader:
+        steps = [n for n, e in enumerate(reader) if isinstance(e, SyscallEvent)
+                 and e.nr == syscall_number("write") and e.args[0] == 1]
+        middle = steps[-6]  # inside the ring's counting loop: 6 more steps to go
+        with ReplaySession(reader, echo=True) as first:
+            first.start()
+            while first.next_event < middle:
+                first.step_event()
+            capfd.readouterr()
+            checkpoint = first.clone()
+            assert first.run_to_end().exit_status == 0
+            rest = capfd.readouterr().out
+            assert rest.startswith("ring step 6: 7\n") and ran.stdout.decode().endswith(rest)
+            with checkpoint, checkpoint.clone() as again:
+                assert again.run_to_end().exit_status == 0
+                assert capfd.readouterr().out == rest
 
 
 # -- SysV shared memory ------------------------------------------------------------------------

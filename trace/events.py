@@ -21,6 +21,8 @@ class MappingRecord:
     ``file_hash`` names the trace's copy of the mapped file (files/<hash>);
     ``contents`` holds the bytes of the region when they cannot be rebuilt from
     the file alone (anonymous memory, stack, vDSO, a written data segment).
+    ``shared`` names what a MAP_SHARED view shows (the file or shmem object, as
+    "dev:inode"): views with the same name show the same pages.
     """
 
     start: int
@@ -30,6 +32,7 @@ class MappingRecord:
     name: str  # path, "[stack]", "[vdso]", "[heap]", "" for anonymous
     file_hash: str | None = None
     contents: bytes | None = None
+    shared: str | None = None
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ _SPARSE_TAG = b"retrograde sparse file\0"
 _ZERO_BLOCK = bytes(_SPARSE_BLOCK)
 
 
-def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """The (start, end) ranges of ``fd`` that are not holes (lseek(2) SEEK_DATA/SEEK_HOLE;
     a file system without them reports the whole file as data)."""
     offset = 0
@@ -176,13 +176,13 @@ def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def _has_holes(fd: int, size: int) -> bool:
-    return size > 0 and next(_data_ranges(fd, size), None) != (0, size)
+    return size > 0 and next(data_ranges(fd, size), None) != (0, size)
 
 
 def _sparse_blocks(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
     """(index, bytes) of each aligned block of ``fd`` that holds a non-zero byte."""
     last = -1
-    for start, end in _data_ranges(fd, size):
+    for start, end in data_ranges(fd, size):
         for index in range(max(start // _SPARSE_BLOCK, last + 1), (end - 1) // _SPARSE_BLOCK + 1):
             last = index
             block = os.pread(fd, _SPARSE_BLOCK, index * _SPARSE_BLOCK)

@@ -55,7 +55,7 @@ from .output import FROM_ANOTHER_FILE, EchoedFds, output_fd, peek_pipe, source
 
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
-MAP_ANONYMOUS = 0x20
+MAP_SHARED, MAP_ANONYMOUS = 0x01, 0x20
 # How long an asynchronous signal that arrived in user code may wait for the
 # next syscall before it is delivered where the program then is.
 HOLD_SECONDS = 0.02
@@ -95,6 +95,11 @@ class _HeldSignal:
     siginfo: bytes
     timer: threading.Timer
     raised: bool = False
+
+
+def _object_name(st: os.stat_result) -> str:
+    """What MappingRecord.shared calls the file or shmem object ``st`` describes."""
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
@@ -265,7 +270,9 @@ class Recorder:
         the call alone: a file's, a SysV segment's, or a file mapping grown by mremap
         (a new copy that covers the new end); None for anonymous memory."""
         if nr == NR_MMAP:
-            return None if args[3] & MAP_ANONYMOUS else self._file_mapping(result, args)
+            if args[3] & MAP_ANONYMOUS:
+                return self._shared_anonymous(result, args) if args[3] & MAP_SHARED else None
+            return self._file_mapping(result, args)
         if nr == NR_SHMAT:
             # Replay maps the segment's contents at attach time privately: it never
             # attaches (or changes) a live host segment.
@@ -278,8 +285,8 @@ class Recorder:
         length, prot, flags, fd, offset = args[1], args[2], args[3], args[4], args[5]
         fd_path = f"/proc/{self.tracee.pid}/fd/{fd & 0xFFFFFFFF}"
         st = os.stat(fd_path)
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == DEV_ZERO:
-            return None  # anonymous memory (MAP_SHARED: shmem only this mapping sees)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == DEV_ZERO:  # anonymous memory
+            return self._shared_anonymous(addr, args) if flags & MAP_SHARED else None
         if not stat.S_ISREG(st.st_mode):
             raise RecordingError(f"mmap of {os.readlink(fd_path)} at event "
                                  f"{self.writer.event_count}: only regular files and /dev/zero "
@@ -293,7 +300,21 @@ class Recorder:
         file_hash = self.writer.add_file(
             fd_path, size=extent if extent > page_up(st.st_size) else None, reuse=not changed)
         return MappingRecord(addr, addr + page_up(length), perms, offset, os.readlink(fd_path),
-                             file_hash=file_hash)
+                             file_hash=file_hash,
+                             shared=_object_name(st) if flags & MAP_SHARED else None)
+
+    def _shared_anonymous(self, addr: int, args: tuple[int, ...]) -> MappingRecord | None:
+        """MAP_SHARED anonymous memory (or /dev/zero): the shmem object the kernel made
+        for it is named, so that a second view of it (mremap) is known as one."""
+        m = next((k for k in parse_maps(self.tracee.read_maps()) if k.start == addr), None)
+        if m is None:
+            return None
+        try:
+            st = os.stat(f"/proc/{self.tracee.pid}/map_files/{m.start:x}-{m.end:x}")
+        except OSError:
+            return None
+        return MappingRecord(addr, addr + page_up(args[1]), m.perms, 0, m.name,
+                             shared=_object_name(st))
 
     def _region_copy(self, addr: int, length: int) -> MappingRecord | None:
         """The mapping at ``addr`` (``length`` bytes, 0: as the kernel shows it) with a copy
@@ -308,11 +329,14 @@ class Recorder:
         except OSError:
             return None
         end = addr + page_up(length) if length else m.end
-        changed = self.views.note(path, shared=m.perms[3] == "s")
-        size = os.stat(path).st_size
+        shared = m.perms[3] == "s"
+        changed = self.views.note(path, shared=shared)
+        st = os.stat(path)
         extent = m.offset + end - addr
-        return MappingRecord(addr, end, m.perms, m.offset, m.name, file_hash=self.writer.add_file(
-            path, size=extent if extent > page_up(size) else None, reuse=not changed))
+        file_hash = self.writer.add_file(path, size=extent if extent > page_up(st.st_size) else None,
+                                         reuse=not changed)
+        return MappingRecord(addr, end, m.perms, m.offset, m.name, file_hash=file_hash,
+                             shared=_object_name(st) if shared else None)
 
     # -- output to the terminal ------------------------------------------------------
     def _peek_echoed_pipe(self, nr: int, args: tuple[int, ...]) -> bytes | None:
