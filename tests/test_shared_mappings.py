@@ -43,6 +43,19 @@ def test_shared_file_dev_zero_and_memfd_mappings_replay_identically(programs, tr
     assert replayed.stdout == ran.stdout
 
 
+def test_file_mappings_the_kernel_merged_grow_and_move_as_one(programs, trace_root, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    ran = native([programs.coalesced_files, work])
+    assert ran.stdout == (b"shared coalesced mremap: done zero ONE two\nmoved: done ONE\n"
+                          b"private coalesced mremap: done zero uno two\nmoved: done uno\n")
+    recorded = record([programs.coalesced_files, work])
+    assert recorded.stdout == ran.stdout
+    replayed = replay(None, "--check-maps")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == ran.stdout
+
+
 def test_replay_never_writes_into_the_trace_copies_of_shared_files(programs, trace_root,
                                                                     tmp_path):
     work = tmp_path / "work"
