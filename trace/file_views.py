@@ -4,9 +4,10 @@ A write(2) to a file the program has mapped changes what the mapping shows: alwa
 for MAP_SHARED, and for MAP_PRIVATE in the pages not yet copied on write (Linux
 leaves that unspecified in mmap(2) but does it). No store into the program's memory
 happens that a syscall rule could name, yet the program can read the new bytes with
-a plain load. Replay emulates the write and maps the trace's copy of the file
+a plain load. Replay emulates the write, and maps the trace's copy of the file
 privately (checkpoints are fork clones, which must not share pages, and the trace's
-copy must never change), so it would show the old bytes.
+copy must never change) or, for a file with several views, from a memfd of its own
+(replay/session.py): either way it would show the old bytes.
 
 So right after each call that may change a mapped file's contents or size, the
 recorder reads the part of every mapping of that file the call changed, as the
