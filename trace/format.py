@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -163,6 +164,100 @@ def _write_metadata(path: Path, metadata: dict[str, Any]) -> None:
 
 def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+# -- the digests of file copies -------------------------------------------------------------
+#
+# A file without holes is named by the sha256 of its contents. A file with holes
+# (or one extended by a hole) is named by the sha256 of its sparse form: a tag, the
+# size, then each aligned block of _SPARSE_BLOCK bytes that holds a non-zero byte,
+# after its index. Holes are known zeros and never read, so naming a 100 GiB sparse
+# file costs what reading its data costs; and the name does not depend on where the
+# file system happens to keep holes (a block of written zeros counts as a hole), so
+# the copy, whose holes may fall elsewhere, hashes to the same name.
+_SPARSE_BLOCK = 1 << 20
+_SPARSE_TAG = b"retrograde sparse file\0"
+_ZERO_BLOCK = bytes(_SPARSE_BLOCK)
+
+
+def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) ranges of ``fd`` that are not holes (lseek(2) SEEK_DATA/SEEK_HOLE;
+    a file system without them reports the whole file as data)."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole is left
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        if start >= end:
+            return
+        yield start, end
+        offset = end
+
+
+def _has_holes(fd: int, size: int) -> bool:
+    return size > 0 and next(data_ranges(fd, size), None) != (0, size)
+
+
+def _sparse_blocks(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """(index, bytes) of each aligned block of ``fd`` that holds a non-zero byte."""
+    last = -1
+    for start, end in data_ranges(fd, size):
+        for index in range(max(start // _SPARSE_BLOCK, last + 1), (end - 1) // _SPARSE_BLOCK + 1):
+            last = index
+            block = os.pread(fd, _SPARSE_BLOCK, index * _SPARSE_BLOCK)
+            if block != _ZERO_BLOCK[:len(block)]:
+                yield index, block
+
+
+def _sparse_digest(size: int, blocks: Iterator[tuple[int, bytes]]) -> str:
+    sha = hashlib.sha256(_SPARSE_TAG + size.to_bytes(8, "little"))
+    for index, block in blocks:
+        sha.update(index.to_bytes(8, "little"))
+        sha.update(block)
+    return sha.hexdigest()
+
+
+def _copy_contents(src: int, dst: int, size: int, length: int) -> str:
+    """Copy ``size`` bytes of ``src`` into ``dst``, extended to ``length``; the copy's digest."""
+    if length == size and not _has_holes(src, size):
+        sha = hashlib.sha256()
+        offset = 0
+        while block := os.pread(src, _COPY_BLOCK, offset):
+            sha.update(block)
+            os.write(dst, block)
+            offset += len(block)
+        return sha.hexdigest()
+
+    def copied() -> Iterator[tuple[int, bytes]]:
+        for index, block in _sparse_blocks(src, size):
+            os.pwrite(dst, block, index * _SPARSE_BLOCK)
+            # The copy's block, which the extension may have made longer with zeros.
+            yield index, block.ljust(min(_SPARSE_BLOCK, length - index * _SPARSE_BLOCK), b"\0")
+
+    digest = _sparse_digest(length, copied())
+    os.ftruncate(dst, length)  # the holes up to the end
+    return digest
+
+
+def _file_digests(fd: int) -> tuple[str, ...]:
+    """The names a trace's copy may have: its sparse digest, and for a copy without
+    holes also the sha256 of its contents (see above)."""
+    size = os.fstat(fd).st_size
+    if _has_holes(fd, size):
+        return (_sparse_digest(size, _sparse_blocks(fd, size)),)
+    sha = hashlib.sha256()
+    sparse = hashlib.sha256(_SPARSE_TAG + size.to_bytes(8, "little"))
+    for index, offset in enumerate(range(0, size, _SPARSE_BLOCK)):
+        block = os.pread(fd, _SPARSE_BLOCK, offset)
+        sha.update(block)
+        if block != _ZERO_BLOCK[:len(block)]:
+            sparse.update(index.to_bytes(8, "little"))
+            sparse.update(block)
+    return (sha.hexdigest(), sparse.hexdigest())
 
 
 class TraceWriter:
@@ -279,27 +374,31 @@ class TraceWriter:
         self._pending = bytearray()
         self._pending_count = 0
 
-    def add_file(self, path: str | Path) -> str:
-        """Copy a regular file into files/ (once per content); return its sha256 (hex).
+    def add_file(self, path: str | Path, size: int | None = None, *, reuse: bool = True) -> str:
+        """Copy a regular file into files/ (once per content); return its digest (hex).
 
-        OSError if it cannot be read; ValueError if it is not a regular file.
+        With ``size`` larger than the file, the copy is extended to ``size`` bytes by
+        a hole: the image of a mapping that reaches past the end of its file (a
+        shared mapping the file may grow under). A file with holes is copied as one:
+        only its data ranges are read and written (SEEK_DATA/SEEK_HOLE), so a sparse
+        file of 100 GiB costs what its data costs. With ``reuse`` false the file is
+        read again even if its inode, size and times say it was copied already (a
+        store through a shared mapping need not change them). OSError if it cannot
+        be read; ValueError if it is not a regular file.
         """
         with open(path, "rb") as src:
             st = os.fstat(src.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise ValueError(f"cannot copy {path} into the trace: not a regular file")
+            length = max(st.st_size, size or 0)
             # The same library is mapped by every process of a recording: hash it once.
-            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            digest = self._digest_by_inode.get(key)
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, length)
+            digest = self._digest_by_inode.get(key) if reuse else None
             if digest is not None:
                 return digest
-            sha = hashlib.sha256()
             tmp = self._temporary_file_path()
             with open(tmp, "wb") as dst:
-                while block := src.read(_COPY_BLOCK):
-                    sha.update(block)
-                    dst.write(block)
-        digest = sha.hexdigest()
+                digest = _copy_contents(src.fileno(), dst.fileno(), st.st_size, length)
         self._store_file(tmp, digest)
         self._digest_by_inode[key] = digest
         return digest
@@ -395,17 +494,6 @@ def _not_its_own(shown: Path, mode: int, wanted: str = "a regular file") -> Trac
         return TraceError(f"trace {shown} is a symbolic link: a trace is read only from "
                           "files of its own (retrograde pack replaces links by copies)")
     return TraceError(f"trace {shown} is {found}, not {wanted} (was the trace tampered with?)")
-
-
-def _file_digests(fd: int) -> tuple[str, ...]:
-    """The names a copy in files/ may have, from its contents read through `fd`: the
-    sha256 that TraceWriter names a copy by."""
-    sha = hashlib.sha256()
-    offset = 0
-    while block := os.pread(fd, _COPY_BLOCK, offset):
-        sha.update(block)
-        offset += len(block)
-    return (sha.hexdigest(),)
 
 
 class TraceReader:
@@ -766,11 +854,13 @@ class TraceReader:
         return sorted(name for name in names if not name.startswith(".tmp-"))
 
     def size_bytes(self) -> int:
+        """What the trace takes on disk (a sparse file's holes take nothing)."""
         total = 0
         for root, _dirs, names in os.walk(self.directory):
             for name in names:
                 try:
-                    total += os.lstat(os.path.join(root, name)).st_size
+                    st = os.lstat(os.path.join(root, name))
+                    total += min(st.st_size, st.st_blocks * 512)
                 except OSError:
                     pass  # a temporary file renamed away by a live recorder
         return total
