@@ -156,10 +156,11 @@ class Stop:
     "history-begin" (going backwards, the start of the recording), "history-end"
     (going forwards, the end of what was recorded) or "interrupted".
 
-    For a watchpoint, ``value_before`` and ``value_after`` are the watched bytes
+    For a watchpoint, ``value_before`` and ``value_after`` are the watched value
     before and after the access in program order, whichever way the replay went
     (going backwards the replay stops before the write, as gdb does, so then the
-    current memory holds ``value_before``)."""
+    current memory holds ``value_before``): decoded for a watched variable, bytes
+    for an address. They are None where the memory could not be read."""
 
     reason: str
     location: Location | None = None
@@ -167,8 +168,8 @@ class Stop:
     exit_status: int | None = None
     breakpoint: Breakpoint | None = None
     watch_address: int | None = None
-    value_before: bytes | None = None
-    value_after: bytes | None = None
+    value_before: Any = None
+    value_after: Any = None
 
     @property
     def pc(self) -> int | None:
@@ -199,7 +200,13 @@ class Breakpoint:
     spec: str
     condition: Condition | None = None
     hits: int = 0  # stops where the condition held (or there was none)
+    ctype: CType | None = None  # a watched variable's type: stops decode its values
     _last_value: bytes | None = field(default=None, repr=False)
+
+    def decode(self, data: bytes | None) -> Any:
+        if data is None or self.ctype is None:
+            return data
+        return self.ctype.decode(data)
 
     @property
     def z_type(self) -> int:
@@ -214,15 +221,24 @@ class CType:
     """A C type as far as decoding a value needs it.
 
     kind: "signed", "unsigned", "char", "bool", "float", "pointer", "enum",
-    "array" (``element``, ``count``) or "other" (its bytes are the value)."""
+    "array" (``element``, ``count``), "struct" or "union" (``members``: name,
+    offset, type) or "other" (its bytes are the value)."""
 
     name: str
     size: int
     kind: str
     element: CType | None = None
     count: int = 0
+    members: tuple[tuple[str, int, CType], ...] = ()
+
+    def member(self, name: str) -> tuple[int, CType] | None:
+        return next(((offset, ctype) for member, offset, ctype in self.members
+                     if member == name), None)
 
     def decode(self, data: bytes) -> Any:
+        if self.kind in ("struct", "union"):
+            return {name: ctype.decode(data[offset:offset + ctype.size])
+                    for name, offset, ctype in self.members}
         if self.kind == "array" and self.element is not None:
             size = self.element.size
             return [self.element.decode(data[i * size:(i + 1) * size]) for i in range(self.count)]
@@ -438,6 +454,30 @@ class Symbols:
         return function.address
 
 
+def _type_name(die: DIE) -> str:
+    """The C name of the type ``die``'s DW_AT_type names, without looking inside it."""
+    if "DW_AT_type" not in die.attributes:
+        return "void"
+    target = die.get_DIE_from_attribute("DW_AT_type")
+    if "DW_AT_name" in target.attributes:
+        name = target.attributes["DW_AT_name"].value.decode()
+        prefix = {"DW_TAG_structure_type": "struct ", "DW_TAG_union_type": "union ",
+                  "DW_TAG_enumeration_type": "enum "}.get(str(target.tag), "")
+        return prefix + name
+    if target.tag == "DW_TAG_pointer_type":
+        return _type_name(target) + " *"
+    return _type_name(target)
+
+
+def _uleb128(data: bytes) -> int:
+    value = 0
+    for shift, byte in enumerate(data):
+        value |= (byte & 0x7F) << (7 * shift)
+        if not byte & 0x80:
+            break
+    return value
+
+
 def _same_file(recorded: str, asked: str) -> bool:
     """"prog.c" names /build/dir/prog.c; "dir/prog.c" too; a full path only itself."""
     return recorded == asked or recorded.endswith("/" + asked.lstrip("/"))
@@ -466,8 +506,21 @@ def _ctype(die: DIE, depth: int = 0) -> CType | None:
         encoding = target.attributes["DW_AT_encoding"].value
         return CType(name, size, _SIGNED_ENCODINGS.get(encoding, "other"))
     if tag == "DW_TAG_pointer_type":
-        pointee = _ctype(target, depth + 1)
-        return CType(f"{pointee.name if pointee else 'void'} *", size or 8, "pointer")
+        return CType(f"{_type_name(target)} *", size or 8, "pointer")
+    if tag in ("DW_TAG_structure_type", "DW_TAG_union_type"):
+        members = []
+        for member in target.iter_children():
+            offset = member.attributes.get("DW_AT_data_member_location")
+            member_type = _ctype(member, depth + 1)
+            if member.tag != "DW_TAG_member" or member_type is None or \
+                    "DW_AT_name" not in member.attributes or "DW_AT_bit_size" in member.attributes:
+                continue
+            value = offset.value if offset is not None else 0
+            if isinstance(value, list):  # an old-style location: DW_OP_plus_uconst N
+                value = _uleb128(bytes(value[1:])) if value[:1] == [0x23] else 0
+            members.append((member.attributes["DW_AT_name"].value.decode(), value, member_type))
+        kind = "struct" if tag == "DW_TAG_structure_type" else "union"
+        return CType(f"{kind} {name}".strip(), size, kind, members=tuple(members))
     if tag == "DW_TAG_enumeration_type":
         return CType(name or "enum", size, "enum")
     if tag == "DW_TAG_array_type":
@@ -941,17 +994,39 @@ class Replay:
     def read_int(self, address: int, size: int = 8, *, signed: bool = True) -> int:
         return int.from_bytes(self.read_memory(address, size), "little", signed=signed)
 
-    def value(self, name: str) -> Any:
-        """A global's value, decoded from its DWARF type (see `CType.decode`)."""
-        variable = self._global(name)
-        data = self.read_memory(variable.address, variable.size)
-        return variable.type.decode(data) if variable.type is not None else data
+    def value(self, expression: str) -> Any:
+        """The value of a global, or of a member or element of one ("sensor.calibration",
+        "table[3]"), decoded from its DWARF type (see `CType.decode`)."""
+        address, size, ctype = self.address_of(expression)
+        data = self.read_memory(address, size)
+        return ctype.decode(data) if ctype is not None else data
 
-    def _global(self, name: str) -> Global:
+    def address_of(self, expression: str) -> tuple[int, int, CType | None]:
+        """(address, size, type) of a global, or of a member or element of one."""
+        name, *path = re.split(r"(?=[.\[])", expression.replace(" ", ""))
         variable = self.symbols.globals.get(name)
         if variable is None:
             raise ClientError(f"no global variable named {name!r} in {self.symbols.name}")
-        return variable
+        address, size, ctype = variable.address, variable.size, variable.type
+        for part in path:
+            if ctype is None:
+                raise ClientError(f"{expression}: the type of {name} is unknown (no DWARF)")
+            if part.startswith("."):
+                member = ctype.member(part[1:])
+                if member is None:
+                    raise ClientError(f"{expression}: {ctype.name} has no member {part[1:]!r}")
+                offset, ctype = member
+                address, size = address + offset, ctype.size
+            elif re.fullmatch(r"\[\d+\]", part) and ctype.kind == "array" and ctype.element:
+                index = int(part[1:-1])
+                if index >= ctype.count:
+                    raise ClientError(f"{expression}: {ctype.name} has {ctype.count} elements")
+                ctype = ctype.element
+                address, size = address + index * ctype.size, ctype.size
+            else:
+                raise ClientError(f"{expression}: cannot take {part!r} of {ctype.name} "
+                                  "(a global, .member and [index] only)")
+        return address, size, ctype
 
     # -- breakpoints and watchpoints -----------------------------------------------------------------
     def break_at(self, where: str | int, *, condition: Condition | None = None) -> Breakpoint:
@@ -966,16 +1041,18 @@ class Replay:
         ``kind`` is "write", "read" (stops at reads) or "access" (both)."""
         if kind not in WATCH_KINDS:
             raise ClientError(f"no watchpoint kind {kind!r} (write, read or access)")
+        ctype = None
         if isinstance(what, str):
-            variable = self._global(what)
-            address, size, spec = variable.address, length or variable.size, what
+            address, size, ctype = self.address_of(what)
+            size, spec = length or size, what
         else:
             if not length:
                 raise ClientError(f"watching {what:#x} needs a length in bytes")
             address, size, spec = what, length, f"{what:#x},{length}"
         if size <= 0:
             raise ClientError(f"cannot watch {spec}: its size is unknown (give a length)")
-        watchpoint = Breakpoint(kind, address, size, spec, condition)
+        watchpoint = Breakpoint(kind, address, size, spec, condition,
+                                ctype=ctype if ctype is not None and ctype.size == size else None)
         watchpoint._last_value = self._peek(address, size)
         return self._insert(watchpoint)
 
@@ -1256,7 +1333,8 @@ class Replay:
                 earlier = watchpoint._last_value
                 before, after = (now, earlier) if reverse_watch else (earlier, now)
                 stop = Stop(stop.reason, stop.location, stop.signal, stop.exit_status,
-                            stop.breakpoint, stop.watch_address, before, after)
+                            stop.breakpoint, stop.watch_address,
+                            watchpoint.decode(before), watchpoint.decode(after))
             watchpoint._last_value = now
         self.stop = stop
         return stop
