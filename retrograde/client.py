@@ -220,9 +220,10 @@ class Breakpoint:
 class CType:
     """A C type as far as decoding a value needs it.
 
-    kind: "signed", "unsigned", "char", "bool", "float", "pointer", "enum",
-    "array" (``element``, ``count``), "struct" or "union" (``members``: name,
-    offset, type) or "other" (its bytes are the value)."""
+    kind: "signed", "unsigned", "char" and "uchar" (numbers, as in C), "bool",
+    "float", "pointer" (the address), "enum" (the number), "array" (``element``,
+    ``count``: a list, or bytes for an array of characters), "struct" or "union"
+    (``members``: name, offset, type; a dict) or "other" (its bytes are the value)."""
 
     name: str
     size: int
@@ -240,16 +241,16 @@ class CType:
             return {name: ctype.decode(data[offset:offset + ctype.size])
                     for name, offset, ctype in self.members}
         if self.kind == "array" and self.element is not None:
+            if self.element.kind in ("char", "uchar"):
+                return data
             size = self.element.size
             return [self.element.decode(data[i * size:(i + 1) * size]) for i in range(self.count)]
         if self.kind == "float" and self.size in (4, 8):
             return struct.unpack("<f" if self.size == 4 else "<d", data)[0]
-        if self.kind in ("signed", "enum"):
+        if self.kind in ("signed", "enum", "char"):
             return int.from_bytes(data, "little", signed=True)
-        if self.kind in ("unsigned", "pointer"):
+        if self.kind in ("unsigned", "pointer", "uchar"):
             return int.from_bytes(data, "little")
-        if self.kind == "char":
-            return data[:1]
         if self.kind == "bool":
             return data != bytes(len(data))
         return data
@@ -483,8 +484,10 @@ def _same_file(recorded: str, asked: str) -> bool:
     return recorded == asked or recorded.endswith("/" + asked.lstrip("/"))
 
 
-_SIGNED_ENCODINGS = {0x05: "signed", 0x06: "char", 0x08: "char", 0x07: "unsigned",
-                     0x02: "bool", 0x04: "float", 0x01: "unsigned", 0x10: "unsigned"}
+# DW_ATE_*: address 1, boolean 2, float 4, signed 5, signed_char 6, unsigned 7,
+# unsigned_char 8, UTF 0x10 (char8_t, char16_t...).
+_ENCODINGS = {0x05: "signed", 0x06: "char", 0x08: "uchar", 0x07: "unsigned",
+              0x02: "bool", 0x04: "float", 0x01: "unsigned", 0x10: "unsigned"}
 
 
 def _ctype(die: DIE, depth: int = 0) -> CType | None:
@@ -504,7 +507,7 @@ def _ctype(die: DIE, depth: int = 0) -> CType | None:
         return inner
     if tag == "DW_TAG_base_type":
         encoding = target.attributes["DW_AT_encoding"].value
-        return CType(name, size, _SIGNED_ENCODINGS.get(encoding, "other"))
+        return CType(name, size, _ENCODINGS.get(encoding, "other"))
     if tag == "DW_TAG_pointer_type":
         return CType(f"{_type_name(target)} *", size or 8, "pointer")
     if tag in ("DW_TAG_structure_type", "DW_TAG_union_type"):
@@ -655,7 +658,8 @@ class _ServerProcess:
         self._stderr: list[str] = []
         self._echo = echo
         threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
         try:
             line = self._header.get(timeout=_STARTUP_TIMEOUT)
         except queue.Empty:
@@ -682,8 +686,13 @@ class _ServerProcess:
             self._stderr.append(line.decode(errors="replace"))
 
     def failure(self) -> str:
-        """The server's own one-line error, if it printed one."""
-        self.process.poll()
+        """The server's own one-line error, if it printed one (waiting a little for a
+        server that is going away to say why)."""
+        try:
+            self.process.wait(2)
+            self._stderr_reader.join(2)
+        except subprocess.TimeoutExpired:
+            pass
         lines = [line.strip() for line in self._stderr if line.strip()]
         return lines[-1].removeprefix("retrograde: ") if lines else ""
 
@@ -809,6 +818,7 @@ class Replay:
         self._registers: dict[str, int] | None = None
         self._interrupt_sent = False
         self._moving_backwards = False
+        self._forward_trigger: Breakpoint | None = None  # the watchpoint a forward move stopped at
         self.stop: Stop | None = None  # how the last move ended
         try:
             self._negotiate()
@@ -1038,7 +1048,8 @@ class Replay:
     def watch(self, what: str | int, length: int | None = None, *, kind: str = "write",
               condition: Condition | None = None) -> Breakpoint:
         """A watchpoint on a global (by name) or on ``length`` bytes at an address;
-        ``kind`` is "write", "read" (stops at reads) or "access" (both)."""
+        ``kind`` is "write", "read" (stops at reads: an access that leaves the value
+        as it was, as gdb tells them on x86) or "access" (both)."""
         if kind not in WATCH_KINDS:
             raise ClientError(f"no watchpoint kind {kind!r} (write, read or access)")
         ctype = None
@@ -1240,13 +1251,36 @@ class Replay:
         while True:
             if not reverse:
                 self._step_off_breakpoint()
-            stop = self._move(b"bc" if reverse else b"vCont;c", step=False, extra=extra)
+            trigger = self._forward_trigger
+            if reverse and trigger is not None and trigger in self.breakpoints:
+                stop = self._back_over_trigger(trigger)
+            else:
+                stop = self._move(b"bc" if reverse else b"vCont;c", step=False, extra=extra)
             hit = stop.breakpoint
             if hit is None or hit is extra:
                 return stop
+            if hit.kind == "read" and stop.value_before != stop.value_after:
+                # x86 debug registers watch reads only together with writes (DR7's
+                # RW bits: 11 is read or write, there is no read-only); gdb too
+                # takes a trigger that changed the value for a write, and passes it.
+                continue
             if hit.condition is None or hit.condition(self):
                 hit.hits += 1
                 return stop
+
+    def _back_over_trigger(self, watch: Breakpoint) -> Stop:
+        """Backwards from a watchpoint stop made going forwards: the access that
+        stopped it is the instruction just before, and going backwards the replay
+        stops before it. (The server's reverse-continue from there misses that
+        access: its scan counts the hits before the present, and this one is the
+        present's own.)"""
+        after = watch._last_value
+        stop = self._move(b"bs", step=True)
+        if stop.reason != "step":
+            return stop
+        watch._last_value = after
+        return self._settle(Stop("watchpoint", stop.location, breakpoint=watch,
+                                 watch_address=watch.address))
 
     def _step_off_breakpoint(self) -> None:
         """gdb's way over a breakpoint at the pc: out, one step, back in. A resume with
@@ -1336,6 +1370,7 @@ class Replay:
                             stop.breakpoint, stop.watch_address,
                             watchpoint.decode(before), watchpoint.decode(after))
             watchpoint._last_value = now
+        self._forward_trigger = watch if watch is not None and not reverse_watch else None
         self.stop = stop
         return stop
 
