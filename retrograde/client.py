@@ -50,7 +50,6 @@ server's monitor commands (``when``, ``reverse-roll``, ``checkpoint``, ``restart
 from __future__ import annotations
 
 import bisect
-import builtins
 import io
 import os
 import queue
@@ -61,10 +60,10 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 from xml.etree import ElementTree
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
@@ -72,8 +71,9 @@ from elftools.common.exceptions import ELFError
 from elftools.dwarf.die import DIE
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
+from elftools.elf.segments import InterpSegment
 
-from retrograde.gdbstub.codec import Packet, ProtocolError, Role, RspCodec, unescape
+from retrograde.gdbstub.codec import PACKET_SIZE, Packet, ProtocolError, Role, RspCodec, unescape
 from retrograde.gdbstub.signals import from_gdb
 
 __all__ = [
@@ -95,7 +95,7 @@ __all__ = [
 
 Condition = Callable[["Replay"], object]
 
-AT_ENTRY = 9
+AT_BASE, AT_ENTRY = 7, 9  # auxv: the interpreter's load address, the program's entry
 WATCH_KINDS = {"write": 2, "read": 3, "access": 4}
 _WATCH_REPLY_KINDS = {b"watch": "write", b"rwatch": "read", b"awatch": "access"}
 _STARTUP_TIMEOUT = 60.0  # seconds for a server to open its trace and listen
@@ -292,14 +292,20 @@ class Symbols:
     symbol table, the types of its globals and its line table from DWARF.
     ``bias`` is added to every address in the file (a PIE's load address)."""
 
-    def __init__(self, elf_bytes: bytes, bias: int = 0, name: str = "") -> None:
+    def __init__(self, elf_file: BinaryIO | bytes, bias: int = 0, name: str = "") -> None:
         self.name = name
         self.bias = bias
         try:
-            elf = ELFFile(io.BytesIO(elf_bytes))
+            elf = ELFFile(io.BytesIO(elf_file) if isinstance(elf_file, bytes) else elf_file)
             self.functions: dict[str, Function] = {}
             self.globals: dict[str, Global] = {}
             self._read_symbol_table(elf)
+            interp = next((segment for segment in elf.iter_segments()
+                           if isinstance(segment, InterpSegment)), None)
+            self.interpreter: str | None = interp.get_interp_name() if interp else None
+            self._extent = [(segment["p_vaddr"] + bias, segment["p_vaddr"] + segment["p_memsz"]
+                             + bias) for segment in elf.iter_segments()
+                            if segment["p_type"] == "PT_LOAD"]
             self.rows: list[LineRow] = []  # sorted by address; end-of-sequence rows as line 0
             if elf.has_dwarf_info():
                 self._read_dwarf(elf)
@@ -311,9 +317,9 @@ class Symbols:
         self._row_addresses = [row.address for row in self.rows]
 
     @staticmethod
-    def entry_of(elf_bytes: bytes) -> tuple[int, bool]:
+    def entry_of(elf_file: BinaryIO) -> tuple[int, bool]:
         """(e_entry, whether the file is position-independent: ET_DYN)."""
-        elf = ELFFile(io.BytesIO(elf_bytes))
+        elf = ELFFile(elf_file)
         return elf.header["e_entry"], elf.header["e_type"] == "ET_DYN"
 
     def _read_symbol_table(self, elf: ELFFile) -> None:
@@ -392,6 +398,10 @@ class Symbols:
         self.globals[name] = Global(name, address, size, ctype)
 
     # -- lookups ----------------------------------------------------------------------------------
+    def covers(self, address: int) -> bool:
+        """Whether ``address`` is inside one of the file's loaded segments."""
+        return any(start <= address < end for start, end in self._extent)
+
     def function_at(self, address: int) -> Function | None:
         i = bisect.bisect_right(self._starts, address) - 1
         while i >= 0:
@@ -562,14 +572,19 @@ class _Connection:
                               f"{error.strerror or error}") from None
         self.sock.settimeout(timeout)
         self.address = f"{host}:{port}"
-        self.codec = RspCodec(Role.CLIENT)
+        # What we accept: a reply of PacketSize characters, each possibly escaped.
+        self.codec = RspCodec(Role.CLIENT, packet_size=4 * PACKET_SIZE)
         self.console = ""
         self._replies: list[bytes] = []
         self._send_lock = threading.Lock()
 
     def request(self, payload: bytes) -> bytes:
         with self._send_lock:
-            self.sock.sendall(self.codec.packet(payload))
+            try:
+                self.sock.sendall(self.codec.packet(payload))
+            except OSError as error:
+                raise ClientError(f"lost the replay server at {self.address}: "
+                                  f"{error.strerror or error}") from None
         return self.reply()
 
     def reply(self) -> bytes:
@@ -626,6 +641,77 @@ class _Connection:
 def _is_console(payload: bytes) -> bool:
     return payload[:1] == b"O" and len(payload) > 1 and \
         re.fullmatch(rb"[0-9a-fA-F]+", payload[1:]) is not None
+
+
+class _ServedFile(io.RawIOBase):
+    """A file the server serves (vFile:open/pread/close), read on demand in blocks
+    and kept: pyelftools reads the headers, tables and debug sections it parses,
+    not the whole of a 2 MB libc."""
+
+    def __init__(self, request: Callable[[bytes], bytes], path: str, block: int) -> None:
+        super().__init__()
+        self._request, self.path, self._block = request, path, block
+        self._number = -1
+        reply = request(b"vFile:open:%s,0,0" % path.encode().hex().encode())
+        if not reply.startswith(b"F") or reply.startswith(b"F-"):
+            raise ClientError(f"the server has no copy of {path}")
+        self._number = _hex_int(reply[1:])
+        self._blocks: dict[int, bytes] = {}
+        self._position = 0
+        # The File-I/O struct stat: seven 4-byte fields, then st_size (8, big-endian).
+        head, _, stat = request(b"vFile:fstat:%x" % self._number).partition(b";")
+        if head.startswith(b"F-") or len(stat) < 36:
+            self.close()
+            raise ClientError(f"cannot read the size of the server's copy of {path}")
+        self.size = struct.unpack_from(">Q", stat, 28)[0]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view):
+            index, skip = divmod(self._position, self._block)
+            data = self._read_block(index)[skip:skip + len(view) - done]
+            if not data:
+                break
+            view[done:done + len(data)] = data
+            done += len(data)
+            self._position += len(data)
+        return done
+
+    def readall(self) -> bytes:
+        chunks = []
+        while chunk := self.read(self._block):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _read_block(self, index: int) -> bytes:
+        if index not in self._blocks:
+            reply = self._request(b"vFile:pread:%x,%x,%x" % (self._number, self._block,
+                                                              index * self._block))
+            head, _, data = reply.partition(b";")
+            if head.startswith(b"F-") or not head.startswith(b"F"):
+                raise ClientError(f"cannot read the server's copy of {self.path}")
+            self._blocks[index] = data
+        return self._blocks[index]
+
+    def close(self) -> None:
+        if not self.closed and self._number >= 0:
+            self._request(b"vFile:close:%x" % self._number)
+        super().close()
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -824,12 +910,21 @@ class Replay:
             self._negotiate()
             self._register_layout = self._read_target_description()
             self.symbols = self._load_symbols()
+            self._libraries: dict[tuple[str, int], Symbols | None] = {}
+            self._libraries_seen_at = -1  # the move after which the list was last read
+            self._loaded: set[tuple[str, int]] = set()
+            self._moves = 0
             self.stop = self._stop_from(self._request(b"?"), moved=None)
         except BaseException:
             self.close()
             raise
 
     # -- lifetime ---------------------------------------------------------------------------------
+    @property
+    def server_pid(self) -> int | None:
+        """The server process `open` started (None: in this process, or `connect`ed)."""
+        return self._server.process.pid if isinstance(self._server, _ServerProcess) else None
+
     def close(self) -> None:
         """Detach (a server we connected to keeps serving, with nothing of ours inserted)
         or, for a server `open` started, end it and wait until every replay process is gone."""
@@ -888,7 +983,7 @@ class Replay:
     def _transfer(self, object_name: str, annex: str = "") -> bytes:
         """A whole qXfer object, read window by window."""
         data = b""
-        chunk = self._packet_size - 16
+        chunk = self._packet_size // 2 - 16  # room for escapes
         while True:
             reply = self._checked(b"qXfer:%s:read:%s:%x,%x" % (
                 object_name.encode(), annex.encode(), len(data), chunk),
@@ -908,39 +1003,56 @@ class Replay:
                      for n, reg in enumerate(root.iter("reg"))]
         return [(name, bits // 8) for name, _, bits in sorted(registers, key=lambda r: r[1])]
 
-    def _host_file(self, path: str) -> bytes:
-        """The contents of ``path`` as the server serves it (the trace's copy)."""
-        reply = self._request(b"vFile:open:%s,0,0" % path.encode().hex().encode())
-        if not reply.startswith(b"F") or reply.startswith(b"F-"):
-            raise ClientError(f"the server has no copy of {path}")
-        number = _hex_int(reply[1:])
-        data = bytearray()
-        try:
-            while True:
-                reply = self._request(b"vFile:pread:%x,%x,%x" % (number, self._packet_size // 2,
-                                                                   len(data)))
-                head, _, chunk = reply.partition(b";")
-                if head.startswith(b"F-") or not head.startswith(b"F"):
-                    raise ClientError(f"cannot read the server's copy of {path}")
-                if _hex_int(head[1:]) == 0:
-                    return bytes(data)
-                data += chunk
-        finally:
-            self._request(b"vFile:close:%x" % number)
+    def read_file(self, path: str) -> bytes:
+        """The contents of ``path`` as the server serves it: the trace's copy of a file
+        the program mapped; ``/proc/PID/maps`` is the recorded address space."""
+        with self._served(path) as file:
+            return file.read()
+
+    def _served(self, path: str) -> io.BufferedReader:
+        block = self._packet_size // 2
+        return io.BufferedReader(_ServedFile(self._request, path, block), buffer_size=block)
 
     def _load_symbols(self) -> Symbols:
         path = self._transfer("exec-file").decode(errors="replace")
-        elf = self._host_file(path)
-        try:
-            entry, position_independent = Symbols.entry_of(elf)
-        except (ELFError, struct.error) as error:
-            raise ClientError(f"{path} is not an ELF file the client can read: {error}") from None
-        bias = 0
-        if position_independent:
+        with self._served(path) as elf:
+            try:
+                entry, position_independent = Symbols.entry_of(elf)
+            except (ELFError, struct.error) as error:
+                raise ClientError(f"{path} is not an ELF file the client can read: {error}") \
+                    from None
             auxv = self._transfer("auxv")
             values = dict(struct.iter_unpack("<QQ", auxv[: len(auxv) // 16 * 16]))
-            bias = values.get(AT_ENTRY, entry) - entry
-        return Symbols(elf, bias, path)
+            bias = values.get(AT_ENTRY, entry) - entry if position_independent else 0
+            symbols = Symbols(elf, bias, path)
+        self._interpreter = (symbols.interpreter, values[AT_BASE]) \
+            if symbols.interpreter and values.get(AT_BASE) else None
+        return symbols
+
+    def libraries(self) -> list[Symbols]:
+        """The symbols of the shared objects mapped now: the dynamic loader (from the
+        auxv's AT_BASE) and those in its list of loaded objects (qXfer:libraries-svr4),
+        each from the trace's copy, at its load address. Their symbol tables only:
+        functions and objects, no lines (their DWARF is in separate debug files)."""
+        if self._libraries_seen_at != self._moves:
+            self._libraries_seen_at = self._moves
+            loaded = [self._interpreter] if self._interpreter else []
+            try:
+                listing = ElementTree.fromstring(self._transfer("libraries-svr4"))
+                loaded += [(library.get("name", ""), int(library.get("l_addr", "0"), 16))
+                           for library in listing.iter("library")]
+            except (ClientError, ElementTree.ParseError, ValueError):
+                pass  # no list yet: the loader has not made it
+            for name, base in loaded:
+                if name and (name, base) not in self._libraries:
+                    try:
+                        with self._served(name) as elf:
+                            self._libraries[(name, base)] = Symbols(elf, base, name)
+                    except ClientError:
+                        self._libraries[(name, base)] = None  # no copy, or not ELF
+            self._loaded = set(loaded)
+        return [symbols for key, symbols in self._libraries.items()
+                if symbols is not None and key in self._loaded]
 
     # -- where -------------------------------------------------------------------------------
     def when(self) -> Position:
@@ -950,8 +1062,16 @@ class Replay:
         return Position(int(event[1]) if event else None, text)
 
     def location(self, address: int | None = None) -> Location:
-        """The function and source line of ``address`` (default: the pc)."""
-        return self.symbols.location(self.pc if address is None else address)
+        """The function and source line of ``address`` (default: the pc), from the
+        executable or, for the function only, from a shared object it loaded."""
+        address = self.pc if address is None else address
+        location = self.symbols.location(address)
+        if location.function is None and not self.symbols.covers(address):
+            for library in self.libraries():
+                function = library.function_at(address)
+                if function is not None:
+                    return Location(address, function.name)
+        return location
 
     @property
     def pc(self) -> int:
@@ -966,6 +1086,7 @@ class Replay:
         reply = self._request(b"qRcmd," + command.encode().hex().encode())
         output, connection.console = connection.console, ""
         self._registers = None  # the command may have moved the replay
+        self._moves += 1
         if reply != b"OK":
             raise ClientError(f"monitor {command}: {output.strip() or reply.decode()}")
         return output
@@ -1098,9 +1219,14 @@ class Replay:
                 raise ClientError(f"no code at {text} in {self.symbols.name}")
             return addresses[0], text
         function = self.symbols.functions.get(text)
-        if function is None:
-            raise ClientError(f"no function named {text!r} in {self.symbols.name}")
-        return self.symbols.after_prologue(function), text
+        if function is not None:
+            return self.symbols.after_prologue(function), text
+        # A function of a shared object (write, malloc...): its entry; they have no lines.
+        for library in self.libraries():
+            if text in library.functions:
+                return library.functions[text].address, text
+        raise ClientError(f"no function named {text!r} in {self.symbols.name} "
+                          "or the shared objects loaded now")
 
     # -- motion -------------------------------------------------------------------------------
     def cont(self) -> Stop:
@@ -1327,6 +1453,7 @@ class Replay:
     def _stop_from(self, reply: bytes, *, moved: bool | None,
                    extra: Breakpoint | None = None) -> Stop:
         self._registers = None
+        self._moves += 1
         if reply[:1] == b"W":
             return Stop("exited", exit_status=_hex_int(reply[1:3]))
         if reply[:1] == b"X":
@@ -1416,11 +1543,3 @@ class Replay:
 def _same_line(row: LineRow, other: LineRow) -> bool:
     return row.line == other.line and row.file == other.file
 
-
-def lines_of(path: str | os.PathLike[str], text: str) -> Iterator[int]:
-    """The numbers of the lines of a source file that contain ``text`` (for scripts
-    that find a statement by what it says rather than by a line number)."""
-    with builtins.open(path) as source:
-        for number, line in enumerate(source, 1):
-            if text in line:
-                yield number
