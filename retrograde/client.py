@@ -6,13 +6,14 @@ recorded execution and look at it::
 
     from retrograde import client
 
-    with client.open("traces/corrupt-0") as replay:
-        replay.break_at("audit")                  # a function, "file.c:LINE" or an address
-        replay.cont()
-        replay.watch("balance")                   # a global's name, or an address and length
-        stop = replay.reverse_cont()              # back to the write that changed it
+    with client.open("traces/corrupt-0") as replay:    # examples/corrupt.c, recorded
+        replay.cont()                                  # to the end of the recording
+        replay.watch("sensor.calibration")             # a global, a member, an element
+        stop = replay.reverse_cont()                   # back to the last write to it
         print(stop.location, stop.value_before, "->", stop.value_after)
-        print(replay.when())                      # the position in the recording
+        replay.delete(stop.breakpoint)
+        replay.break_at("store_reading", condition=lambda r: r.value("next_slot") == 4)
+        print(replay.reverse_cont(), replay.when())    # hits where it is false are passed
 
 What there is:
 
@@ -24,7 +25,8 @@ What there is:
 - Symbols (`Replay.symbols`): functions, globals with their C types and the DWARF
   line table of the program's executable, read from the trace's own copy of it
   (served over the protocol, so a rebuilt or deleted binary does not matter) and
-  placed at the load address the recorded auxv gives a PIE.
+  placed at the load address the recorded auxv gives a PIE; `Replay.libraries`:
+  the symbol tables of the shared objects loaded at the current position.
 - Breakpoints (`break_at`) and watchpoints (`watch`: "write", "read" or "access",
   on a global or on ADDRESS, LENGTH), each with an optional condition: a Python
   callable, given the `Replay`, evaluated here at each hit; a hit where it is false
