@@ -906,7 +906,6 @@ class Replay:
         self._registers: dict[str, int] | None = None
         self._interrupt_sent = False
         self._moving_backwards = False
-        self._forward_trigger: Breakpoint | None = None  # the watchpoint a forward move stopped at
         self.stop: Stop | None = None  # how the last move ended
         try:
             self._negotiate()
@@ -1089,8 +1088,13 @@ class Replay:
         output, connection.console = connection.console, ""
         self._registers = None  # the command may have moved the replay
         self._moves += 1
-        if reply != b"OK":
-            raise ClientError(f"monitor {command}: {output.strip() or reply.decode()}")
+        # The server answers a command it cannot carry out with OK and its reason as
+        # the last console line, "retrograde: ..." (gdb shows an error reply to qRcmd
+        # only as "Protocol error"); a command's own output never starts that way.
+        lines = output.strip().splitlines()
+        if reply != b"OK" or (lines and lines[-1].startswith("retrograde: ")):
+            reason = lines[-1].removeprefix("retrograde: ") if lines else reply.decode()
+            raise ClientError(f"monitor {command}: {reason}")
         return output
 
     # -- state -----------------------------------------------------------------------------------
@@ -1379,11 +1383,7 @@ class Replay:
         while True:
             if not reverse:
                 self._step_off_breakpoint()
-            trigger = self._forward_trigger
-            if reverse and trigger is not None and trigger in self.breakpoints:
-                stop = self._back_over_trigger(trigger)
-            else:
-                stop = self._move(b"bc" if reverse else b"vCont;c", step=False, extra=extra)
+            stop = self._move(b"bc" if reverse else b"vCont;c", step=False, extra=extra)
             hit = stop.breakpoint
             if hit is None or hit is extra:
                 return stop
@@ -1395,20 +1395,6 @@ class Replay:
             if hit.condition is None or hit.condition(self):
                 hit.hits += 1
                 return stop
-
-    def _back_over_trigger(self, watch: Breakpoint) -> Stop:
-        """Backwards from a watchpoint stop made going forwards: the access that
-        stopped it is the instruction just before, and going backwards the replay
-        stops before it. (The server's reverse-continue from there misses that
-        access: its scan counts the hits before the present, and this one is the
-        present's own.)"""
-        after = watch._last_value
-        stop = self._move(b"bs", step=True)
-        if stop.reason != "step":
-            return stop
-        watch._last_value = after
-        return self._settle(Stop("watchpoint", stop.location, breakpoint=watch,
-                                 watch_address=watch.address))
 
     def _step_off_breakpoint(self) -> None:
         """gdb's way over a breakpoint at the pc: out, one step, back in. A resume with
@@ -1499,7 +1485,6 @@ class Replay:
                             stop.breakpoint, stop.watch_address,
                             watchpoint.decode(before), watchpoint.decode(after))
             watchpoint._last_value = now
-        self._forward_trigger = watch if watch is not None and not reverse_watch else None
         self.stop = stop
         return stop
 
