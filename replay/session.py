@@ -53,6 +53,7 @@ from retrograde.tracee.process import (
     PTRACE_SYSCALL,
     PTRACE_SYSEMU,
     PTRACE_SYSEMU_SINGLESTEP,
+    LaunchState,
     Stop,
     Tracee,
     TraceeError,
@@ -341,7 +342,13 @@ class ReplaySession:
         if not isinstance(first, ExecEvent):
             raise Divergence(0, f"the trace starts with {first.kind}, not an exec")
         stub = write_stub(first.retrograde_page)
-        self.tracee = Tracee.spawn([str(stub)], env={}, isolate=True)
+        launch = None  # a trace from before the launch state was kept
+        if "launch" in self.reader.metadata:
+            try:
+                launch = LaunchState.from_json(self.reader.metadata["launch"])
+            except ValueError as error:
+                raise TraceError(f"{self.reader.directory}/metadata.json: {error}") from None
+        self.tracee = Tracee.spawn([str(stub)], env={}, isolate=True, launch=launch)
         self._finish_stub_exec(first)
         self.next_event = 1
 

@@ -78,7 +78,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         trace_dir = new_trace_dir(trace_root(), prog)
     if not args.output:
         _point_latest_at(trace_dir)
-    recorder = Recorder([path, *args.command[1:]], trace_dir)
+    # Before the signals change below: the program starts with what we were given.
+    recorder = Recorder([path, *args.command[1:]], trace_dir, strict=args.strict)
     # Ctrl-C and Ctrl-\ reach the program (same process group) and are recorded as
     # its signals; the recorder stays to write them down. SIGTERM ends the recording
     # with a valid trace.
@@ -294,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("record", help="run a program and record it")
     p.add_argument("-o", "--output", help="trace directory (default: a new one under "
                                           "$RETROGRADE_DIR or ~/.local/share/retrograde)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at a syscall retrograde cannot record, instead of answering "
+                        "it ENOSYS with a warning")
     p.add_argument("command", nargs=argparse.REMAINDER, help="PROG [ARGS...]")
     p.set_defaults(func=cmd_record)
     p = sub.add_parser("replay", help="replay a trace")

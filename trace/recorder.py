@@ -15,9 +15,11 @@ one-line error and a trace that is valid up to that event.
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -27,13 +29,21 @@ from pathlib import Path
 from ..tracee import cpu
 from ..tracee import page as rpage
 from ..tracee.maps import KernelMapping, memory_digest, page_up, parse_maps, writable_memory
-from ..tracee.process import PTRACE_EVENT_EXEC, PTRACE_SYSCALL, Tracee, TraceeError, is_error
+from ..tracee.process import (
+    PTRACE_EVENT_EXEC,
+    PTRACE_SYSCALL,
+    LaunchState,
+    Tracee,
+    TraceeError,
+    is_error,
+)
 from ..tracee.registers import Registers, registers_to_bytes, signed, syscall_args
 from ..tracee.syscalls import (
     MMAP_FAMILY,
     REFUSED_IN_RECORDING,
     UnsupportedSyscall,
     is_supported,
+    kernel_may_implement,
     output_regions,
     syscall_name,
     syscall_number,
@@ -64,6 +74,12 @@ NR_EXIT = syscall_number("exit")
 NR_EXIT_GROUP = syscall_number("exit_group")
 NR_MMAP = syscall_number("mmap")
 NR_CLONE = syscall_number("clone")
+NR_PRCTL = syscall_number("prctl")
+NR_RT_SIGRETURN = syscall_number("rt_sigreturn")
+NR_RESTART_SYSCALL = syscall_number("restart_syscall")
+ERESTART_RESTARTBLOCK = 516  # include/linux/errno.h; seen by ptrace at the exit stop
+PR_GET_TSC, PR_SET_TSC = 25, 26
+PR_TSC_ENABLE, PR_TSC_SIGSEGV = 1, 2
 NR_CLONE3 = syscall_number("clone3")
 TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
 CLONE_THREAD = 0x10000
@@ -90,7 +106,8 @@ class _HeldSignal:
     raised: bool = False
 
 
-def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
+def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str],
+                   launch: LaunchState) -> dict:
     uname = platform.uname()
     model = ""
     try:
@@ -104,6 +121,7 @@ def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
         "kernel": f"{uname.system} {uname.release} {uname.version} {uname.machine}",
         "cpu": model, "cpuid": cpu.cpuid_leaves(),
         "start_time": time.time(), "recorder": "retrograde 0.1.0",
+        "launch": launch.to_json(),
     }
 
 
@@ -116,8 +134,12 @@ class Recorder:
     writer: TraceWriter
 
     def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
-                 cwd: str | None = None) -> None:
+                 cwd: str | None = None, launch: LaunchState | None = None,
+                 strict: bool = False) -> None:
         self.argv = list(argv)
+        # Taken now, before a caller that constructs us changes its own signals.
+        self.launch = LaunchState.of_this_process() if launch is None else launch
+        self.strict = strict
         self.trace_dir = trace_dir
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd or os.getcwd()
@@ -129,15 +151,20 @@ class Recorder:
         self.last_regs: bytes | None = None  # registers at the last stop we resumed from
         self.held: _HeldSignal | None = None
         self.held_lock = threading.Lock()
+        self.tsc_mode = PR_TSC_ENABLE  # the program's own PR_SET_TSC mode
+        # The call that returned -ERESTART_RESTARTBLOCK last: restart_syscall continues it.
+        self.restart: tuple[int, tuple[int, ...]] | None = None
         self._last_flush = time.monotonic()
 
     # -- driver -------------------------------------------------------------------
     def run(self) -> RecordingResult:
-        self.writer = TraceWriter(self.trace_dir, trace_metadata(self.argv, self.cwd, self.env))
+        self.writer = TraceWriter(self.trace_dir, trace_metadata(self.argv, self.cwd, self.env,
+                                                               self.launch))
         result = RecordingResult(self.trace_dir, 0)
         tracee: Tracee | None = None
         try:
-            self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd)
+            self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd,
+                                                        launch=self.launch)
             self._loop(result)
         except (RecordingError, TraceeError) as error:
             result.error = str(error)
@@ -206,16 +233,27 @@ class Recorder:
             what = "multi-threaded" if flags & CLONE_THREAD else "multi-process"
             raise RecordingError(f"{syscall_name(nr)} at event {event_no}: {what} recording "
                                  "is not supported yet")
-        if not is_supported(nr):  # refuse before the kernel runs what we could not replay
-            raise UnsupportedSyscall(nr)
+        if not is_supported(nr):
+            # Never let the kernel run what could not be replayed. Answered ENOSYS
+            # the program sees an older kernel (or exactly this one, for a number it
+            # does not implement), and the call is recorded like any other.
+            if self.strict:
+                raise UnsupportedSyscall(nr)
+            if kernel_may_implement(nr):
+                print(f"retrograde: warning: {syscall_name(nr)} (nr {nr}) at event {event_no} "
+                      "is not supported: the program was told ENOSYS (record --strict stops "
+                      "instead)", file=sys.stderr, flush=True)
+            self._skip(regs, errno.ENOSYS)
         if self.held is not None:
             self._raise_held()
         if nr in REFUSED_IN_RECORDING:
             # The kernel would write into the program's memory outside any
             # syscall stop (rseq, io_uring): skip the call, and exit sees -errno.
-            regs.orig_rax = 0xFFFFFFFFFFFFFFFF
-            regs.rax = -REFUSED_IN_RECORDING[nr] & 0xFFFFFFFFFFFFFFFF
-            t.set_regs(regs)
+            self._skip(regs, REFUSED_IN_RECORDING[nr])
+        elif nr == NR_PRCTL and (regs.rdi & 0xFFFFFFFF) in (PR_GET_TSC, PR_SET_TSC):
+            self._tsc_prctl_entry(regs)
+        elif nr == NR_RT_SIGRETURN:
+            self.restart = None  # sigreturn resets the task's restart block
         if nr in (NR_EXIT, NR_EXIT_GROUP):
             self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
 
@@ -233,8 +271,17 @@ class Recorder:
             self._after_exec(regs)
             self.last_regs = registers_to_bytes(t.get_regs())
             return
+        rule_nr, rule_args = nr, args
+        if nr == NR_RESTART_SYSCALL and self.restart is not None:
+            rule_nr, rule_args = self.restart  # it continues that call, and writes what it does
+        if nr == NR_PRCTL and not is_error(result) and (args[0] & 0xFFFFFFFF) == PR_GET_TSC:
+            # The kernel said PR_TSC_SIGSEGV, which is ours; the program's own mode is this.
+            t.write(args[1], self.tsc_mode.to_bytes(4, "little"))
+        if result == -ERESTART_RESTARTBLOCK:
+            self.restart = (rule_nr, rule_args)
         writes = tuple((addr, t.read_partial(addr, size))
-                       for addr, size in output_regions(nr, args, result, t.read) if size > 0)
+                       for addr, size in output_regions(rule_nr, rule_args, result, t.read)
+                       if size > 0)
         mmap_id = mapping = None
         if nr in MMAP_FAMILY:
             mmap_id = self.mmap_count
@@ -244,6 +291,25 @@ class Recorder:
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
                                   mmap_id=mmap_id, mapping=mapping))
         self.last_regs = registers_to_bytes(regs)
+
+    def _skip(self, regs: Registers, error: int) -> None:
+        """Make the kernel skip the call at this entry stop; its exit sees -``error``."""
+        regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+        regs.rax = -error & 0xFFFFFFFFFFFFFFFF
+        self.tracee.set_regs(regs)
+
+    def _tsc_prctl_entry(self, regs: Registers) -> None:
+        """PR_SET_TSC and PR_GET_TSC see the program's own mode, not the recorder's.
+
+        The recorder keeps rdtsc faulting (PR_TSC_SIGSEGV) for the whole recording;
+        what the program asked for decides whether a fault is emulated or delivered
+        to it as the SIGSEGV it would natively get. PR_GET_TSC runs (the kernel checks
+        the pointer) and has its answer replaced at the exit; a valid PR_SET_TSC is
+        skipped, an invalid one runs for the kernel's own EINVAL.
+        """
+        if (regs.rdi & 0xFFFFFFFF) == PR_SET_TSC and regs.rsi in (PR_TSC_ENABLE, PR_TSC_SIGSEGV):
+            self.tsc_mode = regs.rsi
+            self._skip(regs, 0)
 
     def _file_mapping(self, addr: int, args: tuple[int, ...]) -> MappingRecord:
         length, prot, flags, fd, offset = args[1], args[2], args[3], args[4], args[5]
@@ -320,7 +386,7 @@ class Recorder:
             return 0  # a group-stop, not a delivery: just resume
         regs = t.get_regs()
         si_code = int.from_bytes(siginfo[8:12], "little", signed=True)
-        if signo == signal.SIGSEGV and si_code > 0:
+        if signo == signal.SIGSEGV and si_code > 0 and self.tsc_mode == PR_TSC_ENABLE:
             insn = cpu.decode_rdtsc(t.read_partial(regs.rip, 3))
             if insn is not None:
                 self._emulate_rdtsc(regs, *insn)

@@ -27,11 +27,13 @@ Conventions, from the kernel rather than the man pages where the two disagree:
 * A syscall, ioctl request, fcntl command or prctl option the table does not know raises
   :class:`UnsupportedSyscall` when it succeeds. When it fails, it stored nothing, with one
   exception: an unknown syscall *number* is only known to be harmless when it failed with
-  ENOSYS, because only then did no kernel code run for it.
+  ENOSYS, because only then did no kernel code run for it. (The recorder does not let such
+  a number run at all: see :func:`kernel_may_implement`.)
 * ``restart_syscall`` continues the call that an earlier stop of the same task reported
   with -ERESTART_RESTARTBLOCK and writes what that call writes (``poll``'s revents,
   ``nanosleep``'s remaining time): the recorder passes the original number and arguments
-  with the new result. Given as itself, it is unsupported.
+  with the new result. Given as itself (no call to continue: the kernel answers EINTR),
+  it stores nothing.
 
 Struct sizes are ``sizeof`` on x86-64 (``STRUCT_SIZES``); ``tests/test_syscalls.py``
 checks each against gcc, and checks the rules against a real kernel by running syscalls on
@@ -41,6 +43,7 @@ a buffer full of a canary pattern and comparing what changed with what the rules
 from __future__ import annotations
 
 import errno
+import platform
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,6 +65,7 @@ __all__ = [
     "UnsupportedSyscall",
     "ioctl_request_name",
     "is_supported",
+    "kernel_may_implement",
     "output_regions",
     "syscall_name",
     "syscall_number",
@@ -361,7 +365,7 @@ _define(
     setrlimit personality unshare setns kcmp membarrier rseq
     set_tid_address set_robust_list
     kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo rt_sigsuspend pause alarm
-    rt_sigreturn
+    rt_sigreturn restart_syscall
     timer_getoverrun timer_delete
     futex_waitv futex_wake futex_wait futex_requeue
     execve execveat exit exit_group fork vfork
@@ -1177,6 +1181,36 @@ def is_supported(nr: int) -> bool:
     the recorder refuses it (REFUSED_IN_RECORDING). For a multiplexed call such as ioctl,
     a given request may still be unknown to :func:`output_regions`."""
     return nr in _RULES or nr in REFUSED_IN_RECORDING
+
+
+# Numbers of the x86-64 table that no kernel since 5.5 implements (sys_ni_syscall): the
+# kernel's answer to them is ENOSYS, so giving it without the kernel loses nothing.
+_NOT_IMPLEMENTED: Final = frozenset(_NUMBERS[name] for name in """
+    _sysctl create_module get_kernel_syms query_module nfsservctl getpmsg putpmsg
+    afs_syscall tuxcall security vserver epoll_ctl_old epoll_wait_old
+    """.split())
+_X32_SYSCALL_BIT = 0x4000_0000
+_TABLE_KERNEL = (6, 18)  # the newest kernel whose numbers SYSCALL_NAMES lists
+
+
+def kernel_may_implement(nr: int, kernel_release: str | None = None) -> bool:
+    """Whether a kernel may have code for syscall ``nr`` (``orig_rax``, unsigned).
+
+    The recorder answers every call the table cannot record with ENOSYS, without
+    running it. For a number no kernel implements (``syscall(-1)``, ``syscall(1000)``,
+    the x32 numbers without the x32 bit) that is exactly the kernel's own answer; for
+    the others the program sees a kernel older than the real one, and the recorder
+    says so. An x32-ABI call (nr with bit 30) runs on kernels built with x32 support.
+    A number above the table is new only on a kernel newer than the table.
+    """
+    if nr & _X32_SYSCALL_BIT and nr < 1 << 32:
+        return (nr & ~_X32_SYSCALL_BIT) < 1024
+    if nr in SYSCALL_NAMES:
+        return nr not in _NOT_IMPLEMENTED
+    if kernel_release is None:
+        kernel_release = platform.release()
+    version = tuple(int(part) for part in re.findall(r"\d+", kernel_release)[:2])
+    return nr < 1024 and version > _TABLE_KERNEL
 
 
 def output_regions(
