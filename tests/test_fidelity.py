@@ -1,0 +1,206 @@
+"""A recorded program behaves exactly as it does natively, and its replay as its recording.
+
+Each test runs a real program three ways, from the same parent: natively, under
+`retrograde record`, and under `retrograde replay -a`, and compares what it printed
+and how it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from runner import RETROGRADE, children_of
+
+from retrograde.trace.events import SignalEvent, SyscallEvent
+from retrograde.trace.format import TraceReader
+from retrograde.tracee.syscalls import syscall_number
+
+
+def three_ways(argv: list, trace: Path, parent: Callable[[], None] | None = None
+               ) -> tuple[subprocess.CompletedProcess, ...]:
+    """Native, recorded and replayed runs of ``argv``, each started by a child that ran
+    ``parent`` first (as a shell's `trap` or a supervisor would set the signals)."""
+    argv = [str(a) for a in argv]
+    runs = []
+    for command in (argv, [*RETROGRADE, "record", "-o", str(trace), "--", *argv],
+                    [*RETROGRADE, "replay", "-a", str(trace)]):
+        runs.append(subprocess.run(command, capture_output=True, timeout=120, preexec_fn=parent,
+                                   stdin=subprocess.DEVNULL))
+    return tuple(runs)
+
+
+def signal_lines(output: bytes) -> dict[str, str]:
+    return dict(re.findall(r"^(\w+):\t([0-9a-f]+)$", output.decode(), re.MULTILINE))
+
+
+def ignore_and_block() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGTERM, signal.SIGRTMIN})
+
+
+def bits(*signals: int) -> str:
+    return f"{sum(1 << (s - 1) for s in signals):016x}"
+
+
+# --- signal dispositions and mask -------------------------------------------------------------
+
+@pytest.mark.parametrize("parent", [None, ignore_and_block], ids=["default", "ignoring"])
+def test_the_program_starts_with_its_parents_signal_state(programs, tmp_path, parent):
+    native, recorded, replayed = three_ways([programs.sigstate], tmp_path / "t", parent)
+    assert native.returncode == recorded.returncode == replayed.returncode == 0
+    assert recorded.stdout == replayed.stdout == native.stdout
+    state = signal_lines(native.stdout)
+    if parent is None:
+        assert state["SigIgn"] == state["SigBlk"] == bits()
+    else:
+        assert state["SigIgn"] == bits(signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
+        assert state["SigBlk"] == bits(signal.SIGUSR2, signal.SIGTERM, signal.SIGRTMIN)
+    assert state["SigCgt"] == bits()
+
+
+def test_a_writer_into_a_closed_pipe_dies_by_sigpipe(programs, tmp_path):
+    native, recorded, replayed = three_ways([programs.sigstate, "pipe"], tmp_path / "t")
+    assert native.returncode == -signal.SIGPIPE
+    assert recorded.returncode == replayed.returncode == 128 + signal.SIGPIPE
+    assert native.stdout == recorded.stdout == replayed.stdout == \
+        b"sigstate: writing into a closed pipe\n"
+    assert recorded.stderr == b"retrograde: sigstate terminated by signal SIGPIPE\n"
+    with TraceReader(tmp_path / "t") as trace:
+        assert trace.metadata["exit_signal"] == signal.SIGPIPE
+
+
+def test_ctrl_c_ends_a_recording_as_it_ends_the_program(programs, tmp_path):
+    """The terminal sends SIGINT to the foreground process group: recorder and program."""
+    trace = tmp_path / "t"
+    recording = subprocess.Popen([*RETROGRADE, "record", "-o", str(trace), "--",
+                                  str(programs.sigstate), "wait"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+    try:
+        assert recording.stdout.readline() == b"waiting\n"
+        os.killpg(recording.pid, signal.SIGINT)
+        out, err = recording.communicate(timeout=60)
+    finally:
+        if recording.poll() is None:
+            recording.kill()
+            recording.wait()
+    assert recording.returncode == 128 + signal.SIGINT
+    assert err == b"retrograde: sigstate terminated by signal SIGINT\n"
+    with TraceReader(trace) as reader:
+        assert reader.complete and reader.metadata["exit_signal"] == signal.SIGINT
+        assert any(isinstance(e, SignalEvent) and e.signo == signal.SIGINT for e in reader)
+    replayed = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], capture_output=True,
+                              timeout=120)
+    assert replayed.returncode == 128 + signal.SIGINT
+    assert replayed.stdout == b"waiting\n"
+
+
+def test_ctrl_c_ignored_by_the_parent_is_ignored_by_the_program(programs, tmp_path):
+    trace = tmp_path / "t"
+    recording = subprocess.Popen([*RETROGRADE, "record", "-o", str(trace), "--",
+                                  str(programs.sigstate), "wait"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert recording.stdout.readline() == b"waiting\n"
+        (program,) = children_of(recording.pid)
+        os.killpg(recording.pid, signal.SIGINT)
+        # SIGINT is pending (or handled) before SIGUSR2 is sent, and the kernel hands
+        # out the lower-numbered pending signal first: SIGUSR2 is what ends the program.
+        os.kill(program, signal.SIGUSR2)
+        recording.communicate(timeout=60)
+    finally:
+        if recording.poll() is None:
+            recording.kill()
+            recording.wait()
+    assert recording.returncode == 128 + signal.SIGUSR2
+    with TraceReader(trace) as reader:
+        assert reader.complete and reader.metadata["exit_signal"] == signal.SIGUSR2
+        signals = [e.signo for e in reader if isinstance(e, SignalEvent)]
+    # The SIGINT was delivered, ignored as natively, and recorded like any signal.
+    assert signals == [signal.SIGINT, signal.SIGUSR2]
+    replayed = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], capture_output=True,
+                              timeout=120)
+    assert replayed.returncode == 128 + signal.SIGUSR2
+
+
+# --- syscall numbers, ioctl errors, prctl, restarts -------------------------------------------
+
+def test_numbers_the_kernel_lacks_and_ioctl_errors_replay_as_natively(programs, tmp_path):
+    native, recorded, replayed = three_ways([programs.nosys], tmp_path / "t")
+    assert native.returncode == recorded.returncode == replayed.returncode == 0
+    assert recorded.stdout == replayed.stdout == native.stdout
+    assert recorded.stderr == b""  # nothing the kernel implements was refused
+    lines = native.stdout.decode()
+    for call in ("syscall(-1)", "syscall(1000)", "syscall(470)", "tuxcall"):
+        assert re.search(rf"^{re.escape(call)} +-1 ENOSYS$", lines, re.MULTILINE), call
+    assert re.search(r"^TCGETS on a pipe +-1 ENOTTY$", lines, re.MULTILINE)
+    assert re.search(r"^TCGETS on a bad fd +-1 EBADF$", lines, re.MULTILINE)
+    assert "queued 3" in lines
+
+
+def test_a_call_the_kernel_has_and_retrograde_cannot_record_gets_enosys(programs, tmp_path):
+    native, recorded, replayed = three_ways([programs.nosys, "unmodelled"], tmp_path / "t")
+    assert native.stdout == b"io_setup                 0 \n"
+    assert recorded.stdout == replayed.stdout == b"io_setup                 -1 ENOSYS\n"
+    assert re.fullmatch(rb"retrograde: warning: io_setup \(nr 206\) at event \d+ is not "
+                        rb"supported: the program was told ENOSYS \(record --strict stops "
+                        rb"instead\)\n", recorded.stderr)
+    assert recorded.returncode == replayed.returncode == 0
+
+
+def test_prctl_values_read_back_are_the_native_ones(programs, tmp_path):
+    native, recorded, replayed = three_ways([programs.prctls], tmp_path / "t")
+    assert native.returncode == recorded.returncode == replayed.returncode == 0
+    assert recorded.stdout.decode().splitlines() == native.stdout.decode().splitlines()
+    assert replayed.stdout == recorded.stdout
+    lines = native.stdout.decode()
+    # The values the recorder itself sets in its tracee (PR_SET_PDEATHSIG before exec,
+    # PR_TSC_SIGSEGV) are not the ones the program sees.
+    assert re.search(r"^GET_PDEATHSIG +0  value 0$", lines, re.MULTILINE)
+    assert re.search(r"^GET_TSC +0  value 1$", lines, re.MULTILINE)
+    assert lines.count("  rdtsc faulted\n") == 1 and lines.count("  rdtsc ran\n") == 1
+
+
+def test_prctl_timer_slack_is_the_parents(programs, tmp_path):
+    def slow_timers() -> None:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(29, 4_000_000, 0, 0, 0)  # PR_SET_TIMERSLACK
+
+    native, recorded, replayed = three_ways([programs.prctls], tmp_path / "t", slow_timers)
+    assert re.search(r"^GET_TIMERSLACK +4000000 $", native.stdout.decode(), re.MULTILINE)
+    assert recorded.stdout == replayed.stdout == native.stdout
+
+
+@pytest.mark.parametrize("mode", ["ignored", "handler", "sa_restart"])
+def test_sleeps_interrupted_by_a_signal_end_as_natively(programs, tmp_path, mode):
+    native, recorded, replayed = three_ways([programs.restart, mode], tmp_path / "t")
+    assert native.returncode == recorded.returncode == replayed.returncode == 0
+    assert recorded.stdout == replayed.stdout == native.stdout
+    expected = {
+        "ignored": "nanosleep    0 \npoll         0 \n",
+        "handler": "nanosleep    -1 EINTR\n  left in range yes\nread         -1 EINTR\n"
+                   "  byte -, alarms 2\n",
+        "sa_restart": "nanosleep    -1 EINTR\n  left in range yes\nread         1 \n"
+                      "  byte !, alarms 2\n",
+    }
+    assert native.stdout.decode() == expected[mode]
+    with TraceReader(tmp_path / "t") as trace:
+        calls = [e for e in trace if isinstance(e, SyscallEvent)]
+    restarts = [e for e in calls if e.nr == syscall_number("restart_syscall")]
+    if mode == "ignored":
+        # Under ptrace an ignored signal still interrupts the sleep; the kernel then
+        # continues it with restart_syscall, which is recorded as itself.
+        assert len(restarts) == 2 and all(e.result == 0 for e in restarts)
+    else:
+        assert restarts == []
