@@ -39,7 +39,12 @@ from retrograde.trace.events import (
 )
 from retrograde.trace.format import TraceError, TraceReader
 from retrograde.tracee import page as rpage
-from retrograde.tracee.cpu import decode_rdtsc
+from retrograde.tracee.cpu import (
+    cpuid_warning,
+    decode_rdtsc,
+    find_random_instructions,
+    has_random_instructions,
+)
 from retrograde.tracee.maps import (
     memory_digest,
     page_up,
@@ -99,6 +104,7 @@ class Divergence(Exception):
     def __init__(self, event_no: int, message: str) -> None:
         super().__init__(f"replay diverged at event {event_no}: {message}")
         self.event_no = event_no
+        self.detail = message
 
 
 class Interruption:
@@ -349,6 +355,9 @@ class ReplaySession:
             except ValueError as error:
                 raise TraceError(f"{self.reader.directory}/metadata.json: {error}") from None
         self.tracee = Tracee.spawn([str(stub)], env={}, isolate=True, launch=launch)
+        warning = cpuid_warning(self.reader.metadata.get("cpuid"))
+        if warning:
+            print(f"retrograde: {warning}", file=sys.stderr, flush=True)
         self._finish_stub_exec(first)
         self.next_event = 1
 
@@ -382,19 +391,25 @@ class ReplaySession:
         carries it out).
         """
         interruption = self.interruption
-        if interruption is None:
-            return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
-                             stop_before_event)
-        pid = self.process.pid
-        interruption.running.add(pid)
-        if interruption.is_set():
-            # Requested before this process was running: `set` sent it no SIGSTOP.
-            os.kill(pid, signal.SIGSTOP)
         try:
-            return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
-                             stop_before_event)
-        finally:
-            interruption.running.discard(pid)
+            if interruption is None:
+                return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
+                                 stop_before_event)
+            pid = self.process.pid
+            interruption.running.add(pid)
+            if interruption.is_set():
+                # Requested before this process was running: `set` sent it no SIGSTOP.
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
+                                 stop_before_event)
+            finally:
+                interruption.running.discard(pid)
+        except Divergence as divergence:
+            note = self._random_instructions_note()
+            if note:
+                raise Divergence(divergence.event_no, f"{divergence.detail}; {note}") from None
+            raise
 
     def _run(self, step: bool, breakpoints: frozenset[int], until_event: bool,
              report_signals: frozenset[int], stop_at_end: bool,
@@ -1076,6 +1091,33 @@ class ReplaySession:
             raise Divergence(n, "the recorded state of an asynchronous signal cannot be restored")
         os.kill(t.pid, event.signo)
         return self._resume(expect=event.signo)
+
+    def _random_instructions_note(self) -> str | None:
+        """Where the program's code has rdrand or rdseed, to name in a divergence.
+
+        Their results are in no trace (this CPU cannot fault them), so a replay
+        that executed one got another value than the recording did.
+        """
+        t = self.tracee
+        if t is None or not t.alive or self.space is None or not has_random_instructions():
+            return None
+        found = []
+        for m in self.space.mappings:
+            if "x" not in m.perms or m.kind in ("vdso", "vvar", "retrograde"):
+                continue
+            code = t.read_partial(m.start, m.end - m.start)
+            for addr, name in find_random_instructions(code, m.start):
+                where = ""
+                if m.recorded.name:
+                    offset = m.recorded.offset + addr - m.recorded.start
+                    where = f" ({os.path.basename(m.recorded.name)}+{offset:#x})"
+                found.append(f"{name} at pc {addr:#x}{where}")
+        if not found:
+            return None
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        return (f"the program's code has {', '.join(found[:3])}{more}, whose results "
+                "cannot be recorded on this CPU (no CPUID faulting): the replay may have "
+                "got other values")
 
     def _replay_rdtsc(self, n: int, event: RdtscEvent, stop: Stop) -> None:
         t = self.process

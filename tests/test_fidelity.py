@@ -7,6 +7,7 @@ and how it ended.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from runner import RETROGRADE, children_of
 
 from retrograde.trace.events import SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
+from retrograde.tracee.cpu import cpuid_differences, find_random_instructions
 from retrograde.tracee.syscalls import syscall_number
 
 
@@ -204,3 +206,83 @@ def test_sleeps_interrupted_by_a_signal_end_as_natively(programs, tmp_path, mode
         assert len(restarts) == 2 and all(e.result == 0 for e in restarts)
     else:
         assert restarts == []
+
+
+def test_a_malformed_launch_state_in_a_trace_is_one_line(programs, tmp_path):
+    trace = tmp_path / "t"
+    assert subprocess.run([*RETROGRADE, "record", "-o", str(trace), str(programs.sigstate)],
+                          capture_output=True).returncode == 0
+    metadata = json.loads((trace / "metadata.json").read_text())
+    metadata["launch"] = {"ignored": "all"}
+    (trace / "metadata.json").write_text(json.dumps(metadata))
+    got = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], capture_output=True,
+                         timeout=60)
+    assert got.returncode == 1
+    assert got.stderr == f"retrograde: {trace}/metadata.json: bad launch state " \
+                         "{'ignored': 'all'}\n".encode()
+
+
+# --- instructions the kernel does not see: cpuid, rdrand --------------------------------------
+
+def test_replay_on_another_cpu_warns_in_one_line(programs, tmp_path):
+    trace = tmp_path / "t"
+    native = subprocess.run([str(programs.sigstate)], capture_output=True)
+    assert subprocess.run([*RETROGRADE, "record", "-o", str(trace), str(programs.sigstate)],
+                          capture_output=True).returncode == 0
+    metadata = json.loads((trace / "metadata.json").read_text())
+    # As if recorded where AVX2 (CPUID.7.0:EBX[5]) was missing, on another core.
+    metadata["cpuid"]["0x7.0"][1] ^= 1 << 5
+    metadata["cpuid"]["0x1.0"][1] ^= 0x0300_0000  # the APIC id: no difference
+    (trace / "metadata.json").write_text(json.dumps(metadata))
+    got = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], capture_output=True,
+                         timeout=60)
+    assert got.returncode == 0 and got.stdout == native.stdout
+    here = metadata["cpuid"]["0x7.0"][1] ^ 1 << 5
+    assert got.stderr.decode() == (
+        f"retrograde: warning: this CPU is not the recording's (CPUID 0x7.0 ebx here "
+        f"{here:#x}, recorded {here ^ 1 << 5:#x}): a program that chooses code by CPU "
+        "features may diverge\n")
+
+
+def test_same_cpu_replays_without_a_warning(programs, tmp_path):
+    native, recorded, replayed = three_ways([programs.sigstate], tmp_path / "t")
+    assert replayed.returncode == 0 and replayed.stderr == b""
+
+
+def test_cpuid_differences_leave_out_the_core_the_process_ran_on():
+    recorded = {"0x1.0": [0x906A4, 0x0100_0800, 0x7FFA_F3BF, 0xBFEB_FBFF], "0x7.0": [0, 1, 2, 3]}
+    other_core = {"0x1.0": [0x906A4, 0x0700_0800, 0x7FFA_F3BF, 0xBFEB_FBFF], "0x7.0": [0, 1, 2, 3]}
+    assert cpuid_differences(recorded, other_core) == []
+    other_cpu = {"0x1.0": other_core["0x1.0"], "0x7.0": [0, 1, 6, 3]}
+    assert cpuid_differences(recorded, other_cpu) == ["0x7.0 ecx here 0x6, recorded 0x2"]
+    assert cpuid_differences(recorded, {"0x1.0": recorded["0x1.0"]}) == ["0x7.0 missing here"]
+
+
+def test_random_instructions_are_found_with_their_prefixes():
+    code = bytes.fromhex(
+        "90"  # nop
+        "480fc7f0"  # rdrand rax
+        "0fc7f8"  # rdseed eax
+        "660fc7f1"  # rdrand cx
+        "0fc708"  # cmpxchg8b [rax]: the same opcode, a memory operand
+        "0fc7e0")  # reg 4 of group 9: not a random instruction
+    assert find_random_instructions(code, 0x1000) == [
+        (0x1001, "rdrand"), (0x1005, "rdseed"), (0x1008, "rdrand")]
+
+
+def test_a_divergence_after_rdrand_names_the_instruction_and_its_pc(programs, tmp_path):
+    # 64 rounds of a branch on rdrand's low bit: the replay takes the recorded path
+    # every time with probability 2^-64.
+    disassembly = subprocess.run(["objdump", "-d", str(programs.rdrand)], capture_output=True,
+                                 text=True, check=True).stdout
+    (offset,) = re.findall(r"^ +([0-9a-f]+):\t[0-9a-f ]+\trdrand", disassembly, re.MULTILINE)
+    native, recorded, replayed = three_ways([programs.rdrand, 64], tmp_path / "t")
+    assert native.stdout == recorded.stdout == b"rdrand: 64 rounds\n"
+    assert replayed.returncode == 2
+    message = replayed.stderr.decode()
+    assert message.count("\n") == 1
+    assert re.fullmatch(
+        rf"retrograde: replay diverged at event \d+: recorded getp?pid\(.*\), replay "
+        rf"getp?pid\(.*\); the program's code has rdrand at pc 0x[0-9a-f]*{offset} "
+        rf"\(rdrand\+0x{offset}\), whose results cannot be recorded on this CPU \(no CPUID "
+        rf"faulting\): the replay may have got other values\n", message), message

@@ -1,4 +1,4 @@
-"""Instructions Python cannot execute itself: rdtsc, rdtscp, cpuid.
+"""Instructions Python cannot execute itself: rdtsc, rdtscp, cpuid; and rdrand, rdseed.
 
 The recorder needs the real time-stamp counter to emulate a trapped rdtsc
 (PR_TSC_SIGSEGV) and the CPUID leaves to store in the trace metadata (this CPU
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import re
+
+import capstone
 
 _CODE = {
     # rdtsc; shl rdx, 32; or rax, rdx; ret
@@ -65,6 +68,83 @@ def cpuid_leaves() -> dict[str, list[int]]:
         if leaf <= max_ext:
             leaves[f"{leaf:#x}.0"] = list(cpuid(leaf))
     return leaves
+
+
+# Bits that name the CPU the process happens to run on, not what it can do: leaf 1's
+# EBX[31:24] is the initial APIC id, different on every core of one machine.
+_PER_CORE_BITS = {"0x1.0": (0, 0xFF00_0000, 0, 0)}
+_REGISTERS = ("eax", "ebx", "ecx", "edx")
+
+
+def cpuid_differences(recorded: dict[str, list[int]],
+                      here: dict[str, list[int]] | None = None) -> list[str]:
+    """The leaves in which this CPU (or ``here``) differs from the recorded ones.
+
+    Each as "LEAF REG here VALUE, recorded VALUE". A leaf one side lacks is a
+    difference too; a leaf the recording did not keep is not compared.
+    """
+    here = cpuid_leaves() if here is None else here
+    out = []
+    for leaf, values in recorded.items():
+        mask = _PER_CORE_BITS.get(leaf, (0, 0, 0, 0))
+        mine = here.get(leaf)
+        if mine is None:
+            out.append(f"{leaf} missing here")
+            continue
+        for reg, old, new, ignored in zip(_REGISTERS, values, mine, mask):
+            if (old ^ new) & ~ignored:
+                out.append(f"{leaf} {reg} here {new:#x}, recorded {old:#x}")
+    return out
+
+
+def cpuid_warning(recorded: object) -> str | None:
+    """One line for the user when the replay's CPU is not the recording's, else None.
+
+    cpuid cannot be trapped here, so a program (glibc's ifuncs above all) that reads
+    it picks code paths by what this CPU has, and may take other ones than recorded.
+    """
+    if not isinstance(recorded, dict) or not all(
+            isinstance(v, list) and len(v) == 4 and all(isinstance(x, int) for x in v)
+            for v in recorded.values()):
+        return None
+    differences = cpuid_differences(recorded)
+    if not differences:
+        return None
+    more = f" and {len(differences) - 1} more" if len(differences) > 1 else ""
+    return (f"warning: this CPU is not the recording's (CPUID {differences[0]}{more}): a "
+            "program that chooses code by CPU features may diverge")
+
+
+# rdrand and rdseed are 0F C7 with a register ModRM (mod 11) and reg 6 or 7, after
+# optional operand-size (66) and REX prefixes. Without CPUID faulting they cannot be
+# trapped, so their results are not in a trace; finding them in the code is how a
+# divergence they caused can at least be named.
+_RANDOM_CANDIDATE = re.compile(rb"\x0f\xc7[\xf0-\xff]")
+_decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+
+def has_random_instructions() -> bool:
+    """Whether this CPU has rdrand or rdseed (CPUID.1:ECX[30], CPUID.7.0:EBX[18])."""
+    if cpuid(1)[2] >> 30 & 1:
+        return True
+    return cpuid(0)[0] >= 7 and bool(cpuid(7)[1] >> 18 & 1)
+
+
+def find_random_instructions(code: bytes, base: int) -> list[tuple[int, str]]:
+    """(address, "rdrand"/"rdseed") of each place in ``code`` (loaded at ``base``)
+    that decodes as one, prefixes included. Bytes inside another instruction or in
+    data can look the same: these are candidates, not proof that one ran."""
+    found = []
+    for match in _RANDOM_CANDIDATE.finditer(code):
+        at = match.start()
+        while at > 0 and match.start() - at < 2 and (code[at - 1] == 0x66
+                                                     or 0x40 <= code[at - 1] <= 0x4F):
+            at -= 1
+        insn = next(_decoder.disasm(code[at:match.end()], base + at, 1), None)
+        if insn is not None and insn.mnemonic in ("rdrand", "rdseed") \
+                and insn.size == match.end() - at:
+            found.append((base + at, insn.mnemonic))
+    return found
 
 
 def decode_rdtsc(code: bytes) -> tuple[str, int] | None:

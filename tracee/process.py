@@ -128,10 +128,9 @@ class LaunchState:
     @classmethod
     def from_json(cls, value: object) -> LaunchState:
         """The state a trace's metadata holds; a malformed one is a ValueError."""
-        if not isinstance(value, dict):
-            raise ValueError("not an object")
-        ignored, blocked = value.get("ignored", []), value.get("blocked", [])
-        slack = value.get("timer_slack", 0)
+        fields = value if isinstance(value, dict) else {}
+        ignored, blocked = fields.get("ignored"), fields.get("blocked")
+        slack = fields.get("timer_slack", 0)
         if not (isinstance(ignored, list) and isinstance(blocked, list)
                 and all(isinstance(n, int) and 1 <= n <= 64 for n in (*ignored, *blocked))
                 and isinstance(slack, int) and slack >= 0):

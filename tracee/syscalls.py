@@ -1183,36 +1183,6 @@ def is_supported(nr: int) -> bool:
     return nr in _RULES or nr in REFUSED_IN_RECORDING
 
 
-# Numbers of the x86-64 table that no kernel since 5.5 implements (sys_ni_syscall): the
-# kernel's answer to them is ENOSYS, so giving it without the kernel loses nothing.
-_NOT_IMPLEMENTED: Final = frozenset(_NUMBERS[name] for name in """
-    _sysctl create_module get_kernel_syms query_module nfsservctl getpmsg putpmsg
-    afs_syscall tuxcall security vserver epoll_ctl_old epoll_wait_old
-    """.split())
-_X32_SYSCALL_BIT = 0x4000_0000
-_TABLE_KERNEL = (6, 18)  # the newest kernel whose numbers SYSCALL_NAMES lists
-
-
-def kernel_may_implement(nr: int, kernel_release: str | None = None) -> bool:
-    """Whether a kernel may have code for syscall ``nr`` (``orig_rax``, unsigned).
-
-    The recorder answers every call the table cannot record with ENOSYS, without
-    running it. For a number no kernel implements (``syscall(-1)``, ``syscall(1000)``,
-    the x32 numbers without the x32 bit) that is exactly the kernel's own answer; for
-    the others the program sees a kernel older than the real one, and the recorder
-    says so. An x32-ABI call (nr with bit 30) runs on kernels built with x32 support.
-    A number above the table is new only on a kernel newer than the table.
-    """
-    if nr & _X32_SYSCALL_BIT and nr < 1 << 32:
-        return (nr & ~_X32_SYSCALL_BIT) < 1024
-    if nr in SYSCALL_NAMES:
-        return nr not in _NOT_IMPLEMENTED
-    if kernel_release is None:
-        kernel_release = platform.release()
-    version = tuple(int(part) for part in re.findall(r"\d+", kernel_release)[:2])
-    return nr < 1024 and version > _TABLE_KERNEL
-
-
 def output_regions(
     nr: int, args: Sequence[int], result: int, read: ReadMemory
 ) -> list[Region]:
@@ -1249,6 +1219,38 @@ def _signed64(value: int) -> int:
 
 def _numbers(names: str) -> frozenset[int]:
     return frozenset(_NUMBERS[name] for name in names.split())
+
+
+# Numbers of the x86-64 table that no kernel since 5.5 implements (sys_ni_syscall): the
+# kernel's answer to them is ENOSYS, so giving it without the kernel loses nothing.
+_NOT_IMPLEMENTED: Final = _numbers(
+    """
+    _sysctl create_module get_kernel_syms query_module nfsservctl getpmsg putpmsg
+    afs_syscall tuxcall security vserver epoll_ctl_old epoll_wait_old
+    """
+)
+_X32_SYSCALL_BIT = 0x4000_0000
+_TABLE_KERNEL = (6, 18)  # the newest kernel whose numbers SYSCALL_NAMES lists
+
+
+def kernel_may_implement(nr: int, kernel_release: str | None = None) -> bool:
+    """Whether a kernel may have code for syscall ``nr`` (``orig_rax``, unsigned).
+
+    The recorder answers every call the table cannot record with ENOSYS, without
+    running it. For a number no kernel implements (``syscall(-1)``, ``syscall(1000)``,
+    the x32 numbers without the x32 bit) that is exactly the kernel's own answer; for
+    the others the program sees a kernel older than the real one, and the recorder
+    says so. An x32-ABI call (nr with bit 30) runs on kernels built with x32 support.
+    A number above the table is new only on a kernel newer than the table.
+    """
+    if nr & _X32_SYSCALL_BIT and nr < 1 << 32:
+        return (nr & ~_X32_SYSCALL_BIT) < 1024
+    if nr in SYSCALL_NAMES:
+        return nr not in _NOT_IMPLEMENTED
+    if kernel_release is None:
+        kernel_release = platform.release()
+    version = tuple(int(part) for part in re.findall(r"\d+", kernel_release)[:2])
+    return nr < 1024 and version > _TABLE_KERNEL
 
 
 MMAP_FAMILY: Final[frozenset[int]] = _numbers(
