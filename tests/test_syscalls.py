@@ -135,6 +135,9 @@ def test_which_numbers_a_kernel_may_implement():
     # These the program would see work on some kernel: the recorder warns.
     for number in (nr("io_setup"), nr("io_uring_setup"), nr("bpf"), 0x4000_0000 | 39):
         assert kernel_may_implement(number, "6.18.4"), number
+    # The kernel reads the low 32 bits, sign-extended: the first is getpid, the second -1.
+    assert kernel_may_implement(0x1_0000_0027, "6.18.4")
+    assert not kernel_may_implement(0xFFFF_FFFF, "6.18.4")
     # A number above the table may be a call added after it.
     assert kernel_may_implement(470, "6.19.0") and kernel_may_implement(470, "7.0-rc1")
     assert not kernel_may_implement(1 << 20, "7.0")

@@ -1241,8 +1241,14 @@ def kernel_may_implement(nr: int, kernel_release: str | None = None) -> bool:
     the x32 numbers without the x32 bit) that is exactly the kernel's own answer; for
     the others the program sees a kernel older than the real one, and the recorder
     says so. An x32-ABI call (nr with bit 30) runs on kernels built with x32 support.
-    A number above the table is new only on a kernel newer than the table.
+    A number above the table is new only on a kernel newer than the table. The
+    kernel reads only the low 32 bits of rax, sign-extended (``movslq %eax`` in
+    entry_SYSCALL_64): 0x1_0000_0027 is getpid, 0xffff_ffff is -1.
     """
+    low = nr & 0xFFFF_FFFF
+    canonical = low | (0xFFFF_FFFF_0000_0000 if low & 0x8000_0000 else 0)
+    if canonical != nr:
+        return kernel_may_implement(canonical, kernel_release)
     if nr & _X32_SYSCALL_BIT and nr < 1 << 32:
         return (nr & ~_X32_SYSCALL_BIT) < 1024
     if nr in SYSCALL_NAMES:

@@ -131,6 +131,14 @@ int main(void)
     show("SET_PTRACER ANY", prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0));
     show("option 1000", prctl(1000, 0, 0, 0, 0));
 
+    show("SET_SPECULATION_CTRL", prctl(PR_SET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS,
+                                       PR_SPEC_DISABLE, 0, 0));
+    show("GET_SPECULATION_CTRL", prctl(PR_GET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, 0, 0, 0));
+    /* Last: it cannot be undone. */
+    show("SET_MDWE REFUSE_EXEC_GAIN", prctl(PR_SET_MDWE, 1, 0, 0, 0));
+    show("GET_MDWE", prctl(PR_GET_MDWE, 0, 0, 0, 0));
+    show("SET_MDWE 0", prctl(PR_SET_MDWE, 0, 0, 0, 0));
+
     /* What the kernel shows for the same state. */
     FILE *status = fopen("/proc/self/status", "r");
     char line[256];
