@@ -7,6 +7,7 @@ and how it ended.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -32,8 +33,8 @@ def three_ways(argv: list, trace: Path, parent: Callable[[], None] | None = None
     runs = []
     for command in (argv, [*RETROGRADE, "record", "-o", str(trace), "--", *argv],
                     [*RETROGRADE, "replay", "-a", str(trace)]):
-        runs.append(subprocess.run(command, capture_output=True, timeout=120, preexec_fn=parent,
-                                   stdin=subprocess.DEVNULL))
+        runs.append(subprocess.run(command, capture_output=True, timeout=120,
+                                   preexec_fn=parent or clean_slate, stdin=subprocess.DEVNULL))
     return tuple(runs)
 
 
@@ -41,11 +42,28 @@ def signal_lines(output: bytes) -> dict[str, str]:
     return dict(re.findall(r"^(\w+):\t([0-9a-f]+)$", output.decode(), re.MULTILINE))
 
 
+def clean_slate() -> None:
+    """Every signal at SIG_DFL, none blocked: whatever pytest's own process was given
+    (a `make` or CI runner may pass on ignored ones), the children start from this."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    default = (ctypes.c_ulong * 4)()  # handler SIG_DFL, flags, restorer, mask
+    for signo in range(1, 65):
+        if signo not in (signal.SIGKILL, signal.SIGSTOP):
+            libc.syscall(13, signo, ctypes.byref(default), None, 8)  # rt_sigaction
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def ignore_and_block() -> None:
+    clean_slate()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGTERM, signal.SIGRTMIN})
+
+
+def ignore_ctrl_c() -> None:
+    clean_slate()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def bits(*signals: int) -> str:
@@ -54,13 +72,13 @@ def bits(*signals: int) -> str:
 
 # --- signal dispositions and mask -------------------------------------------------------------
 
-@pytest.mark.parametrize("parent", [None, ignore_and_block], ids=["default", "ignoring"])
+@pytest.mark.parametrize("parent", [clean_slate, ignore_and_block], ids=["default", "ignoring"])
 def test_the_program_starts_with_its_parents_signal_state(programs, tmp_path, parent):
     native, recorded, replayed = three_ways([programs.sigstate], tmp_path / "t", parent)
     assert native.returncode == recorded.returncode == replayed.returncode == 0
     assert recorded.stdout == replayed.stdout == native.stdout
     state = signal_lines(native.stdout)
-    if parent is None:
+    if parent is clean_slate:
         assert state["SigIgn"] == state["SigBlk"] == bits()
     else:
         assert state["SigIgn"] == bits(signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
@@ -85,7 +103,7 @@ def test_ctrl_c_ends_a_recording_as_it_ends_the_program(programs, tmp_path):
     recording = subprocess.Popen([*RETROGRADE, "record", "-o", str(trace), "--",
                                   str(programs.sigstate), "wait"], stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 start_new_session=True)
+                                 start_new_session=True, preexec_fn=clean_slate)
     try:
         assert recording.stdout.readline() == b"waiting\n"
         os.killpg(recording.pid, signal.SIGINT)
@@ -111,7 +129,7 @@ def test_ctrl_c_ignored_by_the_parent_is_ignored_by_the_program(programs, tmp_pa
                                   str(programs.sigstate), "wait"], stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  start_new_session=True,
-                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                                 preexec_fn=ignore_ctrl_c)
     try:
         assert recording.stdout.readline() == b"waiting\n"
         (program,) = children_of(recording.pid)
@@ -175,8 +193,7 @@ def test_prctl_values_read_back_are_the_native_ones(programs, tmp_path):
 
 def test_prctl_timer_slack_is_the_parents(programs, tmp_path):
     def slow_timers() -> None:
-        import ctypes
-
+        clean_slate()
         ctypes.CDLL(None).prctl(29, 4_000_000, 0, 0, 0)  # PR_SET_TIMERSLACK
 
     native, recorded, replayed = three_ways([programs.prctls], tmp_path / "t", slow_timers)

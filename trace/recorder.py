@@ -9,6 +9,11 @@ rdtscp fault (PR_TSC_SIGSEGV) and are emulated here, and asynchronous signals
 are pinned to a syscall boundary, or, when the program runs on in user code
 for too long, to a precise state (registers plus a digest of writable memory).
 
+A syscall the table cannot record is not run: the program is told ENOSYS, as by
+an older kernel, with one warning (``strict`` stops the recording there instead).
+The program starts with the signal state and timer slack the recorder was given
+(``LaunchState``), and reads back its own PR_GET_TSC mode, not the recorder's.
+
 Only one task is recorded; a clone, fork or vfork ends the recording with a
 one-line error and a trace that is valid up to that event.
 """

@@ -144,7 +144,9 @@ class UnsupportedSyscall(Exception):
     """A completed call whose writes to memory the table does not know.
 
     Recording it would make a trace that replays wrongly, so the recorder stops with this
-    one-line message instead. ``name`` is the syscall's name, or for a multiplexed call
+    one-line message instead: for a syscall number under ``record --strict`` (otherwise
+    the call is not run and the program is told ENOSYS), and for a request of a
+    multiplexed call that succeeded. ``name`` is the syscall's name, or for a multiplexed call
     the request the table lacks: ``ioctl(0x5409)``, ``fcntl(1039)``, ``prctl(59)``.
     """
 
@@ -1327,7 +1329,8 @@ nor pretending it succeeded (glibc would then read a cpu_id nobody updates) repr
 the recording. Refused with ENOSYS, glibc (2.35+) runs without rseq: ``__rseq_size`` is
 0 and sched_getcpu() asks the (recorded) getcpu instead.
 
-io_uring has the kernel fill shared rings asynchronously in the same way; it could be
-refused with ENOSYS too (programs fall back to ordinary syscalls), but for now it stays
-unsupported, so recording a program that uses it stops with a clear message.
+io_uring has the kernel fill shared rings asynchronously in the same way. Like every
+call the table has no rule for, the recorder answers it ENOSYS without running it (with
+a warning; ``record --strict`` stops instead), and programs fall back to ordinary
+syscalls.
 """
