@@ -33,6 +33,7 @@ from retrograde.trace.events import (
     ExecEvent,
     ExitEvent,
     MappingRecord,
+    RandomEvent,
     RdtscEvent,
     SignalEvent,
     SyscallEvent,
@@ -40,7 +41,10 @@ from retrograde.trace.events import (
 from retrograde.trace.format import TraceError, TraceReader
 from retrograde.tracee import page as rpage
 from retrograde.tracee.cpu import (
+    RandomInstruction,
+    apply_random,
     cpuid_warning,
+    decode_random,
     decode_rdtsc,
     find_random_instructions,
     has_random_instructions,
@@ -93,6 +97,7 @@ HANDLER_ENTRY_TRAP = signal.SIGTRAP
 TRAP_FLAG = 0x100  # EFLAGS.TF
 RESUME_FLAG = 0x10000  # EFLAGS.RF
 _OFF_T_LIMIT = 1 << 63  # /proc/PID/mem offsets are off_t: no address above is readable
+UD2 = b"\x0f\x0b"  # faults with SIGILL: the trap on a recorded rdrand/rdseed
 ALL_SIGNALS = frozenset(range(1, 65))
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -274,6 +279,9 @@ class ReplaySession:
         self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
         self.precise = PreciseStates()
         self.frontier: EchoFrontier | None = None  # None: echo every time
+        # The recording's emulated rdrand/rdseed sites, and those trapped (ud2) here.
+        self.random_sites = _random_sites(reader)
+        self.random_traps: dict[int, tuple[RandomInstruction, bytes]] = {}
 
     def __enter__(self) -> Self:
         return self
@@ -320,6 +328,7 @@ class ReplaySession:
         copy.echo_fds = dict(self.echo_fds)
         copy.precise = self.precise
         copy.frontier = self.frontier
+        copy.random_traps = dict(self.random_traps)
         copy.reached = self.reached
         copy.interruption = self.interruption
         return copy
@@ -776,6 +785,7 @@ class ReplaySession:
             return self._run_natively(n, event, regs)
         if nr in MMAP_FAMILY and event.result >= 0 or (nr == NR["brk"]):
             self._replay_mmap_family(n, event)
+            self._trap_random_sites()
         elif nr in EXECUTED_IN_REPLAY:
             t.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *event.args)
             regs = t.get_regs()  # the call may have moved fs_base (arch_prctl)
@@ -985,6 +995,8 @@ class ReplaySession:
         self.brk = event.brk
         t.set_regs(registers_from_bytes(event.regs))
         t.set_xstate(event.xstate)
+        self.random_traps = {}
+        self._trap_random_sites()
         self._check_maps(self.next_event)
 
     def _rebuild_mapping(self, record: MappingRecord) -> None:
@@ -1093,7 +1105,8 @@ class ReplaySession:
         return self._resume(expect=event.signo)
 
     def _random_instructions_note(self) -> str | None:
-        """Where the program's code has rdrand or rdseed, to name in a divergence.
+        """Where the program's code has rdrand or rdseed the recording did not
+        watch, to name in a divergence (the watched ones carry ud2 here).
 
         Their results are in no trace (this CPU cannot fault them), so a replay
         that executed one got another value than the recording did.
@@ -1115,11 +1128,59 @@ class ReplaySession:
         if not found:
             return None
         more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-        return (f"the program's code has {', '.join(found[:3])}{more}, whose results "
-                "cannot be recorded on this CPU (no CPUID faulting): the replay may have "
-                "got other values")
+        return (f"the program's code has {', '.join(found[:3])}{more}, which ran "
+                "unrecorded (without CPUID faulting only four rdrand/rdseed sites can be "
+                "watched): the replay may have got other values")
+
+    def _trap_random_sites(self) -> None:
+        """Put ud2 on every rdrand/rdseed the recording emulated, where it is mapped now.
+
+        The recording stopped on each execution of these (debug registers), so here
+        each execution must stop too, as a fault before the instruction, the way
+        rdtsc faults in both runs: then the event is reached by ordinary running,
+        single steps and arrival counts alike. Sites whose bytes are not (or no
+        longer) the instruction are left alone.
+        """
+        if not self.random_sites:
+            return
+        t = self.process
+        for pc in self.random_sites:
+            code = t.read_partial(pc, 15)
+            if pc in self.random_traps and code[:2] == UD2:
+                continue
+            insn = decode_random(code)
+            if insn is not None:
+                t.write(pc, UD2)
+                self.random_traps[pc] = (insn, code[:len(UD2)])
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        """The program's memory as the recording saw it (as much as is readable):
+        the traps on recorded rdrand/rdseed sites show as the instructions."""
+        data = self.process.read_partial(addr, length)
+        for pc, (_, original) in self.random_traps.items():
+            if addr - len(original) < pc < addr + len(data):
+                patched = bytearray(data)
+                for i, byte in enumerate(original):
+                    if 0 <= pc + i - addr < len(data):
+                        patched[pc + i - addr] = byte
+                data = bytes(patched)
+        return data
+
+    def _replay_random(self, n: int, event: RandomEvent, stop: Stop) -> None:
+        t = self.process
+        regs = t.get_regs()
+        trap = self.random_traps.get(regs.rip)
+        if stop.kind != "signal" or stop.signo != signal.SIGILL or trap is None \
+                or regs.rip != event.pc:
+            raise Divergence(n, f"recorded {event.mnemonic} at {event.pc:#x}, replay "
+                                f"{self._describe(stop)}")
+        apply_random(regs, trap[0], event.value, event.carry)
+        t.set_regs(regs)
 
     def _replay_rdtsc(self, n: int, event: RdtscEvent, stop: Stop) -> None:
+        if isinstance(event, RandomEvent):
+            self._replay_random(n, event, stop)
+            return
         t = self.process
         regs = t.get_regs()
         insn = decode_rdtsc(t.read_partial(regs.rip, 3)) if stop.kind == "signal" else None
@@ -1131,6 +1192,14 @@ class ReplaySession:
             regs.rcx = event.aux
         regs.rip += insn[1]
         t.set_regs(regs)
+
+
+def _random_sites(reader: TraceReader) -> frozenset[int]:
+    """Where the recording emulated rdrand/rdseed (none in a trace cut short)."""
+    sites = reader.metadata.get("random_sites", [])
+    if not isinstance(sites, list) or not all(isinstance(pc, int) and pc > 0 for pc in sites):
+        raise TraceError(f"{reader.directory}/metadata.json: bad random_sites {sites!r}")
+    return frozenset(sites)
 
 
 def replay_autopilot(path: Path, *, echo: bool = True, verbose: bool = False,

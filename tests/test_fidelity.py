@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gdb_driver import Debugging
 from runner import RETROGRADE, children_of
 
-from retrograde.trace.events import SignalEvent, SyscallEvent
+from retrograde.trace.events import RandomEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.cpu import cpuid_differences, find_random_instructions
 from retrograde.tracee.syscalls import syscall_number
@@ -287,21 +288,77 @@ def test_random_instructions_are_found_with_their_prefixes():
         (0x1001, "rdrand"), (0x1005, "rdseed"), (0x1008, "rdrand")]
 
 
-def test_a_divergence_after_rdrand_names_the_instruction_and_its_pc(programs, tmp_path):
-    # 64 rounds of a branch on rdrand's low bit: the replay takes the recorded path
-    # every time with probability 2^-64.
+def test_a_divergence_after_an_unwatched_rdrand_names_it_and_its_pc(programs, tmp_path):
+    # Six sites, four watched; 64 rounds of a branch on the last site's low bit: the
+    # replay takes the recorded path every time with probability 2^-64.
     disassembly = subprocess.run(["objdump", "-d", str(programs.rdrand)], capture_output=True,
                                  text=True, check=True).stdout
-    (offset,) = re.findall(r"^ +([0-9a-f]+):\t[0-9a-f ]+\trdrand", disassembly, re.MULTILINE)
-    native, recorded, replayed = three_ways([programs.rdrand, 64], tmp_path / "t")
-    assert native.stdout == recorded.stdout == b"rdrand: 64 rounds\n"
+    sites = re.findall(r"^ +([0-9a-f]+):\t[0-9a-f ]+\t(rdrand|rdseed)", disassembly,
+                       re.MULTILINE)
+    assert [name for _, name in sites] == ["rdrand", "rdseed", "rdrand", "rdrand", "rdrand",
+                                           "rdrand"]
+    native, recorded, replayed = three_ways([programs.rdrand, 64, "five"], tmp_path / "t")
+    assert recorded.returncode == 0
     assert replayed.returncode == 2
     message = replayed.stderr.decode()
     assert message.count("\n") == 1
     named = re.fullmatch(
-        rf"retrograde: replay diverged at event \d+: recorded getp?pid\(.*\), replay "
-        rf"getp?pid\(.*\); the program's code has rdrand at pc 0x([0-9a-f]+) "
-        rf"\(rdrand\+0x{offset}\), whose results cannot be recorded on this CPU \(no CPUID "
-        rf"faulting\): the replay may have got other values\n", message)
+        r"retrograde: replay diverged at event \d+: recorded getp?pid\(.*\), replay "
+        r"getp?pid\(.*\); the program's code has rdrand at pc 0x([0-9a-f]+) "
+        r"\(rdrand\+0x([0-9a-f]+)\), rdrand at pc 0x([0-9a-f]+) \(rdrand\+0x([0-9a-f]+)\), "
+        r"which ran unrecorded \(without CPUID faulting only four rdrand/rdseed sites can be "
+        r"watched\): the replay may have got other values\n", message)
     assert named, message
-    assert int(named.group(1), 16) % 4096 == int(offset, 16) % 4096  # the binary is PIE
+    # The two after the first four; the binary is PIE: pcs agree in the page bits.
+    assert [named.group(2), named.group(4)] == [offset for offset, _ in sites[4:]]
+    for pc, offset in ((named.group(1), named.group(2)), (named.group(3), named.group(4))):
+        assert int(pc, 16) % 4096 == int(offset, 16) % 4096
+
+
+def test_rdrand_values_are_recorded_and_replayed(programs, tmp_path):
+    native, recorded, replayed = three_ways([programs.rdrand, 64], tmp_path / "t")
+    assert re.fullmatch(rb"rdrand: 64 rounds, \d+ odd\n", recorded.stdout)
+    assert replayed.returncode == 0 and replayed.stdout == recorded.stdout
+    with TraceReader(tmp_path / "t") as trace:
+        drawn = [e for e in trace if isinstance(e, RandomEvent)]
+        watched = trace.metadata["random_sites"]
+    # The four first of the six sites were watched; only site1 ran. A draw can fail
+    # (carry clear) and be retried: 64 succeeded.
+    assert len(watched) == 4 and {e.pc for e in drawn} == {min(watched)}
+    assert sum(e.carry for e in drawn) == 64
+    odd = sum(e.value & 1 for e in drawn if e.carry)
+    assert recorded.stdout == f"rdrand: 64 rounds, {odd} odd\n".encode()
+    native, recorded, replayed = three_ways([programs.rdrand, 64, "seed"], tmp_path / "s")
+    assert replayed.returncode == 0 and replayed.stdout == recorded.stdout
+
+
+def test_rdrand_in_gdb_steps_to_the_recorded_value_and_back(programs, tmp_path):
+    trace = tmp_path / "t"
+    subprocess.run([*RETROGRADE, "record", "-o", str(trace), str(programs.rdrand), "3"],
+                   capture_output=True, check=True)
+    with TraceReader(trace) as reader:
+        values = [e.value for e in reader if isinstance(e, RandomEvent) and e.carry]
+    with Debugging() as debugging:
+        gdb, _ = debugging.start(trace)
+        pc = int(re.search(r"^ +([0-9a-f]+):\t[0-9a-f ]+\trdrand", subprocess.run(
+            ["objdump", "-d", str(programs.rdrand)], capture_output=True, text=True).stdout,
+            re.MULTILINE).group(1), 16)
+        gdb.cmd("break site1")
+        gdb.stop("continue")
+        base = int(gdb.value("(long)&site1")) - int(gdb.value("(long)&site1")) % 4096
+        site = base + pc % 4096
+        # gdb sees the program's own instruction, not the replay's trap on it.
+        assert "rdrand" in gdb.cmd(f"x/i {site}")
+        while int(gdb.value("(long)$pc")) != site:
+            gdb.stop("stepi")
+        gdb.stop("stepi")
+        assert int(gdb.value("(unsigned long)$rax")) == values[0]
+        gdb.stop("reverse-stepi")
+        assert int(gdb.value("(long)$pc")) == site
+        gdb.stop("stepi")
+        assert int(gdb.value("(unsigned long)$rax")) == values[0]
+        gdb.stop("continue")  # to site1 in the second round
+        while int(gdb.value("(long)$pc")) != site:
+            gdb.stop("stepi")
+        gdb.stop("stepi")
+        assert int(gdb.value("(unsigned long)$rax")) == values[1]

@@ -59,6 +59,7 @@ from .events import (
     ExecEvent,
     ExitEvent,
     MappingRecord,
+    RandomEvent,
     RdtscEvent,
     SignalEvent,
     SyscallEvent,
@@ -82,6 +83,12 @@ NR_CLONE = syscall_number("clone")
 NR_PRCTL = syscall_number("prctl")
 NR_RT_SIGRETURN = syscall_number("rt_sigreturn")
 NR_RESTART_SYSCALL = syscall_number("restart_syscall")
+NR_MPROTECT = syscall_number("mprotect")
+MAKES_EXECUTABLE = {NR_MMAP, NR_MPROTECT, syscall_number("pkey_mprotect")}
+PROT_EXEC = 4
+TRAP_HWBKPT = 4  # si_code of a debug-register stop
+RESUME_FLAG = 0x10000  # EFLAGS.RF
+DEBUG_ADDRESS_REGISTERS = range(4)
 ERESTART_RESTARTBLOCK = 516  # include/linux/errno.h; seen by ptrace at the exit stop
 PR_GET_TSC, PR_SET_TSC = 25, 26
 PR_TSC_ENABLE, PR_TSC_SIGSEGV = 1, 2
@@ -159,6 +166,9 @@ class Recorder:
         self.tsc_mode = PR_TSC_ENABLE  # the program's own PR_SET_TSC mode
         # The call that returned -ERESTART_RESTARTBLOCK last: restart_syscall continues it.
         self.restart: tuple[int, tuple[int, ...]] | None = None
+        self.random_cpu = cpu.has_random_instructions()
+        self.watched: list[int] = []  # the rdrand/rdseed on debug registers 0-3
+        self.random_sites: set[int] = set()  # every site ever watched: replay traps them
         self._last_flush = time.monotonic()
 
     # -- driver -------------------------------------------------------------------
@@ -180,7 +190,8 @@ class Recorder:
             if tracee is not None:
                 tracee.kill()
             result.events = self.writer.event_count
-            self.writer.close(exit_status=result.exit_status, exit_signal=result.exit_signal,
+            self.writer.close(random_sites=sorted(self.random_sites),
+                              exit_status=result.exit_status, exit_signal=result.exit_signal,
                               error=result.error)
         return result
 
@@ -295,6 +306,9 @@ class Recorder:
                 mapping = self._file_mapping(result, args)
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
                                   mmap_id=mmap_id, mapping=mapping))
+        if nr in MAKES_EXECUTABLE and not is_error(result) and args[2] & PROT_EXEC:
+            start = result if nr == NR_MMAP else args[0]
+            self._watch_random_instructions(start, start + page_up(args[1]))
         self.last_regs = registers_to_bytes(regs)
 
     def _skip(self, regs: Registers, error: int) -> None:
@@ -340,6 +354,10 @@ class Recorder:
                 patch_vdso(t, m.start, m.end)
         records = [self._mapping_record(m, page_addr) for m in mappings
                    if m.name != "[vsyscall]"]
+        self.watched = []  # execve cleared the debug registers with the old address space
+        for m in mappings:
+            if "x" in m.perms and m.name not in ("[vdso]", "[vsyscall]") and m.start != page_addr:
+                self._watch_random_instructions(m.start, m.end)
         with open(f"/proc/{t.pid}/auxv", "rb") as f:
             auxv = f.read()
         with open(f"/proc/{t.pid}/cmdline", "rb") as f:
@@ -396,6 +414,13 @@ class Recorder:
             if insn is not None:
                 self._emulate_rdtsc(regs, *insn)
                 return 0
+        if signo == signal.SIGTRAP and si_code == TRAP_HWBKPT and self.watched:
+            dr6 = t.get_debugreg(6)
+            slot = (dr6 & 0xF).bit_length() - 1
+            if slot >= 0 and slot < len(self.watched) and self.watched[slot] == regs.rip:
+                t.set_debugreg(6, 0)
+                self._emulate_random(regs)
+                return 0
         if signo in SYNCHRONOUS_SIGNALS and si_code > 0:
             self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="sync"))
             self.last_regs = None
@@ -441,6 +466,47 @@ class Recorder:
             if self.held is not None:
                 self.held.timer.cancel()
                 self.held = None
+
+    # -- rdrand and rdseed ------------------------------------------------------------
+    def _watch_random_instructions(self, start: int, end: int) -> None:
+        """Put execution breakpoints on the rdrand/rdseed in [start, end).
+
+        They cannot be made to fault (no CPUID faulting), and patching code found by
+        a byte scan could break an instruction that only looks like one. A debug
+        register stops the task only where an instruction really starts, so a false
+        candidate costs nothing. There are four: a site once watched stays watched
+        until the next exec (replay puts its trap at every recorded site for the
+        whole recording), and the sites beyond four run unrecorded, as before: a
+        replay that diverges after one names it.
+        """
+        if len(self.watched) >= len(DEBUG_ADDRESS_REGISTERS) or not self.random_cpu:
+            return
+        code = self.tracee.read_partial(start, end - start)
+        for addr, _ in cpu.find_random_instructions(code, start):
+            if addr in self.watched or len(self.watched) >= len(DEBUG_ADDRESS_REGISTERS):
+                continue
+            self.tracee.set_debugreg(len(self.watched), addr)
+            self.watched.append(addr)
+            self.random_sites.add(addr)
+            # Ln enables slot n; RW and LEN 00: on execution, one byte.
+            self.tracee.set_debugreg(7, sum(1 << 2 * n for n in range(len(self.watched))))
+
+    def _emulate_random(self, regs: Registers) -> None:
+        t = self.tracee
+        insn = cpu.decode_random(t.read_partial(regs.rip, 15))
+        if insn is None:
+            # Other code mapped where an rdrand was: let the instruction run (the
+            # resume flag keeps the breakpoint from firing again on it).
+            regs.eflags |= RESUME_FLAG
+            t.set_regs(regs)
+            return
+        value, carry = cpu.random_value(insn.mnemonic)
+        pc = regs.rip
+        cpu.apply_random(regs, insn, value, carry)
+        self._append(RandomEvent(task=t.pid, pc=pc, value=value, mnemonic=insn.mnemonic,
+                                 carry=carry))
+        t.set_regs(regs)
+        self.last_regs = registers_to_bytes(regs)
 
     def _emulate_rdtsc(self, regs: Registers, which: str, length: int) -> None:
         t = self.tracee

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 import re
+from dataclasses import dataclass
+from typing import Any
 
 import capstone
 
@@ -22,6 +24,9 @@ _CODE = {
     # push rbx; mov eax, edi; mov ecx, esi; mov r8, rdx; cpuid;
     # mov [r8], eax; mov [r8+4], ebx; mov [r8+8], ecx; mov [r8+12], edx; pop rbx; ret
     "cpuid": bytes.fromhex("53 89f8 89f1 4989d0 0fa2 418900 41895804 41894808 4189500c 5b c3"),
+    # rdrand rax; setc [rdi]; ret  (and the same with rdseed)
+    "rdrand": bytes.fromhex("480fc7f0 0f9207 c3"),
+    "rdseed": bytes.fromhex("480fc7f8 0f9207 c3"),
 }
 
 _page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
@@ -36,6 +41,10 @@ _rdtsc = ctypes.CFUNCTYPE(ctypes.c_uint64)(_addresses["rdtsc"])
 _rdtscp = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint32))(_addresses["rdtscp"])
 _cpuid = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32,
                           ctypes.POINTER(ctypes.c_uint32 * 4))(_addresses["cpuid"])
+
+
+_random = {name: ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint8))(
+    _addresses[name]) for name in ("rdrand", "rdseed")}
 
 
 def rdtsc() -> int:
@@ -145,6 +154,60 @@ def find_random_instructions(code: bytes, base: int) -> list[tuple[int, str]]:
                 and insn.size == match.end() - at:
             found.append((base + at, insn.mnemonic))
     return found
+
+
+def random_value(mnemonic: str) -> tuple[int, bool]:
+    """(value, carry) of one rdrand or rdseed here: carry clear means none was ready."""
+    carry = ctypes.c_uint8()
+    value = _random[mnemonic](ctypes.byref(carry))
+    return value, bool(carry.value)
+
+
+@dataclass(frozen=True)
+class RandomInstruction:
+    """One decoded rdrand/rdseed: which, into which register, how wide, how long."""
+
+    mnemonic: str
+    register: str  # the 64-bit register: "rax", "r8", ...
+    bits: int  # 16, 32 or 64
+    length: int
+
+
+_GENERAL = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp")
+_WIDTHS = {**{r: (r, 64) for r in _GENERAL}, **{"e" + r[1:]: (r, 32) for r in _GENERAL},
+           **{r[1:]: (r, 16) for r in _GENERAL}}
+for _n in range(8, 16):
+    _WIDTHS |= {f"r{_n}": (f"r{_n}", 64), f"r{_n}d": (f"r{_n}", 32), f"r{_n}w": (f"r{_n}", 16)}
+# OF, SF, ZF, AF, PF, CF: rdrand and rdseed clear all but CF, which says success.
+_ARITHMETIC_FLAGS = 0x800 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1
+
+
+def decode_random(code: bytes) -> RandomInstruction | None:
+    """The rdrand/rdseed ``code`` starts with, or None."""
+    insn = next(_decoder.disasm(code[:15], 0, 1), None)
+    if insn is None or insn.mnemonic not in ("rdrand", "rdseed") or insn.op_str not in _WIDTHS:
+        return None
+    register, bits = _WIDTHS[insn.op_str]
+    return RandomInstruction(insn.mnemonic, register, bits, insn.size)
+
+
+def apply_random(regs: Any, insn: RandomInstruction, value: int, carry: bool) -> None:
+    """Put what ``insn`` produced into ``regs`` as the CPU would, and step past it.
+
+    A 32-bit destination clears the upper half, a 16-bit one keeps it (as every
+    x86-64 instruction does); with carry clear the destination is zero.
+    """
+    value = value if carry else 0
+    old = getattr(regs, insn.register)
+    if insn.bits == 64:
+        new = value & 0xFFFF_FFFF_FFFF_FFFF
+    elif insn.bits == 32:
+        new = value & 0xFFFF_FFFF
+    else:
+        new = old & ~0xFFFF | value & 0xFFFF
+    setattr(regs, insn.register, new)
+    regs.eflags = regs.eflags & ~_ARITHMETIC_FLAGS | (1 if carry else 0)
+    regs.rip += insn.length
 
 
 def decode_rdtsc(code: bytes) -> tuple[str, int] | None:
