@@ -80,6 +80,9 @@ NR_EXIT = syscall_number("exit")
 NR_EXIT_GROUP = syscall_number("exit_group")
 NR_MMAP = syscall_number("mmap")
 NR_CLONE = syscall_number("clone")
+NR_CLONE3 = syscall_number("clone3")
+TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
+CLONE_THREAD = 0x10000
 NR_PRCTL = syscall_number("prctl")
 NR_RT_SIGRETURN = syscall_number("rt_sigreturn")
 NR_RESTART_SYSCALL = syscall_number("restart_syscall")
@@ -92,9 +95,6 @@ DEBUG_ADDRESS_REGISTERS = range(4)
 ERESTART_RESTARTBLOCK = 516  # include/linux/errno.h; seen by ptrace at the exit stop
 PR_GET_TSC, PR_SET_TSC = 25, 26
 PR_TSC_ENABLE, PR_TSC_SIGSEGV = 1, 2
-NR_CLONE3 = syscall_number("clone3")
-TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
-CLONE_THREAD = 0x10000
 
 
 class RecordingError(Exception):
@@ -173,13 +173,13 @@ class Recorder:
 
     # -- driver -------------------------------------------------------------------
     def run(self) -> RecordingResult:
-        self.writer = TraceWriter(self.trace_dir, trace_metadata(self.argv, self.cwd, self.env,
-                                                               self.launch))
+        metadata = trace_metadata(self.argv, self.cwd, self.env, self.launch)
+        self.writer = TraceWriter(self.trace_dir, metadata)
         result = RecordingResult(self.trace_dir, 0)
         tracee: Tracee | None = None
         try:
             self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd,
-                                                        launch=self.launch)
+                                                launch=self.launch)
             self._loop(result)
         except (RecordingError, TraceeError) as error:
             result.error = str(error)
