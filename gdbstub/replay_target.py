@@ -13,7 +13,6 @@ import itertools
 import os
 import re
 import struct
-from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from retrograde.replay.timeline import Arrival, Timeline, Watch
@@ -76,8 +75,10 @@ class ReplayTarget:
         self.notes_shown = 0  # of the timeline's notes (a state restored, not reached)
 
     @staticmethod
-    def _recorded_files(reader: TraceReader) -> dict[str, Path]:
-        files: dict[str, Path] = {}
+    def _recorded_files(reader: TraceReader) -> dict[str, str]:
+        """The trace's copies by the path they were mapped from, each checked now
+        (reader.file_fd) so that a damaged trace is refused before gdb connects."""
+        files: dict[str, str] = {}
         for event in reader:
             records = []
             if isinstance(event, ExecEvent):
@@ -86,7 +87,8 @@ class ReplayTarget:
                 records = [event.mapping]
             for m in records:
                 if m.file_hash and m.name.startswith("/"):
-                    files[m.name] = reader.file_path(m.file_hash)
+                    reader.file_fd(m.file_hash)
+                    files[m.name] = m.file_hash
         return files
 
     def _exec_event(self) -> ExecEvent:
@@ -249,7 +251,9 @@ class ReplayTarget:
             same_name = [p for name, p in self.files.items()
                          if os.path.basename(name) == os.path.basename(path)]
             copy = same_name[0] if len(same_name) == 1 else None
-        return copy.read_bytes() if copy is not None else None
+        # Read from the reader's checked descriptor: never a host file through a
+        # link planted in files/.
+        return self.timeline.reader.read_file(copy) if copy is not None else None
 
     def memory_regions(self) -> list[MemoryRegion]:
         space = self.timeline.live.space

@@ -26,8 +26,17 @@ class Mapping:
     start: int
     end: int
     perms: str
-    kind: str  # "file" | "anonymous" | "heap" | "stack" | "vdso" | "vvar" | "retrograde"
+    kind: str  # "file" | "shm" | "anonymous" | "heap" | "stack" | "vdso" | "vvar" | "retrograde"
     recorded: MappingRecord
+    offset: int = 0  # of ``start`` in the file or shared object, as the kernel keeps it
+
+    def at(self, start: int, end: int) -> Mapping:
+        """The part [start, end) of this mapping, or (moved) the same pages at ``start``."""
+        return replace(self, start=start, end=end)
+
+    def piece(self, start: int, end: int) -> Mapping:
+        """The part [start, end) of this mapping, with its own offset."""
+        return replace(self, start=start, end=end, offset=self.offset + start - self.start)
 
 
 def kind_of(record: MappingRecord) -> str:
@@ -42,6 +51,8 @@ def kind_of(record: MappingRecord) -> str:
         return "vvar"
     if name == "[retrograde]":
         return "retrograde"
+    if name.startswith("/SYSV"):  # the kernel's name for a SysV segment: /SYSV<key> (deleted)
+        return "shm"
     return "file" if record.file_hash else "anonymous"
 
 
@@ -53,7 +64,7 @@ def prot_perms(prot: int, shared: bool = False) -> str:
 class AddressSpace:
     def __init__(self, records: list[MappingRecord]) -> None:
         self.mappings: list[Mapping] = sorted(
-            (Mapping(r.start, r.end, r.perms, kind_of(r), r) for r in records),
+            (Mapping(r.start, r.end, r.perms, kind_of(r), r, r.offset) for r in records),
             key=lambda m: m.start)
 
     def copy(self) -> AddressSpace:
@@ -72,15 +83,16 @@ class AddressSpace:
                 outside.append(m)
                 continue
             if m.start < start:
-                outside.append(replace(m, end=start))
+                outside.append(m.piece(m.start, start))
             if m.end > end:
-                outside.append(replace(m, start=end))
-            inside.append(replace(m, start=max(m.start, start), end=min(m.end, end)))
+                outside.append(m.piece(end, m.end))
+            inside.append(m.piece(max(m.start, start), min(m.end, end)))
         return inside, outside
 
     def map(self, record: MappingRecord, kind: str | None = None) -> None:
         _, outside = self._cut(record.start, record.end)
-        new = Mapping(record.start, record.end, record.perms, kind or kind_of(record), record)
+        new = Mapping(record.start, record.end, record.perms, kind or kind_of(record), record,
+                      record.offset)
         outside.insert(bisect.bisect([m.start for m in outside], new.start), new)
         self.mappings = outside
 
@@ -121,7 +133,8 @@ class AddressSpace:
             source = self.find(old)
             if source is not None:
                 _, self.mappings = self._cut(new, new + page_up(new_size))
-                self.mappings.append(replace(source, start=new, end=new + page_up(new_size)))
+                self.mappings.append(replace(source, start=new, end=new + page_up(new_size),
+                                             offset=source.offset + old - source.start))
                 self.mappings.sort(key=lambda m: m.start)
             return
         inside, outside = self._cut(old, old + page_up(old_size))
@@ -130,18 +143,42 @@ class AddressSpace:
         moved = []
         for m in inside:
             offset = m.start - old
-            moved.append(replace(m, start=new + offset, end=new + offset + (m.end - m.start)))
+            moved.append(m.at(new + offset, new + offset + (m.end - m.start)))
         if moved and new_size > old_size:
             last = moved[-1]
-            moved[-1] = replace(last, end=new + page_up(new_size))
+            moved[-1] = last.at(last.start, new + page_up(new_size))
         elif new_size < old_size:
-            moved = [replace(m, end=min(m.end, new + page_up(new_size))) for m in moved
+            moved = [m.at(m.start, min(m.end, new + page_up(new_size))) for m in moved
                      if m.start < new + page_up(new_size)]
         self.mappings = outside
         for m in moved:
             _, self.mappings = self._cut(m.start, m.end)
             self.mappings.append(m)
         self.mappings.sort(key=lambda m: m.start)
+
+    def attached(self, addr: int) -> list[tuple[int, int]]:
+        """The ranges shmdt(2) at ``addr`` detaches, or none (EINVAL).
+
+        As ksys_shmdt in ipc/shm.c: the first piece of a segment at or after
+        ``addr`` that sits at its own offset from ``addr`` (so: of a segment attached
+        at ``addr``, even if munmap took its first pages), then every later piece of
+        that segment up to ``addr`` plus the segment's size, stopping at the first
+        mapping that ends past it. Pieces moved or grown by mremap are taken to be at
+        their attach offsets, which they no longer are (not modelled).
+        """
+        after = [m for m in self.mappings if m.end > addr]
+        first = next((i for i, m in enumerate(after) if m.kind == "shm" and m.start >= addr
+                      and m.recorded.start == addr), None)
+        if first is None:
+            return []
+        segment = after[first].recorded
+        ranges = [(after[first].start, after[first].end)]
+        for m in after[first + 1:]:
+            if m.end - addr > segment.end - segment.start:
+                break
+            if m.kind == "shm" and m.recorded == segment:
+                ranges.append((m.start, m.end))
+        return ranges
 
     def find(self, addr: int) -> Mapping | None:
         i = bisect.bisect([m.start for m in self.mappings], addr) - 1

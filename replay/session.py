@@ -18,6 +18,7 @@ resume must deliver (the task is then at that signal's delivery stop).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -38,7 +39,14 @@ from retrograde.trace.events import (
     SignalEvent,
     SyscallEvent,
 )
-from retrograde.trace.format import TraceError, TraceReader
+from retrograde.trace.format import TraceError, TraceReader, data_ranges
+from retrograde.trace.output import (
+    FROM_MEMORY,
+    EchoedFds,
+    file_offset,
+    output_fd,
+    written_from_memory,
+)
 from retrograde.tracee import page as rpage
 from retrograde.tracee.cpu import (
     RandomInstruction,
@@ -76,17 +84,17 @@ from retrograde.tracee.registers import (
 )
 from retrograde.tracee.syscalls import EXECUTED_IN_REPLAY, MMAP_FAMILY, syscall_name, syscall_number
 
-from .address_space import AddressSpace, prot_perms
+from .address_space import AddressSpace, Mapping, prot_perms
 from .stub import write_stub
 
 NR = {name: syscall_number(name) for name in (
     "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "openat", "close", "execve",
-    "execveat", "exit", "exit_group", "rt_sigreturn", "write", "writev", "dup", "dup2", "dup3",
-    "fcntl")}
+    "execveat", "exit", "exit_group", "rt_sigreturn", "shmat", "shmdt", "memfd_create",
+    "ftruncate")}
 NATIVE = {NR["rt_sigreturn"], NR["exit"], NR["exit_group"]}  # must run from the program's own pc
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN = 0x1, 0x2, 0x10, 0x20, 0x100
 MAP_KEPT_FLAGS = MAP_ANONYMOUS | MAP_GROWSDOWN | 0x4000 | 0x8000 | 0x20000  # NORESERVE POPULATE STACK
-MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 AT_FDCWD = -100
 PRECISE_SEARCH_LIMIT = 200
 TRAP_TRACE = 2  # si_code of a single-step trap
@@ -251,6 +259,11 @@ class _ApartFromTracer:
                 os.sched_setaffinity(self.pid, self.cpus[-1:])
 
 
+def perms_prot(perms: str) -> int:
+    """The PROT_* bits of a /proc/PID/maps permission string."""
+    return sum(bit for c, bit in (("r", 1), ("w", 2), ("x", 4)) if c in perms[:3])
+
+
 def format_call(nr: int, args: tuple[int, ...]) -> str:
     return f"{syscall_name(nr)}({', '.join(hex(a) for a in args)})"
 
@@ -276,9 +289,12 @@ class ReplaySession:
         self.end: ReplayEnd | None = None
         self.reached: Stop | None = None  # next event's stop, reached but not carried out
         self.interruption: Interruption | None = None  # shared with the other sessions of a timeline
-        self.echo_fds = {1: 1, 2: 2}  # program fd -> the stream it was at the start
         self.precise = PreciseStates()
         self.frontier: EchoFrontier | None = None  # None: echo every time
+        self.echoed = EchoedFds()
+        # Shared objects with more than one view (MappingRecord.shared), and the memfd
+        # in the replay process that backs all their views, with its size.
+        self.shared_objects: dict[str, tuple[int, int]] = {}
         # The recording's emulated rdrand/rdseed sites, and those trapped (ud2) here.
         self.random_sites = _random_sites(reader)
         self.random_traps: dict[int, tuple[RandomInstruction, bytes]] = {}
@@ -325,9 +341,13 @@ class ReplaySession:
         copy.pending_signal, copy.pending_siginfo = self.pending_signal, self.pending_siginfo
         copy.space = self.space.copy() if self.space else None
         copy.brk, copy.page = self.brk, self.page
-        copy.echo_fds = dict(self.echo_fds)
         copy.precise = self.precise
         copy.frontier = self.frontier
+        copy.echoed = self.echoed.copy()
+        copy.shared_objects = dict(self.shared_objects)
+        for name in list(copy.shared_objects):
+            if copy._is_aliased(name):
+                copy._back_shared_object(name)  # its own pages: see _replay_mmap_family
         copy.random_traps = dict(self.random_traps)
         copy.reached = self.reached
         copy.interruption = self.interruption
@@ -796,7 +816,7 @@ class ReplaySession:
         regs.r11 &= ~TRAP_FLAG
         t.set_regs(regs)
         for addr, data in event.writes:
-            t.write(addr, data)
+            self._write_output(addr, data)
         return 1
 
     def _run_natively(self, n: int, event: SyscallEvent, regs: Registers) -> int:
@@ -842,33 +862,51 @@ class ReplaySession:
         return self.process.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *args)
 
     def _replay_mmap_family(self, n: int, event: SyscallEvent) -> None:
+        """Carry out an mmap-family call at its recorded addresses.
+
+        Every mapping replay makes is private, whatever the recording had: the
+        checkpoints are fork clones, and a MAP_SHARED page would be shared by a
+        checkpoint and the clones run from it, so running one would change the
+        other's past; a shared mapping of the trace's copy of a file would also
+        write into the trace. What a shared mapping showed is reproduced instead:
+        the program's own stores by execution, and what a syscall changed in the
+        file behind it (write, truncate, ...) by the bytes the recorder read through
+        the mapping after that call (trace/file_views.py), stored as its output.
+        Two views of the same shared pages (a file mapped twice, mremap with
+        old_size 0) are the exception: from the second one on, all views of that
+        object are MAP_SHARED views of one memfd of the replay process, so that a
+        store through one shows through the others; and every clone gets its own
+        memfd with a copy of the pages (``clone``), so that a checkpoint never sees
+        another clone's future.
+        """
         nr, args, result = event.nr, event.args, event.result
         space = self._space
         if nr == NR["brk"]:
             self._emulate_brk(n, result)
         elif nr == NR["mmap"]:
             flags = (args[3] & MAP_KEPT_FLAGS) | MAP_PRIVATE | MAP_FIXED
-            if event.mapping is not None and event.mapping.file_hash:
-                fd = self._open_trace_file(event.mapping.file_hash)
-                got = self._inject(NR["mmap"], result, args[1], args[2], flags, fd, args[5])
-                self._inject(NR["close"], fd)
-                space.map(event.mapping)
-            else:
-                got = self._inject(NR["mmap"], result, args[1], args[2], flags, -1, 0)
-                space.map(MappingRecord(result, result + page_up(args[1]),
-                                        prot_perms(args[2], bool(args[3] & MAP_SHARED)), 0, ""))
+            record = event.mapping
+            if record is not None and self._is_aliased(record.shared):
+                got = self._map_shared_view(record, args[2])
+            elif record is not None and record.file_hash:
+                got = self._map_trace_file(result, args[1], args[2], flags, record.file_hash,
+                                           args[5])
+            else:  # anonymous memory, or /dev/zero
+                got = self._inject(NR["mmap"], result, args[1], args[2], flags | MAP_ANONYMOUS,
+                                   -1, 0)
+            space.map(record or MappingRecord(result, result + page_up(args[1]),
+                                              prot_perms(args[2], bool(args[3] & MAP_SHARED)),
+                                              0, ""))
             if got != result:
                 raise Divergence(n, f"mmap at {result:#x} gave {got:#x} in replay")
         elif nr == NR["mremap"]:
-            old, old_size, new_size, flags = args[0], args[1], args[2], args[3]
-            if result == old:
-                got = self._inject(nr, old, old_size, new_size, 0, 0)
-            else:
-                got = self._inject(nr, old, old_size, new_size,
-                                   (flags & 4) | MREMAP_MAYMOVE | MREMAP_FIXED, result)
-            if got != result:
-                raise Divergence(n, f"mremap to {result:#x} gave {got:#x} in replay")
-            space.remap(old, old_size, result, new_size, dontunmap=bool(flags & 4))
+            self._replay_mremap(n, event)
+        elif nr == NR["shmat"]:
+            self._replay_shmat(n, event)
+        elif nr == NR["shmdt"]:
+            for start, end in space.attached(args[0]):
+                self._inject(NR["munmap"], start, end - start)
+                space.unmap(start, end - start)
         else:
             got = self._inject(nr, *args)
             if got != result:
@@ -879,6 +917,189 @@ class ReplaySession:
             elif nr == NR["mprotect"]:
                 space.protect(args[0], args[1], args[2])
         self._check_maps(n)
+
+    def _map_trace_file(self, addr: int, length: int, prot: int, flags: int, digest: str,
+                        offset: int) -> int:
+        """mmap the trace's copy ``digest`` privately at ``addr`` (MAP_FIXED)."""
+        fd = self._open_trace_file(digest)
+        got = self._inject(NR["mmap"], addr, length, prot, flags | MAP_PRIVATE | MAP_FIXED, fd,
+                           offset)
+        self._inject(NR["close"], fd)
+        return got
+
+    def _replay_mremap(self, n: int, event: SyscallEvent) -> None:
+        args, result = event.args, event.result
+        old, old_size, new_size, flags = args[0], args[1], args[2], args[3]
+        dontunmap = bool(flags & MREMAP_DONTUNMAP)
+        record = event.mapping
+        source = self._space.find(old)
+        name = source.recorded.shared if source is not None else None
+        if name is not None and (old_size == 0 or name in self.shared_objects):
+            # A view of an object with several views, or a second one being made:
+            # the kernel moves, grows or duplicates the memfd's view as it did the
+            # original's.
+            assert source is not None
+            self._ensure_backed(name, source.offset + old - source.start + new_size)
+            moves = (flags & MREMAP_DONTUNMAP) | MREMAP_MAYMOVE | MREMAP_FIXED
+            got = self._inject(NR["mremap"], old, old_size, new_size,
+                               moves if result != old else 0, result)
+            if got == result and record is not None and record.file_hash and old_size:
+                # What the file holds past the old end, as the recorder copied it.
+                self._write_trace_file(name, record.file_hash, record.offset + page_up(old_size),
+                                       page_up(new_size) - page_up(old_size))
+            record = None  # the model moves the view, which keeps its object and offset
+        elif record is not None and record.file_hash:
+            # A file mapping that grew, or a second view of shared pages: the recorder
+            # copied what backs it now, up to its new end (the trace's copy the region
+            # came from may end before that, and pages past it would raise SIGBUS).
+            # Build it from that copy, then put back what the old pages showed (a
+            # private mapping's own stores among them).
+            kept = self.process.read_partial(old, page_up(old_size)) if old_size else b""
+            got = self._map_trace_file(result, new_size, perms_prot(record.perms), 0,
+                                       record.file_hash, record.offset)
+            if got == result and result != old and old_size and not dontunmap:
+                self._inject(NR["munmap"], old, old_size)
+            if kept:
+                self.process.write(result, kept)
+        elif result == old:
+            got = self._inject(NR["mremap"], old, old_size, new_size, 0, 0)
+        else:
+            got = self._inject(NR["mremap"], old, old_size, new_size,
+                               (flags & MREMAP_DONTUNMAP) | MREMAP_MAYMOVE | MREMAP_FIXED, result)
+        if got != result:
+            raise Divergence(n, f"mremap to {result:#x} gave {got:#x} in replay")
+        self._space.remap(old, old_size, result, new_size, dontunmap=dontunmap)
+        if record is not None and record.file_hash:
+            self._space.map(record)
+
+    # -- shared objects with several views ----------------------------------------------
+    def _is_aliased(self, name: str | None) -> bool:
+        """Whether a new view of shared object ``name`` is not its only one. An object
+        whose views are all gone is forgotten: its memfd may hold pages that a later
+        mapping of the same file must not show."""
+        if name is None:
+            return False
+        if self._views(name):
+            return True
+        gone = self.shared_objects.pop(name, None)
+        if gone is not None:
+            self._inject(NR["close"], gone[0])
+        return False
+
+    def _views(self, name: str) -> list[Mapping]:
+        return [m for m in self._space.mappings if m.recorded.shared == name]
+
+    def _ensure_backed(self, name: str, size: int) -> None:
+        """A memfd backs the views of ``name`` and holds at least ``size`` bytes."""
+        known = self.shared_objects.get(name)
+        if known is None:
+            self._back_shared_object(name, size)
+        elif known[1] < size:
+            self._inject(NR["ftruncate"], known[0], size)
+            self.shared_objects[name] = (known[0], size)
+
+    def _back_shared_object(self, name: str, size: int = 0) -> int:
+        """Make one new memfd back every live view of shared object ``name`` (at least
+        ``size`` bytes long), with the pages they show now; returns the memfd.
+
+        Called for an object's second view, with the views it has, and for each
+        clone, whose views the fork left shared with its parent's."""
+        views = self._views(name)
+        kept = [(m, self.process.read_partial(m.start, m.end - m.start)) for m in views]
+        scratch = self.page + rpage.SCRATCH_OFFSET
+        self.process.write(scratch, b"retrograde-shared\0")
+        fd = self._inject(NR["memfd_create"], scratch, 1)  # MFD_CLOEXEC
+        if fd < 0:
+            raise TraceeError(f"cannot make the pages of a shared mapping (error {-fd})")
+        size = max([size] + [m.offset + m.end - m.start for m in views])
+        self._inject(NR["ftruncate"], fd, size)
+        with self._object_file(fd) as pages:
+            for m, data in kept:
+                os.pwrite(pages.fileno(), data, m.offset)
+        for m, _ in kept:
+            got = self._inject(NR["mmap"], m.start, m.end - m.start, perms_prot(m.perms),
+                               MAP_SHARED | MAP_FIXED, fd, m.offset)
+            if got != m.start:
+                raise TraceeError(f"cannot map a shared view at {m.start:#x} (error {-got})")
+        old = self.shared_objects.get(name)
+        if old is not None:
+            self._inject(NR["close"], old[0])
+        self.shared_objects[name] = (fd, size)
+        return fd
+
+    def _object_file(self, fd: int) -> io.FileIO:
+        """The replay process's memfd ``fd``, opened by the replayer: stores go into it
+        directly, read-only views or not (/proc/PID/mem refuses to write through a
+        shared mapping without PROT_WRITE)."""
+        return io.FileIO(f"/proc/{self.process.pid}/fd/{fd}", "r+")
+
+    def _write_output(self, addr: int, data: bytes) -> None:
+        """Store a recorded output at ``addr``; in a view of a shared object, into its memfd."""
+        t = self.process
+        if not self.shared_objects:
+            t.write(addr, data)
+            return
+        while data:
+            m = self._space.find(addr)
+            end = min(addr + len(data), m.end) if m is not None else addr + len(data)
+            known = self.shared_objects.get(m.recorded.shared or "") if m is not None else None
+            if m is not None and known is not None:
+                with self._object_file(known[0]) as pages:
+                    os.pwrite(pages.fileno(), data[:end - addr], m.offset + addr - m.start)
+            else:
+                t.write(addr, data[:end - addr])
+            data, addr = data[end - addr:], end
+
+    def _map_shared_view(self, record: MappingRecord, prot: int) -> int:
+        """Map another view of a shared object: a MAP_SHARED view of its memfd."""
+        assert record.shared is not None
+        length = record.end - record.start
+        self._ensure_backed(record.shared, record.offset + length)
+        fd = self.shared_objects[record.shared][0]
+        got = self._inject(NR["mmap"], record.start, length, prot, MAP_SHARED | MAP_FIXED, fd,
+                           record.offset)
+        if got == record.start and record.file_hash:
+            # The file as the recorder copied it at this mmap: what the other views of
+            # it show where they overlap, and what this one adds elsewhere.
+            self._write_trace_file(record.shared, record.file_hash, record.offset, length)
+        return got
+
+    def _write_trace_file(self, name: str, digest: str, offset: int, length: int) -> None:
+        """Copy bytes [offset, offset + length) of the trace's copy ``digest`` into the
+        memfd of shared object ``name`` at the same offset (the copy's data ranges:
+        its holes are the zeros the memfd holds past what was written)."""
+        with open(self.reader.file_path(digest), "rb") as f, \
+                self._object_file(self.shared_objects[name][0]) as pages:
+            size = os.fstat(f.fileno()).st_size
+            for start, end in data_ranges(f.fileno(), min(size, offset + length)):
+                start = max(start, offset)
+                while start < end:
+                    block = os.pread(f.fileno(), min(end - start, 1 << 20), start)
+                    if not block:
+                        break
+                    os.pwrite(pages.fileno(), block, start)
+                    start += len(block)
+
+    def _replay_shmat(self, n: int, event: SyscallEvent) -> None:
+        """A SysV segment, attached as a private mapping of its contents at attach time.
+
+        The segment's id is the recording's and may name nothing (or another
+        segment) now: replay never attaches, nor changes, a live host segment.
+        """
+        record = event.mapping
+        if record is None or not record.file_hash:
+            raise TraceError(f"event {n}: shmat without a copy of the segment (a trace from "
+                             "an older retrograde, which replay cannot use without the live "
+                             "segment)")
+        if self._is_aliased(record.shared):
+            got = self._map_shared_view(record, perms_prot(record.perms))
+        else:
+            got = self._map_trace_file(record.start, record.end - record.start,
+                                       perms_prot(record.perms), 0, record.file_hash,
+                                       record.offset)
+        if got != record.start:
+            raise Divergence(n, f"shmat at {record.start:#x} gave {got:#x} in replay")
+        self._space.map(record)
 
     def _emulate_brk(self, n: int, result: int) -> None:
         """The program break is the stub's, not the program's: emulate it with mmap/munmap."""
@@ -912,22 +1133,6 @@ class ReplaySession:
             if problem:
                 raise Divergence(n, f"address space differs: {problem}")
 
-    def _follow_echoed_fds(self, event: SyscallEvent) -> None:
-        """Echo only what goes to the original stdout/stderr, wherever the program moves them."""
-        nr, args = event.nr, event.args
-        if event.result < 0:
-            return
-        if nr == NR["close"]:
-            self.echo_fds.pop(args[0], None)
-        elif nr in (NR["dup2"], NR["dup3"]):
-            if args[0] in self.echo_fds:
-                self.echo_fds[args[1]] = self.echo_fds[args[0]]
-            elif args[0] != args[1]:
-                self.echo_fds.pop(args[1], None)
-        elif (nr == NR["dup"] or (nr == NR["fcntl"] and args[1] in (0, 1030))) \
-                and args[0] in self.echo_fds:  # dup, F_DUPFD, F_DUPFD_CLOEXEC
-            self.echo_fds[event.result] = self.echo_fds[args[0]]
-
     def _echo_once(self, n: int, event: SyscallEvent) -> None:
         """``_echo`` event ``n`` if it lies beyond the frontier (see EchoFrontier)."""
         frontier = self.frontier
@@ -942,24 +1147,30 @@ class ReplaySession:
             self.echo = echo
 
     def _echo(self, event: SyscallEvent) -> None:
-        self._follow_echoed_fds(event)
-        if not self.echo or event.result <= 0 or event.args[0] not in self.echo_fds:
+        """Echo what the call wrote to the program's original stdout or stderr
+        (trace/output.py), wherever the program moved them."""
+        nr, args, result = event.nr, event.args, event.result
+        stream = self.echoed.stream(output_fd(nr, args))
+        self.echoed.follow(nr, args, result)
+        if not self.echo or result <= 0 or stream is None:
             return
-        if event.nr == NR["write"]:
-            data = self.process.read_partial(event.args[1], event.result)
-        elif event.nr == NR["writev"]:
-            data = b""
-            iov = self.process.read_partial(event.args[1], 16 * event.args[2])
-            for i in range(0, len(iov), 16):
-                base, length = int.from_bytes(iov[i:i + 8], "little"), \
-                    int.from_bytes(iov[i + 8:i + 16], "little")
-                data += self.process.read_partial(base, length)
-            data = data[:event.result]
+        if event.echo is not None:
+            data = event.echo
+        elif nr in FROM_MEMORY:
+            data = written_from_memory(nr, args, result, self.process.read_partial)
         else:
             return
-        stream = sys.stdout if self.echo_fds[event.args[0]] == 1 else sys.stderr
-        stream.flush()
-        os.write(stream.fileno(), data)
+        out = sys.stdout if stream == 1 else sys.stderr
+        out.flush()
+        fd = out.fileno()
+        offset = file_offset(nr, args)
+        if offset is not None:
+            with contextlib.suppress(OSError):  # ESPIPE: not a file here
+                os.pwrite(fd, data, offset)
+                return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
 
     # -- exec ----------------------------------------------------------------------------
     def _emulate_exec(self, n: int, event: ExecEvent) -> None:
@@ -992,6 +1203,7 @@ class ReplaySession:
                 continue
             self._rebuild_mapping(record)
         self.space = AddressSpace(list(event.mappings))
+        self.shared_objects = {}  # the exec closed their memfds (MFD_CLOEXEC)
         self.brk = event.brk
         t.set_regs(registers_from_bytes(event.regs))
         t.set_xstate(event.xstate)
@@ -1000,13 +1212,12 @@ class ReplaySession:
         self._check_maps(self.next_event)
 
     def _rebuild_mapping(self, record: MappingRecord) -> None:
-        prot = sum(bit for c, bit in (("r", 1), ("w", 2), ("x", 4)) if c in record.perms[:3])
+        prot = perms_prot(record.perms)
         size = record.end - record.start
         flags = MAP_PRIVATE | MAP_FIXED
         if record.file_hash:
-            fd = self._open_trace_file(record.file_hash)
-            got = self._inject(NR["mmap"], record.start, size, prot, flags, fd, record.offset)
-            self._inject(NR["close"], fd)
+            got = self._map_trace_file(record.start, size, prot, flags, record.file_hash,
+                                       record.offset)
         else:
             if record.name == "[stack]":
                 flags |= MAP_GROWSDOWN

@@ -14,6 +14,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from retrograde.trace.recorder import Recorder
 
 EXIT_USAGE = 2
 
@@ -68,18 +72,39 @@ def cmd_record(args: argparse.Namespace) -> int:
     path = prog if "/" in prog else shutil.which(prog)
     if path is None or not os.path.exists(path):
         raise UserError(f"cannot record {prog}: no such program", 127)
+    if os.path.isdir(path):
+        raise UserError(f"cannot record {prog}: it is a directory", 126)
     if not os.access(path, os.X_OK):
         raise UserError(f"cannot record {prog}: not executable", 126)
+    made_dir = True
     if args.output:
         trace_dir = Path(args.output)
-        if trace_dir.exists() and any(trace_dir.iterdir()):
-            raise UserError(f"cannot record into {trace_dir}: it exists and is not empty")
+        if trace_dir.exists() or trace_dir.is_symlink():
+            if not trace_dir.is_dir() or any(trace_dir.iterdir()):
+                raise UserError(f"cannot record into {trace_dir}: it exists and is not an "
+                                "empty directory")
+            made_dir = False
+        previous_latest = None
     else:
         trace_dir = new_trace_dir(trace_root(), prog)
-    if not args.output:
-        _point_latest_at(trace_dir)
+        previous_latest = _latest_target(trace_dir.parent)
+        _point_latest_at(trace_dir, trace_dir.name)
     # Before the signals change below: the program starts with what we were given.
     recorder = Recorder([path, *args.command[1:]], trace_dir, strict=args.strict)
+    try:
+        return _record(recorder, prog, trace_dir)
+    finally:
+        # A program that never started (exec failed, interrupted at once) leaves no
+        # trace behind, and latest-trace goes back to what it named.
+        writer = getattr(recorder, "writer", None)
+        if writer is None or writer.event_count == 0:
+            _discard(trace_dir, keep_directory=not made_dir)
+            # Unless another recording has taken the link since.
+            if not args.output and _latest_target(trace_dir.parent) == trace_dir.name:
+                _point_latest_at(trace_dir, previous_latest)
+
+
+def _record(recorder: Recorder, prog: str, trace_dir: Path) -> int:
     # Ctrl-C and Ctrl-\ reach the program (same process group) and are recorded as
     # its signals; the recorder stays to write them down. SIGTERM ends the recording
     # with a valid trace.
@@ -93,23 +118,37 @@ def cmd_record(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGQUIT, old_quit)
         signal.signal(signal.SIGTERM, old_term)
     if result.error:
-        print(f"retrograde: {result.error} (trace up to there in {trace_dir})", file=sys.stderr)
+        where = f" (trace up to there in {trace_dir})" if result.events else ""
+        print(f"retrograde: {result.error}{where}", file=sys.stderr)
         return 1
     if result.exit_signal is not None:
         from retrograde.trace.dump import signal_name
 
         name = signal_name(result.exit_signal)
-        print(f"retrograde: {Path(prog).name} terminated by signal {name}", file=sys.stderr)
+        print(f"retrograde: {Path(prog).name} terminated by signal {name}; "
+              f"trace in {trace_dir}", file=sys.stderr)
         return 128 + result.exit_signal
+    print(f"retrograde: trace in {trace_dir}", file=sys.stderr)
     return result.exit_status or 0
 
 
-def _point_latest_at(trace_dir: Path) -> None:
-    """Replace the latest-trace link atomically (a rename, never a missing link)."""
+def _latest_target(root: Path) -> str | None:
+    try:
+        return os.readlink(root / "latest-trace")
+    except OSError:
+        return None
+
+
+def _point_latest_at(trace_dir: Path, target: str | None) -> None:
+    """Make the latest-trace link name `target` (None: no link), atomically: a rename,
+    never a moment without a link."""
     link = trace_dir.parent / "latest-trace"
+    if target is None:
+        link.unlink(missing_ok=True)
+        return
     tmp = link.with_name(f".latest-trace.{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(trace_dir.name)
+    tmp.symlink_to(target)
     tmp.replace(link)
 
 
@@ -122,25 +161,34 @@ class Terminated(SystemExit):
         self.signo = signo
 
 
+def _discard(trace_dir: Path, *, keep_directory: bool) -> None:
+    """Remove what a recording that never started wrote, and its directory unless
+    the user gave it (empty, as it was)."""
+    if not keep_directory:
+        shutil.rmtree(trace_dir, ignore_errors=True)
+        return
+    for entry in trace_dir.iterdir() if trace_dir.is_dir() else ():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def _terminate(signo: int, frame: object) -> None:
     raise Terminated(signo)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from retrograde.trace.format import TraceError, TraceReader, trace_directories
+    from retrograde.trace.format import trace_directories
 
     root = trace_root()
-    rows = []
+    rows, broken = [], []
     for d in trace_directories(root):
         try:
-            with TraceReader(d) as reader:
-                meta = reader.metadata
-                status = _exit_text(meta)
-                rows.append((d.name, " ".join(meta.get("argv", []))[:40],
-                             time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("start_time", 0))),
-                             str(len(reader)), _size(reader.size_bytes()), status))
-        except TraceError as error:
-            rows.append((d.name, f"(unreadable: {error})", "", "", "", ""))
+            rows.append((d.name, *_listing(d)))
+        except _Broken as error:
+            rows.append((d.name, "", "", "", "", "broken"))
+            broken.append(f"retrograde: {d.name} is broken: {error}")
     if not rows:
         print(f"no traces in {root}")
         return 0
@@ -148,19 +196,57 @@ def cmd_ls(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip())
-    return 0
+    sys.stdout.flush()
+    for line in broken:
+        print(line, file=sys.stderr)
+    return 1 if broken else 0
 
 
-def _exit_text(meta: dict) -> str:
-    if meta.get("error"):
-        return "error"
-    if meta.get("exit_signal") is not None:
-        from retrograde.trace.dump import signal_name
+class _Broken(Exception):
+    """Why `ls` cannot vouch for a trace (one line)."""
 
-        return signal_name(meta["exit_signal"])
-    if meta.get("exit_status") is not None:
-        return str(meta["exit_status"])
-    return "incomplete"
+
+def _listing(directory: Path) -> tuple[str, str, str, str, str]:
+    """COMMAND, DATE, EVENTS, SIZE and EXIT of a trace, each checked against the
+    events: the command is the first exec's, the exit the last event's, and the
+    metadata must agree with them. _Broken if anything does not hold."""
+    from retrograde.trace.dump import signal_name
+    from retrograde.trace.events import ExecEvent, ExitEvent
+    from retrograde.trace.format import TraceError, TraceReader
+
+    try:
+        with TraceReader(directory) as reader:
+            reader.check()
+            meta = reader.metadata
+            count = len(reader)
+            first = reader[0] if count else None
+            last = reader[count - 1] if count else None
+            size = reader.size_bytes()
+            complete = reader.complete
+    except TraceError as error:
+        raise _Broken(str(error).removeprefix("trace ")) from None
+    start = meta.get("start_time", 0)
+    if not isinstance(start, (int, float)) or isinstance(start, bool) or not 0 <= start < 1 << 40:
+        raise _Broken(f"metadata.json has a start_time of {start!r}")
+    command = " ".join(first.argv) if isinstance(first, ExecEvent) else ""
+    if not complete:
+        status = "incomplete"
+    elif meta.get("error"):
+        status = "error"
+    elif isinstance(last, ExitEvent):
+        if last.signo is not None:
+            status, agrees = signal_name(last.signo), meta.get("exit_signal") == last.signo
+        else:
+            status = str(last.status)
+            agrees = meta.get("exit_signal") is None and meta.get("exit_status") == last.status
+        if not agrees:
+            raise _Broken(f"metadata.json and the last event ({count - 1}: {status}) disagree "
+                          "on how the program ended")
+    else:
+        raise _Broken(f"the recording ended without an error, but its last event ({count - 1}) "
+                      "is not the program's exit")
+    date = time.strftime("%Y-%m-%d %H:%M", time.localtime(start))
+    return command[:40], date, str(count), _size(size), status
 
 
 def _size(n: int) -> str:
@@ -173,7 +259,7 @@ def _size(n: int) -> str:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    from retrograde.trace.dump import format_event, parse_range
+    from retrograde.trace.dump import RecordedMemory, format_event, parse_range
     from retrograde.trace.format import TraceReader
 
     path = resolve_trace(args.trace)
@@ -184,10 +270,27 @@ def cmd_dump(args: argparse.Namespace) -> int:
             raise UserError(f"bad event range {args.range!r}: {error}", EXIT_USAGE) from None
         if start < 0:
             start = max(0, len(reader) + start)
-        for n, event in enumerate(reader.events(start, stop), start):
-            print(format_event(n, event))
+        # The memory the trace knows at an event depends on every mapping before it.
+        memory = RecordedMemory(reader.read_file)
+        for n, event in enumerate(reader.events(0, stop)):
+            if n >= start:
+                print(format_event(n, event, memory=memory))
+            memory.follow(event)
         if not reader.complete:
             print(f"(trace incomplete: the recorder did not finish; {len(reader)} events readable)")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from retrograde.trace.pack import pack_trace
+
+    path = resolve_trace(args.trace)
+    result = pack_trace(path)
+    copied = len(result.links_replaced) + len(result.links_broken)
+    removed = (f", {len(result.temporaries_removed)} temporary files removed"
+               if result.temporaries_removed else "")
+    print(f"retrograde: packed {path}: {copied} links made copies of their own{removed}; "
+          f"{result.copies} files, all checked", file=sys.stderr)
     return 0
 
 
@@ -291,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrograde",
                                      description="record and replay Linux programs, "
                                                  "then debug them forwards and backwards")
+    from retrograde import __version__
+
+    parser.add_argument("--version", action="version", version=f"retrograde {__version__}")
     sub = parser.add_subparsers(dest="subcommand", required=True)
     p = sub.add_parser("record", help="run a program and record it")
     p.add_argument("-o", "--output", help="trace directory (default: a new one under "
@@ -300,7 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "it ENOSYS with a warning")
     p.add_argument("command", nargs=argparse.REMAINDER, help="PROG [ARGS...]")
     p.set_defaults(func=cmd_record)
-    p = sub.add_parser("replay", help="replay a trace")
+    p = sub.add_parser(
+        "replay", help="replay a trace",
+        usage="%(prog)s [options] [TRACE] [-- GDB-ARGS...]",
+        description="Replay TRACE (default: latest-trace): start gdb on it, only serve it "
+                    "(-s PORT), or run it to the end (-a).",
+        epilog="Everything after -- goes to gdb, e.g. "
+               "retrograde replay -- -ex 'break main' -ex continue")
     p.add_argument("-a", "--autopilot", action="store_true", help="replay to the end, no debugger")
     p.add_argument("--no-echo", action="store_true", help="do not echo the program's output")
     p.add_argument("--check-maps", action="store_true",
@@ -316,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("ls", help="list recorded traces")
     p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("pack", help="make a trace self-contained, to move or copy it",
+                       description="Replace every link out of TRACE (default: latest-trace) "
+                                   "by a checked copy of its own, so that the directory can "
+                                   "be moved and replayed after the originals are gone.")
+    p.add_argument("trace", nargs="?")
+    p.set_defaults(func=cmd_pack)
     p = sub.add_parser("dump", help="print a trace's events")
     p.add_argument("trace", nargs="?")
     p.add_argument("range", nargs="?", help="N, N-M, N- or -K (the last K)")

@@ -2,7 +2,7 @@
 
 The property test is DESIGN.md's "address-space model against the real kernel": a
 real traced process (the replay stub, stopped at its execve exit where syscalls may
-be injected) runs random mmap/munmap/mprotect/mremap/brk sequences, each call that
+be injected) runs random mmap/munmap/mprotect/mremap/brk/shmat/shmdt sequences, each call that
 succeeded (and each mprotect that failed on a hole: it has changed what comes before
 the hole) is applied to an ``AddressSpace``, and after every call the model must
 agree with /proc/PID/maps. All calls stay in a private window
@@ -45,6 +45,8 @@ PROT_READ, PROT_WRITE = 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x1, 0x2, 0x10, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
+SHM_RDONLY, SHM_REMAP = 0o10000, 0o40000
 AT_FDCWD = -100
 
 RW_PRIVATE = "rw-p"
@@ -308,6 +310,26 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
         m = self.space.find(start)
         return min(length, m.end - start) if to_its_end and m is not None else length
 
+    def _mapped_throughout(self, start: int, end: int) -> bool:
+        """Whether the model has no hole in [start, end)."""
+        for m in self.space.mappings:
+            if m.end <= start:
+                continue
+            if m.start > start:
+                return False
+            start = m.end
+            if start >= end:
+                break
+        return start >= end
+
+    def _touches(self, start: int, length: int, what: str) -> bool:
+        """Whether [start, start + length) meets a mapping of kind ``what`` (or, given
+        permissions such as "r--s", a SysV segment attached read-only)."""
+        end = start + page_up(length)
+        return any(m.start < end and start < m.end and
+                   (m.kind == what or (m.kind == "shm" and m.recorded.perms == what))
+                   for m in self.space.mappings)
+
     @rule(where=starts, pages=page_counts, slack=slacks)
     def munmap(self, where: tuple[str, int, int], pages: int, slack: int) -> None:
         addr = self._start(where)
@@ -324,9 +346,13 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
         length = self._length(addr, pages, slack, to_its_end)
         if not in_window(addr, length):
             return
+        if prot & PROT_WRITE and self._touches(addr, length, "r--s"):
+            return  # EACCES part of the way, after what came before: not modelled
         result = self._syscall("mprotect", addr, length, prot)
         # ENOMEM (a hole in the range) comes after the mappings before the hole changed.
-        assert result in (0, -errno.ENOMEM)
+        # (A length of zero changes nothing and succeeds.)
+        mapped = length == 0 or self._mapped_throughout(addr, addr + page_up(length))
+        assert result == (0 if mapped else -errno.ENOMEM)
         self.space.protect(addr, length, prot)
 
     # -- mremap ----------------------------------------------------------------------------
@@ -348,6 +374,11 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
                        None)
             if vma is not None and new < vma.end and new + new_size > vma.start:
                 return
+        if self._touches(old, max(old_size, 1), "shm"):
+            # Not modelled: which pieces of a segment shmdt detaches after some were
+            # moved or grown (their offsets in the segment, and how the kernel merges
+            # them), and a move of several mappings that stops at a segment, part done.
+            return
         if not in_window(old, old_size) or \
                 not in_window(new if flags & MREMAP_FIXED else old, new_size):
             return
@@ -356,6 +387,28 @@ class KernelAgreesWithModel(RuleBasedStateMachine):
             return
         self.space.remap(old, old_size, result, new_size, dontunmap=mode == "dontunmap")
         self._release_outside_window(result, new_size)
+
+    # -- SysV shared memory ----------------------------------------------------------------
+    @rule(page=window_pages, pages=page_counts, slack=slacks, readonly=st.booleans())
+    def shmat(self, page: int, pages: int, slack: int, readonly: bool) -> None:
+        addr, size = WINDOW + page * PAGE, pages * PAGE - slack
+        if not in_window(addr, size):
+            return
+        shmid = self._syscall("shmget", IPC_PRIVATE, size, IPC_CREAT | 0o600)
+        assert shmid >= 0, f"shmget failed with errno {-shmid}"
+        result = self._syscall("shmat", shmid, addr, SHM_REMAP | (SHM_RDONLY if readonly else 0))
+        assert self._syscall("shmctl", shmid, IPC_RMID, 0) == 0  # gone at its last detach
+        assert result == addr, f"shmat failed with errno {-result}"
+        self.space.map(MappingRecord(addr, addr + page_up(size), "r--s" if readonly else "rw-s",
+                                     0, "/SYSV00000000 (deleted)", f"segment {shmid}"))
+
+    @rule(where=starts)
+    def shmdt(self, where: tuple[str, int, int]) -> None:
+        addr = self._start(where)
+        detached = self.space.attached(addr)
+        assert self._syscall("shmdt", addr) == (0 if detached else -errno.EINVAL)
+        for start, end in detached:
+            self.space.unmap(start, end - start)
 
     # -- brk -------------------------------------------------------------------------------
     @rule(pages=st.integers(0, 32), slack=slacks)

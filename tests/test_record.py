@@ -124,7 +124,8 @@ def test_exec_of_another_binary(programs, trace_root):
 def test_death_by_signal_is_reported(programs, trace_root):
     got = record([programs.fatal])
     assert got.returncode == 128 + signal.SIGSEGV
-    assert got.stderr.decode().strip().endswith("terminated by signal SIGSEGV")
+    assert got.stderr.decode() == (f"retrograde: fatal terminated by signal SIGSEGV; "
+                                   f"trace in {latest(trace_root)}\n")
     with TraceReader(latest(trace_root)) as trace:
         assert trace[len(trace) - 1].signo == signal.SIGSEGV
 
@@ -148,7 +149,8 @@ def test_unsupported_syscall_is_answered_enosys_with_one_warning(programs, trace
     assert got.returncode == 21
     assert got.stdout == (b"unsupported: calling io_uring_setup\n"
                           b"unsupported: io_uring_setup returned -1\n")
-    message = got.stderr.decode()
+    message = "".join(line for line in got.stderr.decode().splitlines(keepends=True)
+                      if not line.startswith("retrograde: trace in "))
     assert message.count("\n") == 1
     event = int(re.fullmatch(r"retrograde: warning: io_uring_setup \(nr 425\) at event (\d+) is "
                              r"not supported: the program was told ENOSYS \(record --strict "
@@ -190,7 +192,12 @@ def test_recorder_killed_leaves_a_readable_trace(programs, trace_root):
     with TraceReader(latest(trace_root)) as trace:
         assert not trace.complete
         assert len(trace) > 100
-        assert all(e is not None for e in trace)
+        events = list(trace)  # every chunk read, checked and decoded
+    assert isinstance(events[0], ExecEvent) and events[0].path == str(programs.syscall_heavy)
+    reads = [e for e in events if isinstance(e, SyscallEvent) and e.nr == syscall_number("read")
+             and e.result == 64]
+    # the program's loop: 64 bytes of /dev/zero a time, each read's bytes recorded
+    assert len(reads) > 40 and all(e.writes == ((e.args[1], bytes(64)),) for e in reads)
     listing = retrograde("ls")
     assert b"syscall_heavy" in listing.stdout and b"incomplete" in listing.stdout
 
@@ -208,7 +215,10 @@ def test_corrupt_and_truncated_traces_give_one_line(programs, trace_root):
     assert err.count("\n") == 1 and "corrupt" in err and "event" in err
     events.write_bytes(bytes(data[: len(data) // 3]))
     got = retrograde("dump", trace)
-    assert "Traceback" not in got.stderr.decode()
+    err = got.stderr.decode()
+    # A closed trace cut short: an error naming the events file, on one line.
+    assert got.returncode == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"retrograde: trace {events}: ") and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", REAL_PROGRAMS)

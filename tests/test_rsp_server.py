@@ -73,7 +73,7 @@ def test_packets_that_killed_or_hung_the_server_get_error_replies(traces: Traces
             assert client.ask(packet) == answer, packet[:40]
         assert where(client) == before
         # None of the refused breakpoints is left behind to trip the run.
-        assert client.ask(b"c").endswith(b"replaylog:end;")
+        assert b";replaylog:end;" in client.ask(b"c")
     assert server.process.returncode == 128 + signal.SIGTERM
     assert "internal error" not in server.stderr
 
@@ -112,7 +112,7 @@ def test_an_interrupt_right_behind_continue_is_not_lost(traces: Traces) -> None:
         client.send_raw(client.codec.packet(b"c") + b"\x03")
         assert client.reply().startswith(b"T02thread:")  # SIGINT, not the end of the history
         assert client.monitor("when").startswith("event ")
-        assert client.ask(b"c").endswith(b"replaylog:end;")  # the rest of the run is there
+        assert b";replaylog:end;" in client.ask(b"c")  # the rest of the run is there
 
 
 def test_a_nak_flood_costs_a_few_retransmissions_then_the_connection(traces: Traces) -> None:
@@ -206,4 +206,4 @@ def test_malformed_monitor_commands_are_explained_in_gdbs_console(traces: Traces
             output = gdb.cmd(command)
             assert output.startswith(text), (command, output)
             assert "Protocol error" not in output
-        assert gdb.cmd("monitor when").startswith("event 1 ")
+        assert gdb.cmd("monitor when").startswith("event 1, instruction 0 ")

@@ -280,7 +280,8 @@ def test_files_are_stored_once_by_content_and_can_be_mapped(tmp_path):
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
             assert mapped[:] == lib.read_bytes()
         assert reader.file_path(other).read_bytes() == b"[vdso image]"
-        assert not os.access(path, os.W_OK) or os.geteuid() == 0
+        # read-only for everyone (root ignores the mode, so the mode is what to check)
+        assert (tmp_path / "t" / "files" / digest).stat().st_mode & 0o222 == 0
         assert path.stat().st_mode & 0o222 == 0
         reader.verify()
 
@@ -292,6 +293,98 @@ def test_a_missing_file_or_a_bad_digest_is_a_trace_error(tmp_path):
             reader.file_path("0" * 64)
         with pytest.raises(TraceError):
             reader.file_path("../metadata.json")
+
+
+def test_a_link_in_files_is_never_followed_even_to_the_same_contents(tmp_path):
+    host_lib = tmp_path / "libhost.so"
+    host_lib.write_bytes(b"\x7fELF host library")
+    with TraceWriter(tmp_path / "t", METADATA) as writer:
+        digest = writer.add_file(host_lib)
+    stored = tmp_path / "t" / "files" / digest
+    stored.unlink()
+    stored.symlink_to(host_lib)  # what the trace recorded, but the host's file
+    with TraceReader(tmp_path / "t") as reader:
+        with pytest.raises(TraceError, match=f"trace {stored} is a symbolic link: "):
+            reader.file_fd(digest)
+        with pytest.raises(TraceError, match="symbolic link"):
+            reader.check()
+    (tmp_path / "t" / "files").rename(tmp_path / "elsewhere")
+    (tmp_path / "t" / "files").symlink_to(tmp_path / "elsewhere")
+    stored = tmp_path / "elsewhere" / digest
+    stored.unlink()
+    shutil.copy(host_lib, stored)
+    with TraceReader(tmp_path / "t") as reader, pytest.raises(
+            TraceError, match=f"trace {tmp_path}/t/files is a symbolic link"):
+        reader.file_fd(digest)
+
+
+def test_a_copy_is_checked_before_use_and_the_checked_file_is_what_is_read(tmp_path):
+    with TraceWriter(tmp_path / "t", METADATA) as writer:
+        digest = writer.add_bytes(b"libc" * 1000)
+    stored = tmp_path / "t" / "files" / digest
+    stored.chmod(0o644)
+    with open(stored, "r+b") as f:
+        f.truncate(100)
+    with TraceReader(tmp_path / "t") as reader, pytest.raises(TraceError) as e:
+        reader.file_fd(digest)
+    assert str(e.value) == (f"trace {stored} is truncated (100 bytes, recorded 4000); "
+                            "the trace cannot be replayed")
+    stored.write_bytes(b"libc" * 1000)
+    with TraceReader(tmp_path / "t") as reader:
+        path = reader.file_path(digest)
+        stored.unlink()  # a name swapped after the check does not change what is read
+        stored.write_bytes(b"LIBC" * 1000)
+        assert path.read_bytes() == reader.read_file(digest) == b"libc" * 1000
+        assert reader.read_file(digest, 4, 4) == b"libc"
+
+
+def test_special_files_are_refused_without_being_opened(tmp_path):
+    write_trace(tmp_path / "t", [every_kind_of_event(0)])
+    events = tmp_path / "t" / "events"
+    events.unlink()
+    os.mkfifo(events)  # opening it for reading would block until a writer came
+    with pytest.raises(TraceError) as e:
+        TraceReader(tmp_path / "t")
+    assert str(e.value) == (f"trace {events} is a FIFO, not a regular file (was the trace "
+                            "tampered with?)")
+
+
+def test_metadata_whose_values_changed_is_corrupt(tmp_path):
+    write_trace(tmp_path / "t", [every_kind_of_event(0)])
+    meta_path = tmp_path / "t" / "metadata.json"
+    text = meta_path.read_text()
+    assert '"event_count": 1,' in text
+    meta_path.write_text(text.replace('"event_count": 1,', '"event_count": 3,'))
+    with pytest.raises(TraceError, match=r"metadata.json is corrupt \(checksum mismatch\)"):
+        TraceReader(tmp_path / "t")
+    # Spacing is not content: the same values in another layout read as before.
+    meta_path.write_text(json.dumps(json.loads(text)))
+    with TraceReader(tmp_path / "t") as reader:
+        assert len(reader) == 1 and reader.complete
+
+
+def test_a_trace_of_format_1_still_reads(tmp_path):
+    events = [every_kind_of_event(n) for n in range(20)]
+    write_trace(tmp_path / "t", events, chunk_events=8)
+    # Format 1: the same files, but metadata without "crc32" and "files".
+    for name in ("events", "events.index"):
+        with open(tmp_path / "t" / name, "r+b") as f:
+            f.seek(8)
+            f.write(struct.pack("<I", 1))
+    meta_path = tmp_path / "t" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["crc32"], meta["files"]
+    meta_path.write_text(json.dumps({**meta, "format_version": 1}))
+    with TraceReader(tmp_path / "t") as reader:
+        assert list(reader) == events and reader.complete and reader.recorded_files == {}
+
+
+def test_a_metadata_file_too_big_to_be_ours_is_not_read_whole(tmp_path):
+    write_trace(tmp_path / "t", [])
+    with open(tmp_path / "t" / "metadata.json", "r+b") as f:
+        f.truncate(1 << 30)  # sparse: costs no disk
+    with pytest.raises(TraceError, match=r"metadata.json is corrupt \(over 1048576 bytes\)"):
+        TraceReader(tmp_path / "t")
 
 
 def test_verify_finds_a_stored_file_whose_contents_changed(tmp_path):
@@ -364,12 +457,15 @@ def test_the_writer_does_not_record_over_something(tmp_path):
         TraceWriter(tmp_path / "b", {"cpuid": b"raw"})
 
 
-def test_trace_directories_lists_the_traces_under_a_root(tmp_path):
+def test_trace_directories_lists_what_may_be_a_trace_under_a_root(tmp_path):
     write_trace(tmp_path / "ls-1", [])
     write_trace(tmp_path / "cat-0", [], close=False)
-    (tmp_path / "not-a-trace").mkdir()
+    (tmp_path / "lost-2").mkdir()  # its metadata deleted: `ls` shows it broken
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "latest-trace").symlink_to(tmp_path / "ls-1")
-    assert trace_directories(tmp_path) == [tmp_path / "cat-0", tmp_path / "ls-1"]
+    assert trace_directories(tmp_path) == [tmp_path / "cat-0", tmp_path / "lost-2",
+                                           tmp_path / "ls-1"]
     assert trace_directories(tmp_path / "nowhere") == []
 
 
@@ -582,23 +678,84 @@ def test_any_events_written_are_read_back_equal(events, chunk_events, chunk_byte
 @pytest.fixture
 def syscall_names(monkeypatch):
     # The syscall table is tracee/'s; these tests are about the layout of a line.
-    monkeypatch.setattr(dump, "_syscall_name", {0: "read", 9: "mmap", 257: "openat"}.get)
+    names = {0: "read", 1: "write", 9: "mmap", 10: "mprotect", 11: "munmap", 257: "openat",
+             231: "exit_group", 21: "access", 262: "newfstatat"}
+    monkeypatch.setattr(dump, "_syscall_name", lambda nr: names.get(nr, f"syscall_{nr}"))
 
 
 def test_dump_shows_a_syscall_its_result_and_what_it_wrote(syscall_names):
     assert format_event(14, every_kind_of_event(14)) == (
-        "        14  [4244] syscall  read(3, 0x7ffc3e10, 832, 0, 0, 0) = 14"
-        "  wrote 14 bytes at 0x7ffc3e10")
+        '        14  [4244] syscall  read(3, "\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16\\16", '
+        '832) = 14  wrote 14 bytes at 0x7ffc3e10')
     assert format_event(16, every_kind_of_event(2)) == (
-        "        16  [4244] syscall  openat(-100, 16384, 0, 0, 0, 0) = -ENOENT")
+        "        16  [4244] syscall  openat(AT_FDCWD, 0x4000, O_RDONLY) = -ENOENT")
     restart = SyscallEvent(task=1, nr=0, args=(0,), result=2**64 - 512)
-    assert format_event(3, restart).endswith("read(0) = -ERESTARTSYS")
+    assert format_event(3, restart).endswith("read(0, NULL, 0) = -ERESTARTSYS")
+
+
+def test_dump_decodes_arguments_as_strace_does(syscall_names):
+    def line(nr, *args, result=0, writes=()):
+        return format_event(0, SyscallEvent(task=1, nr=nr, args=args, result=result,
+                                            writes=writes)).split("syscall  ", 1)[1]
+
+    minus_one = 2**64 - 1
+    assert line(9, 0, 8192, 3, 0x22, 0xFFFFFFFF, 0, result=0x7F0000) == (
+        "mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000")
+    assert line(9, 0x7F0000, 4096, 0, 0x100011, 3, 0x3000, result=0x7F0000) == (
+        "mmap(0x7f0000, 4096, PROT_NONE, MAP_SHARED|MAP_FIXED|MAP_FIXED_NOREPLACE, 3, 0x3000)"
+        " = 0x7f0000")
+    assert line(257, 2**64 - 100, 0x1000, 0o2101 | 0o2000000, 0o644, result=3).startswith(
+        "openat(AT_FDCWD, 0x1000, O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0644) = 3")
+    assert line(257, 5, 0x1000, 0o200000, result=minus_one - 1) == (
+        "openat(5, 0x1000, O_RDONLY|O_DIRECTORY) = -ENOENT")
+    assert line(262, 3, 0x1000, 0x2000, 0x1100, result=0) == (
+        "newfstatat(3, 0x1000, 0x2000, AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH) = 0")
+    assert line(10, 0x7F0000, 4096, 0x1000005) == (
+        "mprotect(0x7f0000, 4096, PROT_READ|PROT_EXEC|PROT_GROWSDOWN) = 0")
+    assert line(21, 0x1000, 0) == "access(0x1000, F_OK) = 0"
+    assert line(231, 2**32 - 1) == "exit_group(-1) = 0"
+    assert line(1, 1, 0x5000, 3, result=minus_one - 8) == "write(1, 0x5000, 3) = -EBADF"
+    assert line(0, 0, 0x5000, 100, result=5, writes=((0x5000, b'a"\\\n\x00'),)) == (
+        'read(0, "a\\"\\\\\\n\\0", 100) = 5  wrote 5 bytes at 0x5000')
+    assert line(0, 0, 0x5000, 100, result=2, writes=((0x5000, b"\x01" + b"2"),)).startswith(
+        'read(0, "\\0012", 100) = 2')  # \1 then "2" would read as \12
+
+
+def test_dump_reads_strings_from_never_written_file_mappings(syscall_names, tmp_path):
+    rodata = b"\0" * 0x10 + b"/etc/ld.so.cache\0hello, world\n" + b"\0" * 4000
+    with TraceWriter(tmp_path / "t", METADATA) as writer:
+        digest = writer.add_bytes(rodata)
+        mapped = MappingRecord(0x400000, 0x401000, "r--p", 0, "/lib/ld.so", file_hash=digest)
+        data = MappingRecord(0x500000, 0x501000, "rw-p", 0, "/lib/ld.so", file_hash=digest)
+        events = [
+            ExecEvent(task=1, path="/bin/p", argv=("p",), mappings=[mapped, data]),
+            SyscallEvent(task=1, nr=257, args=(2**64 - 100, 0x400010, 0), result=3),
+            SyscallEvent(task=1, nr=257, args=(2**64 - 100, 0x500010, 0), result=3),
+            SyscallEvent(task=1, nr=1, args=(1, 0x400021, 13), result=13),
+            SyscallEvent(task=1, nr=10, args=(0x400000, 4096, 3), result=0),
+            SyscallEvent(task=1, nr=257, args=(2**64 - 100, 0x400010, 0), result=3),
+        ]
+        for event in events:
+            writer.append(event)
+    with TraceReader(tmp_path / "t") as reader:
+        memory = dump.RecordedMemory(reader.read_file)
+        lines = []
+        for n, event in enumerate(reader):
+            lines.append(format_event(n, event, memory=memory).split("syscall  ", 1)[-1])
+            memory.follow(event)
+    assert lines[1] == 'openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY) = 3'
+    # A writable mapping may have been written since it was mapped: not shown.
+    assert lines[2] == "openat(AT_FDCWD, 0x500010, O_RDONLY) = 3"
+    assert lines[3] == 'write(1, "hello, world\\n", 13) = 13'
+    # Made writable by mprotect: its bytes are no longer known.
+    assert lines[5] == "openat(AT_FDCWD, 0x400010, O_RDONLY) = 3"
 
 
 def test_dump_shows_an_mmap_with_its_id_and_mapping(syscall_names):
     assert format_event(1, every_kind_of_event(1)) == (
-        "         1  [4243] syscall  mmap(0, 8192, 5, 2, 3, 4096) = 0x7f3a2000  mmap#0"
-        " 7f3a2000-7f3a4000 r-xp /usr/lib/libc.so.6 @0x1000 (file abababababab)")
+        "         1  [4243] syscall  mmap(NULL, 8192, PROT_READ|PROT_EXEC, MAP_PRIVATE, 3, 0x1000)"
+        " = 0x7f3a2000  mmap#0 7f3a2000-7f3a4000 r-xp /usr/lib/libc.so.6 @0x1000"
+        " (file abababababab)")
 
 
 def test_dump_shows_signals_rdtsc_exec_and_exit():

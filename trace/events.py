@@ -21,6 +21,8 @@ class MappingRecord:
     ``file_hash`` names the trace's copy of the mapped file (files/<hash>);
     ``contents`` holds the bytes of the region when they cannot be rebuilt from
     the file alone (anonymous memory, stack, vDSO, a written data segment).
+    ``shared`` names what a MAP_SHARED view shows (the file or shmem object, as
+    "dev:inode"): views with the same name show the same pages.
     """
 
     start: int
@@ -30,6 +32,7 @@ class MappingRecord:
     name: str  # path, "[stack]", "[vdso]", "[heap]", "" for anonymous
     file_hash: str | None = None
     contents: bytes | None = None
+    shared: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class SyscallEvent(Event):
     pairs the kernel stored into the tracee. ``mmap_id`` is the number of
     mmap-family calls before this one (Lizard's id(X)); ``mapping`` describes
     the region an mmap-family call created, with the trace's copy of its file.
+    ``echo`` holds the bytes a call moved to the program's stdout or stderr from
+    another file inside the kernel (sendfile, splice, copy_file_range), which
+    replay echoes (trace/output.py).
     """
 
     kind: ClassVar[str] = "syscall"
@@ -95,6 +101,7 @@ class SyscallEvent(Event):
     writes: tuple[tuple[int, bytes], ...] = ()
     mmap_id: int | None = None
     mapping: MappingRecord | None = None
+    echo: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """The on-disk trace: a directory that the recorder appends to and the replayer reads.
 
-Layout (format 1)::
+Layout (format 2)::
 
     TRACE/
       metadata.json     one JSON object: what ran, where, on what machine (the
                         recorder's keys), "format_version" and "start_time"; at
                         close, how it ended (close()'s keywords) and "complete":
-                        true, "end_time", "event_count", "chunk_count". Without
-                        "complete" the recorder was killed or crashed.
+                        true, "end_time", "event_count", "chunk_count", and
+                        "files", the size of every copy in files/ by digest.
+                        Without "complete" the recorder was killed or crashed.
+                        "crc32" covers the rest (its canonical JSON).
       events            16-byte file header, then chunk frames, append-only.
       events.index      16-byte file header, then one 48-byte entry per chunk:
                         its offset in `events` and a copy of its header. A hint.
@@ -22,7 +24,8 @@ zstd frame holding one msgpack array of the chunk's events (Event.to_wire())::
             | crc32(payload) u32 | crc32(the 36 header bytes before it) u32
 
 (little-endian). Every byte of `events` is covered by a magic or a checksum, so a
-bit flip is an error that names the chunk, never a wrong event.
+bit flip is an error that names the chunk, never a wrong event. Format 1 is
+format 2 without "crc32" and "files" in the metadata; it is still read.
 
 Why a recorder killed by SIGKILL leaves a trace that opens: a frame is written
 and flushed in one piece once its chunk is complete, so `events` is always whole
@@ -34,12 +37,20 @@ after its chunk, so it can lag behind `events` (or be missing, or belong to
 another trace): the reader takes it only when it agrees with itself and with the
 last chunk header it names, scans the rest, and rescans everything otherwise.
 Files are copied to a temporary name and renamed, so files/<hash> is whole.
+
+What the reader trusts: only regular files of the trace's own. Everything inside
+the directory is opened relative to it without following symbolic links (a link
+in files/ could otherwise serve a host file as the recorded one), and a FIFO or
+device is refused before it is read. A copy in files/ is checked against its
+recorded size and its digest when first used; the replayer maps the checked
+file itself (file_fd(), file_proc_path()), never a path looked up again.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -59,7 +70,8 @@ import zstandard
 
 from retrograde.trace.events import Event
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+OLDEST_FORMAT_VERSION = 1  # without "crc32" and "files" in the metadata
 
 METADATA_NAME = "metadata.json"
 EVENTS_NAME = "events"
@@ -83,7 +95,10 @@ _UNICODE_ERRORS = "surrogateescape"
 _DECODED_CHUNKS_KEPT = 4
 # Metadata the writer sets at close; given to the constructor (a copy of another
 # trace's metadata), they would describe a recording that has not ended yet.
-_END_KEYS = ("complete", "end_time", "event_count", "chunk_count")
+_END_KEYS = ("complete", "end_time", "event_count", "chunk_count", "files", "crc32")
+# Bigger than any metadata the recorder writes (a few KiB with the CPUID leaves):
+# a metadata.json past it is not ours, and is not read whole.
+_METADATA_LIMIT = 1 << 20
 
 
 class TraceError(Exception):
@@ -129,9 +144,18 @@ def _file_header(magic: bytes) -> bytes:
     return _FILE_HEADER.pack(magic, FORMAT_VERSION, 0)
 
 
-def _write_json_atomically(path: Path, value: dict[str, Any]) -> None:
+def _metadata_checksum(metadata: dict[str, Any]) -> int:
+    """crc32 of the canonical JSON of everything but "crc32": what the values are,
+    whatever the spacing of the file."""
+    rest = {key: value for key, value in metadata.items() if key != "crc32"}
+    return zlib.crc32(json.dumps(rest, sort_keys=True, ensure_ascii=True,
+                                 separators=(",", ":")).encode())
+
+
+def _write_metadata(path: Path, metadata: dict[str, Any]) -> None:
     # ensure_ascii: environment strings may carry lone surrogates (os.fsdecode's
     # surrogateescape), which UTF-8 cannot encode but \u escapes can.
+    value = {**metadata, "crc32": _metadata_checksum(metadata)}
     text = json.dumps(value, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -140,6 +164,100 @@ def _write_json_atomically(path: Path, value: dict[str, Any]) -> None:
 
 def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+# -- the digests of file copies -------------------------------------------------------------
+#
+# A file without holes is named by the sha256 of its contents. A file with holes
+# (or one extended by a hole) is named by the sha256 of its sparse form: a tag, the
+# size, then each aligned block of _SPARSE_BLOCK bytes that holds a non-zero byte,
+# after its index. Holes are known zeros and never read, so naming a 100 GiB sparse
+# file costs what reading its data costs; and the name does not depend on where the
+# file system happens to keep holes (a block of written zeros counts as a hole), so
+# the copy, whose holes may fall elsewhere, hashes to the same name.
+_SPARSE_BLOCK = 1 << 20
+_SPARSE_TAG = b"retrograde sparse file\0"
+_ZERO_BLOCK = bytes(_SPARSE_BLOCK)
+
+
+def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) ranges of ``fd`` that are not holes (lseek(2) SEEK_DATA/SEEK_HOLE;
+    a file system without them reports the whole file as data)."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole is left
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        if start >= end:
+            return
+        yield start, end
+        offset = end
+
+
+def _has_holes(fd: int, size: int) -> bool:
+    return size > 0 and next(data_ranges(fd, size), None) != (0, size)
+
+
+def _sparse_blocks(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """(index, bytes) of each aligned block of ``fd`` that holds a non-zero byte."""
+    last = -1
+    for start, end in data_ranges(fd, size):
+        for index in range(max(start // _SPARSE_BLOCK, last + 1), (end - 1) // _SPARSE_BLOCK + 1):
+            last = index
+            block = os.pread(fd, _SPARSE_BLOCK, index * _SPARSE_BLOCK)
+            if block != _ZERO_BLOCK[:len(block)]:
+                yield index, block
+
+
+def _sparse_digest(size: int, blocks: Iterator[tuple[int, bytes]]) -> str:
+    sha = hashlib.sha256(_SPARSE_TAG + size.to_bytes(8, "little"))
+    for index, block in blocks:
+        sha.update(index.to_bytes(8, "little"))
+        sha.update(block)
+    return sha.hexdigest()
+
+
+def _copy_contents(src: int, dst: int, size: int, length: int) -> str:
+    """Copy ``size`` bytes of ``src`` into ``dst``, extended to ``length``; the copy's digest."""
+    if length == size and not _has_holes(src, size):
+        sha = hashlib.sha256()
+        offset = 0
+        while block := os.pread(src, _COPY_BLOCK, offset):
+            sha.update(block)
+            os.write(dst, block)
+            offset += len(block)
+        return sha.hexdigest()
+
+    def copied() -> Iterator[tuple[int, bytes]]:
+        for index, block in _sparse_blocks(src, size):
+            os.pwrite(dst, block, index * _SPARSE_BLOCK)
+            # The copy's block, which the extension may have made longer with zeros.
+            yield index, block.ljust(min(_SPARSE_BLOCK, length - index * _SPARSE_BLOCK), b"\0")
+
+    digest = _sparse_digest(length, copied())
+    os.ftruncate(dst, length)  # the holes up to the end
+    return digest
+
+
+def _file_digests(fd: int) -> tuple[str, ...]:
+    """The names a trace's copy may have: its sparse digest, and for a copy without
+    holes also the sha256 of its contents (see above)."""
+    size = os.fstat(fd).st_size
+    if _has_holes(fd, size):
+        return (_sparse_digest(size, _sparse_blocks(fd, size)),)
+    sha = hashlib.sha256()
+    sparse = hashlib.sha256(_SPARSE_TAG + size.to_bytes(8, "little"))
+    for index, offset in enumerate(range(0, size, _SPARSE_BLOCK)):
+        block = os.pread(fd, _SPARSE_BLOCK, offset)
+        sha.update(block)
+        if block != _ZERO_BLOCK[:len(block)]:
+            sparse.update(index.to_bytes(8, "little"))
+            sparse.update(block)
+    return (sha.hexdigest(), sparse.hexdigest())
 
 
 class TraceWriter:
@@ -193,7 +311,7 @@ class TraceWriter:
             self._index.flush()
             self._offset = _FILE_HEADER.size
             # Last: once metadata.json exists, the directory is an (empty) trace.
-            _write_json_atomically(self.directory / METADATA_NAME, self._metadata)
+            _write_metadata(self.directory / METADATA_NAME, self._metadata)
         except OSError as e:
             raise TraceError(f"cannot create trace {self.directory}: {e.strerror or e}") from e
 
@@ -256,27 +374,31 @@ class TraceWriter:
         self._pending = bytearray()
         self._pending_count = 0
 
-    def add_file(self, path: str | Path) -> str:
-        """Copy a regular file into files/ (once per content); return its sha256 (hex).
+    def add_file(self, path: str | Path, size: int | None = None, *, reuse: bool = True) -> str:
+        """Copy a regular file into files/ (once per content); return its digest (hex).
 
-        OSError if it cannot be read; ValueError if it is not a regular file.
+        With ``size`` larger than the file, the copy is extended to ``size`` bytes by
+        a hole: the image of a mapping that reaches past the end of its file (a
+        shared mapping the file may grow under). A file with holes is copied as one:
+        only its data ranges are read and written (SEEK_DATA/SEEK_HOLE), so a sparse
+        file of 100 GiB costs what its data costs. With ``reuse`` false the file is
+        read again even if its inode, size and times say it was copied already (a
+        store through a shared mapping need not change them). OSError if it cannot
+        be read; ValueError if it is not a regular file.
         """
         with open(path, "rb") as src:
             st = os.fstat(src.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise ValueError(f"cannot copy {path} into the trace: not a regular file")
+            length = max(st.st_size, size or 0)
             # The same library is mapped by every process of a recording: hash it once.
-            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            digest = self._digest_by_inode.get(key)
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, length)
+            digest = self._digest_by_inode.get(key) if reuse else None
             if digest is not None:
                 return digest
-            sha = hashlib.sha256()
             tmp = self._temporary_file_path()
             with open(tmp, "wb") as dst:
-                while block := src.read(_COPY_BLOCK):
-                    sha.update(block)
-                    dst.write(block)
-        digest = sha.hexdigest()
+                digest = _copy_contents(src.fileno(), dst.fileno(), st.st_size, length)
         self._store_file(tmp, digest)
         self._digest_by_inode[key] = digest
         return digest
@@ -322,10 +444,56 @@ class TraceWriter:
         self._metadata.update(complete=True, end_time=time.time(),
                               event_count=self._event_count, chunk_count=self._chunk_count)
         try:
-            _write_json_atomically(self.directory / METADATA_NAME, self._metadata)
+            # Sizes let a reader find a truncated or missing copy without hashing it.
+            self._metadata["files"] = {digest: os.stat(self._files / digest).st_size
+                                       for digest in sorted(self._known_files)}
+        except OSError as e:
+            raise TraceError(f"cannot read back trace {self._files}: {e.strerror or e}") from e
+        try:
+            _write_metadata(self.directory / METADATA_NAME, self._metadata)
         except OSError as e:
             raise TraceError(f"cannot write trace {self.directory / METADATA_NAME}: "
                              f"{e.strerror or e}") from e
+
+
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a symbolic link"}
+
+
+def _open_inside(dir_fd: int, name: str, shown: Path, *, directory: bool = False) -> int:
+    """Open `name` in the directory `dir_fd` for reading, only if it is a regular file
+    (or a directory) of its own: never through a symbolic link, never a FIFO or device.
+
+    The O_PATH open touches nothing (opening a FIFO would block, a device could act);
+    the check is on the inode it pins, and the reopen through /proc/self/fd is of
+    that same inode, so nothing can be swapped in between.
+    """
+    try:
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise  # the caller says what a missing file means
+    except OSError as e:
+        raise TraceError(f"cannot open trace {shown}: {e.strerror or e}") from e
+    try:
+        mode = os.fstat(handle).st_mode
+        wanted = stat.S_IFDIR if directory else stat.S_IFREG
+        if stat.S_IFMT(mode) != wanted:
+            raise _not_its_own(shown, mode, "a directory" if directory else "a regular file")
+        flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
+        try:
+            return os.open(f"/proc/self/fd/{handle}", flags)
+        except OSError as e:
+            raise TraceError(f"cannot open trace {shown}: {e.strerror or e}") from e
+    finally:
+        os.close(handle)
+
+
+def _not_its_own(shown: Path, mode: int, wanted: str = "a regular file") -> TraceError:
+    found = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    if stat.S_ISLNK(mode):
+        return TraceError(f"trace {shown} is a symbolic link: a trace is read only from "
+                          "files of its own (retrograde pack replaces links by copies)")
+    return TraceError(f"trace {shown} is {found}, not {wanted} (was the trace tampered with?)")
 
 
 class TraceReader:
@@ -334,7 +502,8 @@ class TraceReader:
     Opening reads metadata.json and the chunk headers (through the index when it
     is sound), not the events: a chunk is read, checked and decoded when one of
     its events is asked for, and the last few decoded chunks are kept. The
-    reader holds the events file open until close().
+    reader holds the trace directory, the events file and every copy in files/
+    it has checked open until close(): what it checked is what is used.
     """
 
     metadata: dict[str, Any]
@@ -342,59 +511,90 @@ class TraceReader:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.metadata = self._read_metadata()
-        self.complete = self.metadata.get("complete") is True
         self._events_path = self.directory / EVENTS_NAME
         self._decompressor = zstandard.ZstdDecompressor()
         self._decoded: OrderedDict[int, _DecodedChunk] = OrderedDict()
-        self._fd = -1
-        try:
-            self._fd = os.open(self._events_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            if self.complete:
-                raise TraceError(f"trace {self.directory} has no events file") from None
-        except OSError as e:
-            raise self._error(f"cannot open: {e.strerror or e}") from e
+        self._dir_fd = self._files_fd = self._fd = -1
+        self._file_fds: dict[str, int] = {}
         self._chunks: list[_Chunk] = []
         self._firsts: list[int] = []
-        if self._fd >= 0:
+        try:
+            self._dir_fd = self._open_directory()
+            self.metadata = self._read_metadata()
+            self.complete = self.metadata.get("complete") is True
+            self.recorded_files = self._recorded_file_sizes()
             try:
+                self._fd = _open_inside(self._dir_fd, EVENTS_NAME, self._events_path)
+            except FileNotFoundError:
+                if self.complete:
+                    raise TraceError(f"trace {self.directory} has no events file") from None
+            if self._fd >= 0:
                 self._load_chunks()
-            except BaseException:
-                self.close()
-                raise
-        self._length = self._chunks[-1].first + self._chunks[-1].count if self._chunks else 0
-        if self.complete:
-            recorded = self.metadata.get("event_count")
-            if recorded != self._length:
-                self.close()
-                raise self._error(f"holds {self._length} events but the recording ended with "
-                                  f"{recorded} (events are missing)")
+            self._length = (self._chunks[-1].first + self._chunks[-1].count
+                            if self._chunks else 0)
+            if self.complete:
+                recorded = self.metadata.get("event_count")
+                if recorded != self._length:
+                    raise self._error(f"holds {self._length} events but the recording ended "
+                                      f"with {recorded} (events are missing)")
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_directory(self) -> int:
+        # The directory itself is the user's to name, through links too (latest-trace).
+        try:
+            return os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            reason = "no such directory"
+        except NotADirectoryError:
+            reason = "not a directory"
+        except OSError as e:
+            raise TraceError(f"cannot open trace {self.directory}: {e.strerror or e}") from e
+        raise TraceError(f"{self.directory} is not a retrograde trace ({reason})")
 
     def _read_metadata(self) -> dict[str, Any]:
-        if not self.directory.is_dir():
-            reason = "not a directory" if self.directory.exists() else "no such directory"
-            raise TraceError(f"{self.directory} is not a retrograde trace ({reason})")
         path = self.directory / METADATA_NAME
         try:
-            metadata = json.loads(path.read_text())
+            fd = _open_inside(self._dir_fd, METADATA_NAME, path)
         except FileNotFoundError:
             raise TraceError(f"{self.directory} is not a retrograde trace "
                              f"(no {METADATA_NAME})") from None
+        try:
+            data = os.pread(fd, _METADATA_LIMIT + 1, 0)
         except OSError as e:
             raise TraceError(f"cannot read trace {path}: {e.strerror or e}") from e
+        finally:
+            os.close(fd)
+        if len(data) > _METADATA_LIMIT:
+            raise TraceError(f"trace {path} is corrupt (over {_METADATA_LIMIT} bytes)")
+        try:
+            metadata = json.loads(data.decode())
         except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
             raise TraceError(f"trace {path} is corrupt ({e})") from e
         if not isinstance(metadata, dict) or "format_version" not in metadata:
             raise TraceError(f"{self.directory} is not a retrograde trace "
                              f"({METADATA_NAME} has no format_version)")
         version = metadata["format_version"]
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise TraceError(f"trace {path} is corrupt (format_version {version!r})")
         if version > FORMAT_VERSION:
             raise TraceError(f"trace {self.directory} was written by a newer retrograde "
                              f"(format {version}; this one reads up to {FORMAT_VERSION})")
+        if version >= 2 and metadata.get("crc32") != _metadata_checksum(metadata):
+            raise TraceError(f"trace {path} is corrupt (checksum mismatch)")
         return metadata
+
+    def _recorded_file_sizes(self) -> dict[str, int]:
+        """The copies in files/ the recorder finished with, and their sizes (a closed
+        trace of format 2); empty otherwise: then only the digests vouch for them."""
+        files = self.metadata.get("files", {})
+        if not (isinstance(files, dict) and all(
+                _is_digest(digest) and type(size) is int and size >= 0
+                for digest, size in files.items())):
+            raise TraceError(f"trace {self.directory / METADATA_NAME} is corrupt "
+                             "(its \"files\" are not digests and sizes)")
+        return files
 
     def __enter__(self) -> Self:
         return self
@@ -403,9 +603,11 @@ class TraceReader:
         self.close()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for fd in [self._fd, self._files_fd, self._dir_fd, *self._file_fds.values()]:
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._files_fd = self._dir_fd = -1
+        self._file_fds.clear()
 
     def _error(self, what: str) -> TraceError:
         return TraceError(f"trace {self._events_path}: {what}")
@@ -446,11 +648,21 @@ class TraceReader:
     def _chunks_from_index(self, events_size: int) -> list[_Chunk]:
         """The chunks the index names, if it agrees with itself and with the events
         file; else none (the caller scans). A torn last entry is ignored."""
+        path = self.directory / INDEX_NAME
         try:
-            data = (self.directory / INDEX_NAME).read_bytes()
-            self._check_file_header(data[:_FILE_HEADER.size], _INDEX_MAGIC,
-                                    self.directory / INDEX_NAME)
+            fd = _open_inside(self._dir_fd, INDEX_NAME, path)
+        except FileNotFoundError:
+            return []
+        # One entry per chunk, and a chunk takes at least a header in the events file.
+        limit = _FILE_HEADER.size + _INDEX_ENTRY_SIZE * (events_size // _CHUNK_HEADER.size + 1)
+        try:
+            data = os.pread(fd, limit + 1, 0)
+            self._check_file_header(data[:_FILE_HEADER.size], _INDEX_MAGIC, path)
         except (OSError, TraceError):
+            return []
+        finally:
+            os.close(fd)
+        if len(data) > limit:
             return []
         chunks: list[_Chunk] = []
         expected_offset, expected_first = _FILE_HEADER.size, 0
@@ -535,66 +747,158 @@ class TraceReader:
             self._decoded.popitem(last=False)
         return decoded
 
-    def _decode_chunk(self, number: int) -> _DecodedChunk:
+    def _corrupt(self, number: int, why: str) -> TraceError:
+        return self._error(f"{self._chunks[number].describe(number)} is corrupt ({why})")
+
+    def _checked_payload(self, number: int) -> bytes:
+        """Chunk `number`'s payload, read and matched against its checksum."""
         chunk = self._chunks[number]
         frame = self._read(chunk.offset, _CHUNK_HEADER.size + chunk.payload_size)
-
-        def corrupt(why: str) -> TraceError:
-            return self._error(f"{chunk.describe(number)} is corrupt ({why})")
-
         if len(frame) < _CHUNK_HEADER.size + chunk.payload_size:
             raise self._error(f"{chunk.describe(number)} is truncated (the file ends at byte "
                               f"{chunk.offset + len(frame)})")
         if frame[:_CHUNK_HEADER.size] != chunk.header:
             # The header came from the index, which agreed with the last chunk only.
             intact = _parse_chunk_header(chunk.offset, frame[:_CHUNK_HEADER.size]) is not None
-            raise corrupt(f"its header does not match {INDEX_NAME}" if intact else "bad header")
+            raise self._corrupt(number, f"its header does not match {INDEX_NAME}"
+                                if intact else "bad header")
         payload = frame[_CHUNK_HEADER.size:]
         if zlib.crc32(payload) != chunk.payload_crc:
-            raise corrupt("checksum mismatch")
+            raise self._corrupt(number, "checksum mismatch")
+        return payload
+
+    def _decode_chunk(self, number: int) -> _DecodedChunk:
+        chunk = self._chunks[number]
+        payload = self._checked_payload(number)
         try:
             raw = self._decompressor.decompress(payload, max_output_size=chunk.raw_size)
             wires = msgpack.unpackb(raw, raw=False, unicode_errors=_UNICODE_ERRORS)
         except (zstandard.ZstdError, ValueError) as e:  # msgpack's errors are ValueErrors
-            raise corrupt(f"cannot decode: {e}") from e
+            raise self._corrupt(number, f"cannot decode: {e}") from e
         if len(raw) != chunk.raw_size or not isinstance(wires, list) or len(wires) != chunk.count:
-            raise corrupt("its contents do not match its header")
+            raise self._corrupt(number, "its contents do not match its header")
         return _DecodedChunk(self, number, chunk.first, wires)
 
     # -- files ----------------------------------------------------------------------
 
-    def file_path(self, digest: str) -> Path:
-        """The trace's copy of a file, by the sha256 that add_file()/add_bytes() returned."""
+    def file_fd(self, digest: str) -> int:
+        """An open descriptor of the trace's copy of a file, by the sha256 that
+        add_file()/add_bytes() returned, checked (a regular file of the trace's own,
+        of its recorded size and digest) on first use. Owned by the reader."""
+        fd = self._file_fds.get(digest)
+        if fd is not None:
+            return fd
         path = self.directory / FILES_NAME / digest
-        if not _is_digest(digest) or not path.is_file():
-            raise TraceError(f"trace {self.directory} has no file {digest} "
+        missing = TraceError(f"trace {self.directory} has no file {digest} "
                              f"(missing from {FILES_NAME}/)")
-        return path
+        if not _is_digest(digest) or (self.recorded_files and digest not in self.recorded_files):
+            raise missing
+        try:
+            fd = _open_inside(self._files_directory(), digest, path)
+        except FileNotFoundError:
+            raise missing from None
+        try:
+            size = os.fstat(fd).st_size
+            recorded = self.recorded_files.get(digest)
+            if recorded is not None and size != recorded:
+                how = "truncated" if size < recorded else "corrupt"
+                raise TraceError(f"trace {path} is {how} ({size} bytes, recorded {recorded}); "
+                                 "the trace cannot be replayed")
+            try:
+                found = _file_digests(fd)
+            except OSError as e:
+                raise TraceError(f"cannot read trace {path}: {e.strerror or e}") from e
+            if digest not in found:
+                raise TraceError(f"trace {path} is corrupt (its contents hash to {found[0]}); "
+                                 "the trace cannot be replayed")
+        except BaseException:
+            os.close(fd)
+            raise
+        self._file_fds[digest] = fd
+        return fd
+
+    def file_path(self, digest: str) -> Path:
+        """A path to the checked copy (see file_fd) that any process of ours can open
+        while the reader is open: the descriptor's /proc link, which opens the
+        checked file itself, not whatever the name in files/ holds by then."""
+        return Path(f"/proc/{os.getpid()}/fd/{self.file_fd(digest)}")
+
+    def read_file(self, digest: str, offset: int = 0, size: int | None = None) -> bytes:
+        """Bytes of the checked copy: `size` from `offset`, or all from there."""
+        fd = self.file_fd(digest)
+        if size is None:
+            size = max(0, os.fstat(fd).st_size - offset)
+        try:
+            return os.pread(fd, size, offset)
+        except OSError as e:
+            raise TraceError(f"cannot read trace {self.directory / FILES_NAME / digest}: "
+                             f"{e.strerror or e}") from e
+
+    def _files_directory(self) -> int:
+        if self._files_fd < 0:
+            try:
+                self._files_fd = _open_inside(self._dir_fd, FILES_NAME,
+                                              self.directory / FILES_NAME, directory=True)
+            except FileNotFoundError:
+                raise TraceError(f"trace {self.directory} has no {FILES_NAME}/ "
+                                 "directory") from None
+        return self._files_fd
+
+    def _stored_names(self) -> list[str]:
+        """The copies in files/; a live recorder's temporary file is not one."""
+        try:
+            names = os.listdir(self._files_directory())
+        except OSError as e:
+            raise TraceError(f"cannot list trace {self.directory / FILES_NAME}: "
+                             f"{e.strerror or e}") from e
+        return sorted(name for name in names if not name.startswith(".tmp-"))
 
     def size_bytes(self) -> int:
+        """What the trace takes on disk (a sparse file's holes take nothing)."""
         total = 0
         for root, _dirs, names in os.walk(self.directory):
             for name in names:
                 try:
-                    total += os.lstat(os.path.join(root, name)).st_size
+                    st = os.lstat(os.path.join(root, name))
+                    total += min(st.st_size, st.st_blocks * 512)
                 except OSError:
                     pass  # a temporary file renamed away by a live recorder
         return total
 
+    def check(self) -> None:
+        """What `retrograde ls` vouches for, without decoding every event or hashing
+        every copy: every chunk's checksum, and in files/ only regular files, each
+        recorded copy there with its recorded size. TraceError on the first fault."""
+        for number in range(len(self._chunks)):
+            self._checked_payload(number)
+        names = self._stored_names()
+        for name in names:
+            path = self.directory / FILES_NAME / name
+            try:
+                st = os.stat(name, dir_fd=self._files_directory(), follow_symlinks=False)
+            except OSError as e:
+                raise TraceError(f"cannot read trace {path}: {e.strerror or e}") from e
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_its_own(path, st.st_mode)
+            recorded = self.recorded_files.get(name)
+            if recorded is not None and st.st_size != recorded:
+                how = "truncated" if st.st_size < recorded else "corrupt"
+                raise TraceError(f"trace {path} is {how} ({st.st_size} bytes, "
+                                 f"recorded {recorded})")
+        for digest in self.recorded_files.keys() - set(names):
+            raise TraceError(f"trace {self.directory} has no file {digest} "
+                             f"(missing from {FILES_NAME}/)")
+
     def verify(self) -> None:
         """Read every chunk and hash every file; TraceError on the first fault found."""
+        self.check()
         for _ in self.events():
             pass
-        for path in (self.directory / FILES_NAME).iterdir():
-            if path.name.startswith(".tmp-"):
-                continue
-            sha = hashlib.sha256()
-            with open(path, "rb") as f:
-                while block := f.read(_COPY_BLOCK):
-                    sha.update(block)
-            if sha.hexdigest() != path.name:
-                raise TraceError(f"trace {path} is corrupt (its contents hash to "
-                                 f"{sha.hexdigest()})")
+        for name in self._stored_names():
+            if not _is_digest(name):
+                raise TraceError(f"trace {self.directory / FILES_NAME / name} is not a copy "
+                                 "the recorder made (its name is not a sha256)")
+            self.file_fd(name)
 
 
 class _DecodedChunk:
@@ -624,13 +928,15 @@ class _DecodedChunk:
 
 
 def trace_directories(root: Path) -> list[Path]:
-    """The traces directly under `root`, by name (for `retrograde ls`).
+    """The directories directly under `root`, by name (for `retrograde ls`): each is
+    a trace or the remains of one, for TraceReader to say which.
 
-    Symbolic links are left out: `latest-trace` points at a trace listed anyway.
+    Symbolic links are left out (`latest-trace` points at a trace listed anyway),
+    and so are hidden names (a temporary link of the recorder's).
     """
     try:
         entries = list(Path(root).iterdir())
     except OSError:
         return []
     return sorted(p for p in entries
-                  if not p.is_symlink() and p.is_dir() and (p / METADATA_NAME).is_file())
+                  if not p.name.startswith(".") and not p.is_symlink() and p.is_dir())

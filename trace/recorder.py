@@ -24,6 +24,7 @@ import errno
 import os
 import platform
 import signal
+import stat
 import sys
 import threading
 import time
@@ -64,11 +65,13 @@ from .events import (
     SignalEvent,
     SyscallEvent,
 )
+from .file_views import FileViews
 from .format import TraceWriter
+from .output import FROM_ANOTHER_FILE, EchoedFds, output_fd, peek_pipe, source
 
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
-MAP_ANONYMOUS = 0x20
+MAP_SHARED, MAP_ANONYMOUS = 0x01, 0x20
 # How long an asynchronous signal that arrived in user code may wait for the
 # next syscall before it is delivered where the program then is.
 HOLD_SECONDS = 0.02
@@ -79,9 +82,13 @@ NR_EXECVEAT = syscall_number("execveat")
 NR_EXIT = syscall_number("exit")
 NR_EXIT_GROUP = syscall_number("exit_group")
 NR_MMAP = syscall_number("mmap")
+NR_MREMAP = syscall_number("mremap")
+NR_SHMAT = syscall_number("shmat")
+NR_SENDFILE = syscall_number("sendfile")
 NR_CLONE = syscall_number("clone")
 NR_CLONE3 = syscall_number("clone3")
 TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
+DEV_ZERO = os.makedev(1, 5)
 CLONE_THREAD = 0x10000
 NR_PRCTL = syscall_number("prctl")
 NR_RT_SIGRETURN = syscall_number("rt_sigreturn")
@@ -118,6 +125,11 @@ class _HeldSignal:
     raised: bool = False
 
 
+def _object_name(st: os.stat_result) -> str:
+    """What MappingRecord.shared calls the file or shmem object ``st`` describes."""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str],
                    launch: LaunchState) -> dict:
     uname = platform.uname()
@@ -144,6 +156,7 @@ class Recorder:
     # where every other method is called from.
     tracee: Tracee
     writer: TraceWriter
+    views: FileViews
 
     def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
                  cwd: str | None = None, launch: LaunchState | None = None,
@@ -170,6 +183,8 @@ class Recorder:
         self.watched: list[int] = []  # the rdrand/rdseed on debug registers 0-3
         self.random_sites: set[int] = set()  # every site ever watched: replay traps them
         self._last_flush = time.monotonic()
+        self.echoed = EchoedFds()
+        self.peeked: bytes | None = None  # what a pipe held at the entry of the call that drains it
 
     # -- driver -------------------------------------------------------------------
     def run(self) -> RecordingResult:
@@ -180,6 +195,7 @@ class Recorder:
         try:
             self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd,
                                                 launch=self.launch)
+            self.views = FileViews(tracee)
             self._loop(result)
         except (RecordingError, TraceeError) as error:
             result.error = str(error)
@@ -272,6 +288,7 @@ class Recorder:
             self.restart = None  # sigreturn resets the task's restart block
         if nr in (NR_EXIT, NR_EXIT_GROUP):
             self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
+        self.peeked = self._peek_echoed_pipe(nr, self.entry_args)
 
     def _syscall_exit(self) -> None:
         t = self.tracee
@@ -302,10 +319,13 @@ class Recorder:
         if nr in MMAP_FAMILY:
             mmap_id = self.mmap_count
             self.mmap_count += 1
-            if nr == NR_MMAP and not is_error(result) and not args[3] & MAP_ANONYMOUS:
-                mapping = self._file_mapping(result, args)
+            if not is_error(result):
+                mapping = self._mapping_made(nr, args, result)
+        writes += tuple(self.views.changes(nr, args, result))
+        echo = self._echo_from_another_file(nr, args, result)
+        self.echoed.follow(nr, args, result)
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
-                                  mmap_id=mmap_id, mapping=mapping))
+                                  mmap_id=mmap_id, mapping=mapping, echo=echo))
         if nr in MAKES_EXECUTABLE and not is_error(result) and args[2] & PROT_EXEC:
             start = result if nr == NR_MMAP else args[0]
             self._watch_random_instructions(start, start + page_up(args[1]))
@@ -330,17 +350,121 @@ class Recorder:
             self.tsc_mode = regs.rsi
             self._skip(regs, 0)
 
-    def _file_mapping(self, addr: int, args: tuple[int, ...]) -> MappingRecord:
+    def _mapping_made(self, nr: int, args: tuple[int, ...], result: int) -> MappingRecord | None:
+        """The region a successful mmap-family call made that replay cannot make from
+        the call alone: a file's, a SysV segment's, or a file mapping grown by mremap
+        (a new copy that covers the new end); None for anonymous memory."""
+        if nr == NR_MMAP:
+            if args[3] & MAP_ANONYMOUS:
+                return self._shared_anonymous(result, args) if args[3] & MAP_SHARED else None
+            return self._file_mapping(result, args)
+        if nr == NR_SHMAT:
+            # Replay maps the segment's contents at attach time privately: it never
+            # attaches (or changes) a live host segment.
+            return self._region_copy(result, 0)
+        if nr == NR_MREMAP and args[2] > args[1]:
+            return self._region_copy(result, args[2])
+        return None
+
+    def _file_mapping(self, addr: int, args: tuple[int, ...]) -> MappingRecord | None:
         length, prot, flags, fd, offset = args[1], args[2], args[3], args[4], args[5]
-        fd_path = f"/proc/{self.tracee.pid}/fd/{fd}"
+        fd_path = f"/proc/{self.tracee.pid}/fd/{fd & 0xFFFFFFFF}"
+        st = os.stat(fd_path)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == DEV_ZERO:  # anonymous memory
+            return self._shared_anonymous(addr, args) if flags & MAP_SHARED else None
+        if not stat.S_ISREG(st.st_mode):
+            raise RecordingError(f"mmap of {os.readlink(fd_path)} at event "
+                                 f"{self.writer.event_count}: only regular files and /dev/zero "
+                                 "can be mapped in a recording")
         perms = "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
         perms += "s" if flags & 0x01 else "p"
+        changed = self.views.note(fd_path, shared=bool(flags & 0x01))
+        # A mapping that reaches pages past the end of its file gets a copy extended by
+        # a hole to its end: the file may grow under it (trace/file_views.py).
+        extent = offset + page_up(length)
+        file_hash = self.writer.add_file(
+            fd_path, size=extent if extent > page_up(st.st_size) else None, reuse=not changed)
         return MappingRecord(addr, addr + page_up(length), perms, offset, os.readlink(fd_path),
-                             file_hash=self._copy_file(fd_path))
+                             file_hash=file_hash,
+                             shared=_object_name(st) if flags & MAP_SHARED else None)
 
-    def _copy_file(self, path: str) -> str:
-        """The trace's copy of a mapped file (the writer copies each file version once)."""
-        return self.writer.add_file(path)
+    def _shared_anonymous(self, addr: int, args: tuple[int, ...]) -> MappingRecord | None:
+        """MAP_SHARED anonymous memory (or /dev/zero): the shmem object the kernel made
+        for it is named, so that a second view of it (mremap) is known as one."""
+        m = next((k for k in parse_maps(self.tracee.read_maps()) if k.start == addr), None)
+        if m is None:
+            return None
+        try:
+            st = os.stat(f"/proc/{self.tracee.pid}/map_files/{m.start:x}-{m.end:x}")
+        except OSError:
+            return None
+        return MappingRecord(addr, addr + page_up(args[1]), m.perms, 0, m.name,
+                             shared=_object_name(st))
+
+    def _region_copy(self, addr: int, length: int) -> MappingRecord | None:
+        """The mapping at ``addr`` (``length`` bytes, 0: as the kernel shows it) with a copy
+        of what backs it now, if that is a file (regular, shmem or a SysV segment)."""
+        m = next((k for k in parse_maps(self.tracee.read_maps()) if k.start == addr), None)
+        if m is None or not m.is_file:
+            return None
+        path = f"/proc/{self.tracee.pid}/map_files/{m.start:x}-{m.end:x}"
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return None
+        except OSError:
+            return None
+        end = addr + page_up(length) if length else m.end
+        shared = m.perms[3] == "s"
+        changed = self.views.note(path, shared=shared)
+        st = os.stat(path)
+        extent = m.offset + end - addr
+        file_hash = self.writer.add_file(path, size=extent if extent > page_up(st.st_size) else None,
+                                         reuse=not changed)
+        return MappingRecord(addr, end, m.perms, m.offset, m.name, file_hash=file_hash,
+                             shared=_object_name(st) if shared else None)
+
+    # -- output to the terminal ------------------------------------------------------
+    def _peek_echoed_pipe(self, nr: int, args: tuple[int, ...]) -> bytes | None:
+        """What the pipe that call ``nr`` is about to drain into stdout or stderr holds.
+
+        Once the call is done, those bytes are gone from the pipe; tee(2) copies
+        them out of it now without consuming them. Bytes that arrive while the
+        call blocks are not seen (a single process rarely waits on its own pipe).
+        """
+        if nr not in FROM_ANOTHER_FILE or self.echoed.stream(output_fd(nr, args)) is None:
+            return None
+        fd, _ = source(nr, args)
+        path = f"/proc/{self.tracee.pid}/fd/{fd}"
+        try:
+            if not stat.S_ISFIFO(os.stat(path).st_mode):
+                return None
+            return peek_pipe(path, args[4] if nr != NR_SENDFILE else args[3])
+        except OSError:
+            return None
+
+    def _echo_from_another_file(self, nr: int, args: tuple[int, ...],
+                                result: int) -> bytes | None:
+        """The bytes sendfile, splice or copy_file_range moved to stdout or stderr."""
+        peeked, self.peeked = self.peeked, None
+        if nr not in FROM_ANOTHER_FILE or result <= 0 or \
+                self.echoed.stream(output_fd(nr, args)) is None:
+            return None
+        if peeked is not None:
+            return peeked[:result]
+        fd, offset_at = source(nr, args)
+        t = self.tracee
+        if offset_at:  # the kernel stored the offset after the copy there
+            end = int.from_bytes(t.read_partial(offset_at, 8).ljust(8, b"\0"), "little")
+        else:
+            end = self.views.position(fd)
+        try:
+            with open(f"/proc/{t.pid}/fd/{fd}", "rb") as f:
+                data = os.pread(f.fileno(), result, end - result)
+        except OSError as error:
+            raise RecordingError(f"{syscall_name(nr)} at event {self.writer.event_count}: "
+                                 f"cannot read the {result} bytes it sent to the terminal "
+                                 f"({error.strerror})") from error
+        return data
 
     # -- exec -----------------------------------------------------------------------
     def _after_exec(self, regs: Registers) -> None:
@@ -394,7 +518,9 @@ class Recorder:
             return MappingRecord(m.start, m.end, m.perms, 0, rpage.NAME)
         file_hash = contents = None
         if m.is_file:
-            file_hash = self._copy_file(f"/proc/{t.pid}/map_files/{m.start:x}-{m.end:x}")
+            path = f"/proc/{t.pid}/map_files/{m.start:x}-{m.end:x}"
+            self.views.note(path)
+            file_hash = self.writer.add_file(path)
         if not m.is_pseudo and m.readable and (m.writable or not m.is_file):
             contents = t.read_partial(m.start, m.size)
         return MappingRecord(m.start, m.end, m.perms, m.offset, m.name, file_hash, contents)
