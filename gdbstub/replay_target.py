@@ -113,7 +113,7 @@ class ReplayTarget:
         live = self.timeline.live
         if live.tracee is None or not live.tracee.alive:
             raise OSError(5, "the program has exited")
-        data = live.tracee.read_partial(addr, length)
+        data = live.read_memory(addr, length)
         if not data and length:
             raise OSError(14, f"cannot read memory at {addr:#x}")
         return data

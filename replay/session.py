@@ -34,6 +34,7 @@ from retrograde.trace.events import (
     ExecEvent,
     ExitEvent,
     MappingRecord,
+    RandomEvent,
     RdtscEvent,
     SignalEvent,
     SyscallEvent,
@@ -47,7 +48,15 @@ from retrograde.trace.output import (
     written_from_memory,
 )
 from retrograde.tracee import page as rpage
-from retrograde.tracee.cpu import decode_rdtsc
+from retrograde.tracee.cpu import (
+    RandomInstruction,
+    apply_random,
+    cpuid_warning,
+    decode_random,
+    decode_rdtsc,
+    find_random_instructions,
+    has_random_instructions,
+)
 from retrograde.tracee.maps import (
     memory_digest,
     page_up,
@@ -61,6 +70,7 @@ from retrograde.tracee.process import (
     PTRACE_SYSCALL,
     PTRACE_SYSEMU,
     PTRACE_SYSEMU_SINGLESTEP,
+    LaunchState,
     Stop,
     Tracee,
     TraceeError,
@@ -95,6 +105,7 @@ HANDLER_ENTRY_TRAP = signal.SIGTRAP
 TRAP_FLAG = 0x100  # EFLAGS.TF
 RESUME_FLAG = 0x10000  # EFLAGS.RF
 _OFF_T_LIMIT = 1 << 63  # /proc/PID/mem offsets are off_t: no address above is readable
+UD2 = b"\x0f\x0b"  # faults with SIGILL: the trap on a recorded rdrand/rdseed
 ALL_SIGNALS = frozenset(range(1, 65))
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -106,6 +117,7 @@ class Divergence(Exception):
     def __init__(self, event_no: int, message: str) -> None:
         super().__init__(f"replay diverged at event {event_no}: {message}")
         self.event_no = event_no
+        self.detail = message
 
 
 class Interruption:
@@ -283,6 +295,9 @@ class ReplaySession:
         # Shared objects with more than one view (MappingRecord.shared), and the memfd
         # in the replay process that backs all their views, with its size.
         self.shared_objects: dict[str, tuple[int, int]] = {}
+        # The recording's emulated rdrand/rdseed sites, and those trapped (ud2) here.
+        self.random_sites = _random_sites(reader)
+        self.random_traps: dict[int, tuple[RandomInstruction, bytes]] = {}
 
     def __enter__(self) -> Self:
         return self
@@ -333,6 +348,7 @@ class ReplaySession:
         for name in list(copy.shared_objects):
             if copy._is_aliased(name):
                 copy._back_shared_object(name)  # its own pages: see _replay_mmap_family
+        copy.random_traps = dict(self.random_traps)
         copy.reached = self.reached
         copy.interruption = self.interruption
         return copy
@@ -361,7 +377,16 @@ class ReplaySession:
         if not isinstance(first, ExecEvent):
             raise Divergence(0, f"the trace starts with {first.kind}, not an exec")
         stub = write_stub(first.retrograde_page)
-        self.tracee = Tracee.spawn([str(stub)], env={}, isolate=True)
+        launch = None  # a trace from before the launch state was kept
+        if "launch" in self.reader.metadata:
+            try:
+                launch = LaunchState.from_json(self.reader.metadata["launch"])
+            except ValueError as error:
+                raise TraceError(f"{self.reader.directory}/metadata.json: {error}") from None
+        self.tracee = Tracee.spawn([str(stub)], env={}, isolate=True, launch=launch)
+        warning = cpuid_warning(self.reader.metadata.get("cpuid"))
+        if warning:
+            print(f"retrograde: {warning}", file=sys.stderr, flush=True)
         self._finish_stub_exec(first)
         self.next_event = 1
 
@@ -395,19 +420,25 @@ class ReplaySession:
         carries it out).
         """
         interruption = self.interruption
-        if interruption is None:
-            return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
-                             stop_before_event)
-        pid = self.process.pid
-        interruption.running.add(pid)
-        if interruption.is_set():
-            # Requested before this process was running: `set` sent it no SIGSTOP.
-            os.kill(pid, signal.SIGSTOP)
         try:
-            return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
-                             stop_before_event)
-        finally:
-            interruption.running.discard(pid)
+            if interruption is None:
+                return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
+                                 stop_before_event)
+            pid = self.process.pid
+            interruption.running.add(pid)
+            if interruption.is_set():
+                # Requested before this process was running: `set` sent it no SIGSTOP.
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
+                                 stop_before_event)
+            finally:
+                interruption.running.discard(pid)
+        except Divergence as divergence:
+            note = self._random_instructions_note()
+            if note:
+                raise Divergence(divergence.event_no, f"{divergence.detail}; {note}") from None
+            raise
 
     def _run(self, step: bool, breakpoints: frozenset[int], until_event: bool,
              report_signals: frozenset[int], stop_at_end: bool,
@@ -774,6 +805,7 @@ class ReplaySession:
             return self._run_natively(n, event, regs)
         if nr in MMAP_FAMILY and event.result >= 0 or (nr == NR["brk"]):
             self._replay_mmap_family(n, event)
+            self._trap_random_sites()
         elif nr in EXECUTED_IN_REPLAY:
             t.inject_syscall(self.page + rpage.SYSCALL_OFFSET, nr, *event.args)
             regs = t.get_regs()  # the call may have moved fs_base (arch_prctl)
@@ -1175,6 +1207,8 @@ class ReplaySession:
         self.brk = event.brk
         t.set_regs(registers_from_bytes(event.regs))
         t.set_xstate(event.xstate)
+        self.random_traps = {}
+        self._trap_random_sites()
         self._check_maps(self.next_event)
 
     def _rebuild_mapping(self, record: MappingRecord) -> None:
@@ -1281,7 +1315,83 @@ class ReplaySession:
         os.kill(t.pid, event.signo)
         return self._resume(expect=event.signo)
 
+    def _random_instructions_note(self) -> str | None:
+        """Where the program's code has rdrand or rdseed the recording did not
+        watch, to name in a divergence (the watched ones carry ud2 here).
+
+        Their results are in no trace (this CPU cannot fault them), so a replay
+        that executed one got another value than the recording did.
+        """
+        t = self.tracee
+        if t is None or not t.alive or self.space is None or not has_random_instructions():
+            return None
+        found = []
+        for m in self.space.mappings:
+            if "x" not in m.perms or m.kind in ("vdso", "vvar", "retrograde"):
+                continue
+            code = t.read_partial(m.start, m.end - m.start)
+            for addr, name in find_random_instructions(code, m.start):
+                where = ""
+                if m.recorded.name:
+                    offset = m.recorded.offset + addr - m.recorded.start
+                    where = f" ({os.path.basename(m.recorded.name)}+{offset:#x})"
+                found.append(f"{name} at pc {addr:#x}{where}")
+        if not found:
+            return None
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        return (f"the program's code has {', '.join(found[:3])}{more}, which ran "
+                "unrecorded (without CPUID faulting only four rdrand/rdseed sites can be "
+                "watched): the replay may have got other values")
+
+    def _trap_random_sites(self) -> None:
+        """Put ud2 on every rdrand/rdseed the recording emulated, where it is mapped now.
+
+        The recording stopped on each execution of these (debug registers), so here
+        each execution must stop too, as a fault before the instruction, the way
+        rdtsc faults in both runs: then the event is reached by ordinary running,
+        single steps and arrival counts alike. Sites whose bytes are not (or no
+        longer) the instruction are left alone.
+        """
+        if not self.random_sites:
+            return
+        t = self.process
+        for pc in self.random_sites:
+            code = t.read_partial(pc, 15)
+            if pc in self.random_traps and code[:2] == UD2:
+                continue
+            insn = decode_random(code)
+            if insn is not None:
+                t.write(pc, UD2)
+                self.random_traps[pc] = (insn, code[:len(UD2)])
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        """The program's memory as the recording saw it (as much as is readable):
+        the traps on recorded rdrand/rdseed sites show as the instructions."""
+        data = self.process.read_partial(addr, length)
+        for pc, (_, original) in self.random_traps.items():
+            if addr - len(original) < pc < addr + len(data):
+                patched = bytearray(data)
+                for i, byte in enumerate(original):
+                    if 0 <= pc + i - addr < len(data):
+                        patched[pc + i - addr] = byte
+                data = bytes(patched)
+        return data
+
+    def _replay_random(self, n: int, event: RandomEvent, stop: Stop) -> None:
+        t = self.process
+        regs = t.get_regs()
+        trap = self.random_traps.get(regs.rip)
+        if stop.kind != "signal" or stop.signo != signal.SIGILL or trap is None \
+                or regs.rip != event.pc:
+            raise Divergence(n, f"recorded {event.mnemonic} at {event.pc:#x}, replay "
+                                f"{self._describe(stop)}")
+        apply_random(regs, trap[0], event.value, event.carry)
+        t.set_regs(regs)
+
     def _replay_rdtsc(self, n: int, event: RdtscEvent, stop: Stop) -> None:
+        if isinstance(event, RandomEvent):
+            self._replay_random(n, event, stop)
+            return
         t = self.process
         regs = t.get_regs()
         insn = decode_rdtsc(t.read_partial(regs.rip, 3)) if stop.kind == "signal" else None
@@ -1293,6 +1403,14 @@ class ReplaySession:
             regs.rcx = event.aux
         regs.rip += insn[1]
         t.set_regs(regs)
+
+
+def _random_sites(reader: TraceReader) -> frozenset[int]:
+    """Where the recording emulated rdrand/rdseed (none in a trace cut short)."""
+    sites = reader.metadata.get("random_sites", [])
+    if not isinstance(sites, list) or not all(isinstance(pc, int) and pc > 0 for pc in sites):
+        raise TraceError(f"{reader.directory}/metadata.json: bad random_sites {sites!r}")
+    return frozenset(sites)
 
 
 def replay_autopilot(path: Path, *, echo: bool = True, verbose: bool = False,

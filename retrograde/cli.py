@@ -89,7 +89,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         trace_dir = new_trace_dir(trace_root(), prog)
         previous_latest = _latest_target(trace_dir.parent)
         _point_latest_at(trace_dir, trace_dir.name)
-    recorder = Recorder([path, *args.command[1:]], trace_dir)
+    # Before the signals change below: the program starts with what we were given.
+    recorder = Recorder([path, *args.command[1:]], trace_dir, strict=args.strict)
     try:
         return _record(recorder, prog, trace_dir)
     finally:
@@ -400,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("record", help="run a program and record it")
     p.add_argument("-o", "--output", help="trace directory (default: a new one under "
                                           "$RETROGRADE_DIR or ~/.local/share/retrograde)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at a syscall retrograde cannot record, instead of answering "
+                        "it ENOSYS with a warning")
     p.add_argument("command", nargs=argparse.REMAINDER, help="PROG [ARGS...]")
     p.set_defaults(func=cmd_record)
     p = sub.add_parser(

@@ -30,8 +30,9 @@ def native(argv: list[str], **kw) -> subprocess.CompletedProcess:
     return run([str(a) for a in argv], **kw)
 
 
-def record(argv: list[str], *, out: Path | None = None, **kw) -> subprocess.CompletedProcess:
-    extra = ["-o", str(out)] if out else []
+def record(argv: list[str], *, out: Path | None = None, strict: bool = False,
+           **kw) -> subprocess.CompletedProcess:
+    extra = (["-o", str(out)] if out else []) + (["--strict"] if strict else [])
     return run(RETROGRADE + ["record", *extra, "--", *[str(a) for a in argv]], **kw)
 
 

@@ -10,7 +10,16 @@ import subprocess
 import time
 
 import pytest
-from runner import REAL_PROGRAMS, RETROGRADE, descendants_alive, latest, native, record, retrograde
+from runner import (
+    REAL_PROGRAMS,
+    RETROGRADE,
+    descendants_alive,
+    latest,
+    native,
+    record,
+    replay,
+    retrograde,
+)
 
 from retrograde.trace.events import ExecEvent, ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
@@ -135,13 +144,32 @@ def test_threads_and_processes_are_refused_cleanly(programs, trace_root, name, w
         assert len(trace) == n
 
 
-def test_unsupported_syscall_names_itself(programs, trace_root):
+def test_unsupported_syscall_is_answered_enosys_with_one_warning(programs, trace_root):
     got = record([programs.unsupported])
+    assert got.returncode == 21
+    assert got.stdout == (b"unsupported: calling io_uring_setup\n"
+                          b"unsupported: io_uring_setup returned -1\n")
+    message = "".join(line for line in got.stderr.decode().splitlines(keepends=True)
+                      if not line.startswith("retrograde: trace in "))
+    assert message.count("\n") == 1
+    event = int(re.fullmatch(r"retrograde: warning: io_uring_setup \(nr 425\) at event (\d+) is "
+                             r"not supported: the program was told ENOSYS \(record --strict "
+                             r"stops instead\)\n", message).group(1))
+    with TraceReader(latest(trace_root)) as trace:
+        call = trace[event]
+        assert isinstance(call, SyscallEvent) and call.nr == 425 and call.result == -38
+    got = replay()
+    assert got.returncode == 21 and b"returned -1" in got.stdout
+
+
+def test_strict_recording_stops_at_an_unsupported_syscall(programs, trace_root):
+    got = record([programs.unsupported], strict=True)
     message = got.stderr.decode().strip()
     assert got.returncode == 1
     assert re.match(r"retrograde: unsupported syscall io_uring_setup \(nr 425\) at event \d+",
                     message), message
     assert b"calling io_uring_setup" in got.stdout
+    assert b"returned" not in got.stdout
     dump = retrograde("dump")
     assert dump.returncode == 0 and b"write" in dump.stdout
 

@@ -30,6 +30,7 @@ from retrograde.tracee.syscalls import (
     UnsupportedSyscall,
     ioctl_request_name,
     is_supported,
+    kernel_may_implement,
     output_regions,
     syscall_name,
     syscall_number,
@@ -126,6 +127,22 @@ def test_unsupported_syscall_names_the_call():
         output_regions(999, (), 0, FakeMemory().read)
 
 
+def test_which_numbers_a_kernel_may_implement():
+    # Answering ENOSYS to these changes nothing: no kernel has code for them.
+    for number in (-1 & (1 << 64) - 1, 1000, 1 << 20, 470, 512, nr("tuxcall"),
+                   nr("epoll_wait_old"), nr("_sysctl")):
+        assert not kernel_may_implement(number, "6.18.4"), number
+    # These the program would see work on some kernel: the recorder warns.
+    for number in (nr("io_setup"), nr("io_uring_setup"), nr("bpf"), 0x4000_0000 | 39):
+        assert kernel_may_implement(number, "6.18.4"), number
+    # The kernel reads the low 32 bits, sign-extended: the first is getpid, the second -1.
+    assert kernel_may_implement(0x1_0000_0027, "6.18.4")
+    assert not kernel_may_implement(0xFFFF_FFFF, "6.18.4")
+    # A number above the table may be a call added after it.
+    assert kernel_may_implement(470, "6.19.0") and kernel_may_implement(470, "7.0-rc1")
+    assert not kernel_may_implement(1 << 20, "7.0")
+
+
 def test_a_call_the_kernel_does_not_have_wrote_nothing():
     assert output_regions(999, (M,), -errno.ENOSYS, FakeMemory().read) == []
     # io_setup failing otherwise may have done anything.
@@ -133,9 +150,11 @@ def test_a_call_the_kernel_does_not_have_wrote_nothing():
         regions("io_setup", (128, M), -errno.EINVAL)
 
 
-def test_restart_syscall_must_be_recorded_as_the_call_it_restarts():
-    with pytest.raises(UnsupportedSyscall, match="restart_syscall"):
-        regions("restart_syscall", (), 0)
+def test_restart_syscall_alone_continues_nothing_and_stores_nothing():
+    # Called by hand, with no interrupted call to continue, the kernel answers EINTR.
+    assert regions("restart_syscall", (M,), -errno.EINTR) == []
+    assert regions("restart_syscall", (M,), 0) == []
+    # The recorder asks instead for the rules of the call it continues...
     # ... which, for an interrupted nanosleep interrupted again, is the time left:
     assert regions("nanosleep", (M, M + 16), -516) == [(M + 16, 16)]  # -ERESTART_RESTARTBLOCK
 

@@ -31,6 +31,7 @@ from retrograde.trace.events import (
     ExecEvent,
     ExitEvent,
     MappingRecord,
+    RandomEvent,
     RdtscEvent,
     SignalEvent,
     SyscallEvent,
@@ -432,6 +433,9 @@ def _describe(event: Event, verbose: bool, memory: RecordedMemory | None) -> lis
                  "boundary": "at the syscall boundary",
                  "precise": "inside user code (precise)"}.get(event.where, event.where)
         return [f"{signal_name(event.signo)} {where}"]
+    if isinstance(event, RandomEvent):
+        carry = "" if event.carry else " (carry clear: none ready)"
+        return [f"{event.mnemonic} at {event.pc:#x} = {event.value:#x}{carry}"]
     if isinstance(event, RdtscEvent):
         text = f"rdtsc{'p' if event.aux is not None else ''} at {event.pc:#x} = {event.value:#x}"
         if event.aux is not None:

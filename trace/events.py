@@ -139,6 +139,18 @@ class RdtscEvent(Event):
 
 
 @dataclass(frozen=True)
+class RandomEvent(RdtscEvent):
+    """An rdrand/rdseed the recorder emulated: a debug register stopped the task on it.
+
+    An RdtscEvent in how replay reaches it (a fault stops the task just before the
+    instruction: replay puts ud2 there), with the value and carry the CPU gave."""
+
+    kind: ClassVar[str] = "random"
+    mnemonic: str = "rdrand"
+    carry: bool = True
+
+
+@dataclass(frozen=True)
 class ExitEvent(Event):
     """The task ended: exit status, or the signal that killed it."""
 
@@ -148,5 +160,6 @@ class ExitEvent(Event):
 
 
 EVENT_KINDS: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (ExecEvent, SyscallEvent, SignalEvent, RdtscEvent, ExitEvent)
+    cls.kind: cls for cls in (ExecEvent, SyscallEvent, SignalEvent, RdtscEvent, RandomEvent,
+                               ExitEvent)
 }

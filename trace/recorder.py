@@ -9,16 +9,23 @@ rdtscp fault (PR_TSC_SIGSEGV) and are emulated here, and asynchronous signals
 are pinned to a syscall boundary, or, when the program runs on in user code
 for too long, to a precise state (registers plus a digest of writable memory).
 
+A syscall the table cannot record is not run: the program is told ENOSYS, as by
+an older kernel, with one warning (``strict`` stops the recording there instead).
+The program starts with the signal state and timer slack the recorder was given
+(``LaunchState``), and reads back its own PR_GET_TSC mode, not the recorder's.
+
 Only one task is recorded; a clone, fork or vfork ends the recording with a
 one-line error and a trace that is valid up to that event.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import signal
 import stat
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -28,13 +35,21 @@ from pathlib import Path
 from ..tracee import cpu
 from ..tracee import page as rpage
 from ..tracee.maps import KernelMapping, memory_digest, page_up, parse_maps, writable_memory
-from ..tracee.process import PTRACE_EVENT_EXEC, PTRACE_SYSCALL, Tracee, TraceeError, is_error
+from ..tracee.process import (
+    PTRACE_EVENT_EXEC,
+    PTRACE_SYSCALL,
+    LaunchState,
+    Tracee,
+    TraceeError,
+    is_error,
+)
 from ..tracee.registers import Registers, registers_to_bytes, signed, syscall_args
 from ..tracee.syscalls import (
     MMAP_FAMILY,
     REFUSED_IN_RECORDING,
     UnsupportedSyscall,
     is_supported,
+    kernel_may_implement,
     output_regions,
     syscall_name,
     syscall_number,
@@ -45,6 +60,7 @@ from .events import (
     ExecEvent,
     ExitEvent,
     MappingRecord,
+    RandomEvent,
     RdtscEvent,
     SignalEvent,
     SyscallEvent,
@@ -74,6 +90,18 @@ NR_CLONE3 = syscall_number("clone3")
 TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
 DEV_ZERO = os.makedev(1, 5)
 CLONE_THREAD = 0x10000
+NR_PRCTL = syscall_number("prctl")
+NR_RT_SIGRETURN = syscall_number("rt_sigreturn")
+NR_RESTART_SYSCALL = syscall_number("restart_syscall")
+NR_MPROTECT = syscall_number("mprotect")
+MAKES_EXECUTABLE = {NR_MMAP, NR_MPROTECT, syscall_number("pkey_mprotect")}
+PROT_EXEC = 4
+TRAP_HWBKPT = 4  # si_code of a debug-register stop
+RESUME_FLAG = 0x10000  # EFLAGS.RF
+DEBUG_ADDRESS_REGISTERS = range(4)
+ERESTART_RESTARTBLOCK = 516  # include/linux/errno.h; seen by ptrace at the exit stop
+PR_GET_TSC, PR_SET_TSC = 25, 26
+PR_TSC_ENABLE, PR_TSC_SIGSEGV = 1, 2
 
 
 class RecordingError(Exception):
@@ -102,7 +130,8 @@ def _object_name(st: os.stat_result) -> str:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
+def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str],
+                   launch: LaunchState) -> dict:
     uname = platform.uname()
     model = ""
     try:
@@ -116,6 +145,7 @@ def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str]) -> dict:
         "kernel": f"{uname.system} {uname.release} {uname.version} {uname.machine}",
         "cpu": model, "cpuid": cpu.cpuid_leaves(),
         "start_time": time.time(), "recorder": "retrograde 0.1.0",
+        "launch": launch.to_json(),
     }
 
 
@@ -129,8 +159,12 @@ class Recorder:
     views: FileViews
 
     def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
-                 cwd: str | None = None) -> None:
+                 cwd: str | None = None, launch: LaunchState | None = None,
+                 strict: bool = False) -> None:
         self.argv = list(argv)
+        # Taken now, before a caller that constructs us changes its own signals.
+        self.launch = LaunchState.of_this_process() if launch is None else launch
+        self.strict = strict
         self.trace_dir = trace_dir
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd or os.getcwd()
@@ -142,17 +176,25 @@ class Recorder:
         self.last_regs: bytes | None = None  # registers at the last stop we resumed from
         self.held: _HeldSignal | None = None
         self.held_lock = threading.Lock()
+        self.tsc_mode = PR_TSC_ENABLE  # the program's own PR_SET_TSC mode
+        # The call that returned -ERESTART_RESTARTBLOCK last: restart_syscall continues it.
+        self.restart: tuple[int, tuple[int, ...]] | None = None
+        self.random_cpu = cpu.has_random_instructions()
+        self.watched: list[int] = []  # the rdrand/rdseed on debug registers 0-3
+        self.random_sites: set[int] = set()  # every site ever watched: replay traps them
         self._last_flush = time.monotonic()
         self.echoed = EchoedFds()
         self.peeked: bytes | None = None  # what a pipe held at the entry of the call that drains it
 
     # -- driver -------------------------------------------------------------------
     def run(self) -> RecordingResult:
-        self.writer = TraceWriter(self.trace_dir, trace_metadata(self.argv, self.cwd, self.env))
+        metadata = trace_metadata(self.argv, self.cwd, self.env, self.launch)
+        self.writer = TraceWriter(self.trace_dir, metadata)
         result = RecordingResult(self.trace_dir, 0)
         tracee: Tracee | None = None
         try:
-            self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd)
+            self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd,
+                                                launch=self.launch)
             self.views = FileViews(tracee)
             self._loop(result)
         except (RecordingError, TraceeError) as error:
@@ -164,7 +206,8 @@ class Recorder:
             if tracee is not None:
                 tracee.kill()
             result.events = self.writer.event_count
-            self.writer.close(exit_status=result.exit_status, exit_signal=result.exit_signal,
+            self.writer.close(random_sites=sorted(self.random_sites),
+                              exit_status=result.exit_status, exit_signal=result.exit_signal,
                               error=result.error)
         return result
 
@@ -222,16 +265,27 @@ class Recorder:
             what = "multi-threaded" if flags & CLONE_THREAD else "multi-process"
             raise RecordingError(f"{syscall_name(nr)} at event {event_no}: {what} recording "
                                  "is not supported yet")
-        if not is_supported(nr):  # refuse before the kernel runs what we could not replay
-            raise UnsupportedSyscall(nr)
+        if not is_supported(nr):
+            # Never let the kernel run what could not be replayed. Answered ENOSYS
+            # the program sees an older kernel (or exactly this one, for a number it
+            # does not implement), and the call is recorded like any other.
+            if self.strict:
+                raise UnsupportedSyscall(nr)
+            if kernel_may_implement(nr):
+                print(f"retrograde: warning: {syscall_name(nr)} (nr {nr}) at event {event_no} "
+                      "is not supported: the program was told ENOSYS (record --strict stops "
+                      "instead)", file=sys.stderr, flush=True)
+            self._skip(regs, errno.ENOSYS)
         if self.held is not None:
             self._raise_held()
         if nr in REFUSED_IN_RECORDING:
             # The kernel would write into the program's memory outside any
             # syscall stop (rseq, io_uring): skip the call, and exit sees -errno.
-            regs.orig_rax = 0xFFFFFFFFFFFFFFFF
-            regs.rax = -REFUSED_IN_RECORDING[nr] & 0xFFFFFFFFFFFFFFFF
-            t.set_regs(regs)
+            self._skip(regs, REFUSED_IN_RECORDING[nr])
+        elif nr == NR_PRCTL and (regs.rdi & 0xFFFFFFFF) in (PR_GET_TSC, PR_SET_TSC):
+            self._tsc_prctl_entry(regs)
+        elif nr == NR_RT_SIGRETURN:
+            self.restart = None  # sigreturn resets the task's restart block
         if nr in (NR_EXIT, NR_EXIT_GROUP):
             self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
         self.peeked = self._peek_echoed_pipe(nr, self.entry_args)
@@ -250,8 +304,17 @@ class Recorder:
             self._after_exec(regs)
             self.last_regs = registers_to_bytes(t.get_regs())
             return
+        rule_nr, rule_args = nr, args
+        if nr == NR_RESTART_SYSCALL and self.restart is not None:
+            rule_nr, rule_args = self.restart  # it continues that call, and writes what it does
+        if nr == NR_PRCTL and not is_error(result) and (args[0] & 0xFFFFFFFF) == PR_GET_TSC:
+            # The kernel said PR_TSC_SIGSEGV, which is ours; the program's own mode is this.
+            t.write(args[1], self.tsc_mode.to_bytes(4, "little"))
+        if result == -ERESTART_RESTARTBLOCK:
+            self.restart = (rule_nr, rule_args)
         writes = tuple((addr, t.read_partial(addr, size))
-                       for addr, size in output_regions(nr, args, result, t.read) if size > 0)
+                       for addr, size in output_regions(rule_nr, rule_args, result, t.read)
+                       if size > 0)
         mmap_id = mapping = None
         if nr in MMAP_FAMILY:
             mmap_id = self.mmap_count
@@ -263,7 +326,29 @@ class Recorder:
         self.echoed.follow(nr, args, result)
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
                                   mmap_id=mmap_id, mapping=mapping, echo=echo))
+        if nr in MAKES_EXECUTABLE and not is_error(result) and args[2] & PROT_EXEC:
+            start = result if nr == NR_MMAP else args[0]
+            self._watch_random_instructions(start, start + page_up(args[1]))
         self.last_regs = registers_to_bytes(regs)
+
+    def _skip(self, regs: Registers, error: int) -> None:
+        """Make the kernel skip the call at this entry stop; its exit sees -``error``."""
+        regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+        regs.rax = -error & 0xFFFFFFFFFFFFFFFF
+        self.tracee.set_regs(regs)
+
+    def _tsc_prctl_entry(self, regs: Registers) -> None:
+        """PR_SET_TSC and PR_GET_TSC see the program's own mode, not the recorder's.
+
+        The recorder keeps rdtsc faulting (PR_TSC_SIGSEGV) for the whole recording;
+        what the program asked for decides whether a fault is emulated or delivered
+        to it as the SIGSEGV it would natively get. PR_GET_TSC runs (the kernel checks
+        the pointer) and has its answer replaced at the exit; a valid PR_SET_TSC is
+        skipped, an invalid one runs for the kernel's own EINVAL.
+        """
+        if (regs.rdi & 0xFFFFFFFF) == PR_SET_TSC and regs.rsi in (PR_TSC_ENABLE, PR_TSC_SIGSEGV):
+            self.tsc_mode = regs.rsi
+            self._skip(regs, 0)
 
     def _mapping_made(self, nr: int, args: tuple[int, ...], result: int) -> MappingRecord | None:
         """The region a successful mmap-family call made that replay cannot make from
@@ -393,6 +478,10 @@ class Recorder:
                 patch_vdso(t, m.start, m.end)
         records = [self._mapping_record(m, page_addr) for m in mappings
                    if m.name != "[vsyscall]"]
+        self.watched = []  # execve cleared the debug registers with the old address space
+        for m in mappings:
+            if "x" in m.perms and m.name not in ("[vdso]", "[vsyscall]") and m.start != page_addr:
+                self._watch_random_instructions(m.start, m.end)
         with open(f"/proc/{t.pid}/auxv", "rb") as f:
             auxv = f.read()
         with open(f"/proc/{t.pid}/cmdline", "rb") as f:
@@ -446,10 +535,17 @@ class Recorder:
             return 0  # a group-stop, not a delivery: just resume
         regs = t.get_regs()
         si_code = int.from_bytes(siginfo[8:12], "little", signed=True)
-        if signo == signal.SIGSEGV and si_code > 0:
+        if signo == signal.SIGSEGV and si_code > 0 and self.tsc_mode == PR_TSC_ENABLE:
             insn = cpu.decode_rdtsc(t.read_partial(regs.rip, 3))
             if insn is not None:
                 self._emulate_rdtsc(regs, *insn)
+                return 0
+        if signo == signal.SIGTRAP and si_code == TRAP_HWBKPT and self.watched:
+            dr6 = t.get_debugreg(6)
+            slot = (dr6 & 0xF).bit_length() - 1
+            if slot >= 0 and slot < len(self.watched) and self.watched[slot] == regs.rip:
+                t.set_debugreg(6, 0)
+                self._emulate_random(regs)
                 return 0
         if signo in SYNCHRONOUS_SIGNALS and si_code > 0:
             self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="sync"))
@@ -496,6 +592,47 @@ class Recorder:
             if self.held is not None:
                 self.held.timer.cancel()
                 self.held = None
+
+    # -- rdrand and rdseed ------------------------------------------------------------
+    def _watch_random_instructions(self, start: int, end: int) -> None:
+        """Put execution breakpoints on the rdrand/rdseed in [start, end).
+
+        They cannot be made to fault (no CPUID faulting), and patching code found by
+        a byte scan could break an instruction that only looks like one. A debug
+        register stops the task only where an instruction really starts, so a false
+        candidate costs nothing. There are four: a site once watched stays watched
+        until the next exec (replay puts its trap at every recorded site for the
+        whole recording), and the sites beyond four run unrecorded, as before: a
+        replay that diverges after one names it.
+        """
+        if len(self.watched) >= len(DEBUG_ADDRESS_REGISTERS) or not self.random_cpu:
+            return
+        code = self.tracee.read_partial(start, end - start)
+        for addr, _ in cpu.find_random_instructions(code, start):
+            if addr in self.watched or len(self.watched) >= len(DEBUG_ADDRESS_REGISTERS):
+                continue
+            self.tracee.set_debugreg(len(self.watched), addr)
+            self.watched.append(addr)
+            self.random_sites.add(addr)
+            # Ln enables slot n; RW and LEN 00: on execution, one byte.
+            self.tracee.set_debugreg(7, sum(1 << 2 * n for n in range(len(self.watched))))
+
+    def _emulate_random(self, regs: Registers) -> None:
+        t = self.tracee
+        insn = cpu.decode_random(t.read_partial(regs.rip, 15))
+        if insn is None:
+            # Other code mapped where an rdrand was: let the instruction run (the
+            # resume flag keeps the breakpoint from firing again on it).
+            regs.eflags |= RESUME_FLAG
+            t.set_regs(regs)
+            return
+        value, carry = cpu.random_value(insn.mnemonic)
+        pc = regs.rip
+        cpu.apply_random(regs, insn, value, carry)
+        self._append(RandomEvent(task=t.pid, pc=pc, value=value, mnemonic=insn.mnemonic,
+                                 carry=carry))
+        t.set_regs(regs)
+        self.last_regs = registers_to_bytes(regs)
 
     def _emulate_rdtsc(self, regs: Registers, which: str, length: int) -> None:
         t = self.tracee

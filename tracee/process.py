@@ -14,6 +14,7 @@ stop (the kernel decided to skip the call before stopping).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -71,6 +72,86 @@ _libc.personality.argtypes = [ctypes.c_ulong]
 USER_DEBUGREG_OFFSET = 848  # offsetof(struct user, u_debugreg) on x86-64
 
 
+NR_RT_SIGACTION = 13
+NR_RT_SIGPROCMASK = 14
+SIG_SETMASK = 2
+PR_SET_TIMERSLACK = 29
+PR_GET_TIMERSLACK = 30
+# CPython ignores these itself at startup (Python/pylifecycle.c) and keeps no note of
+# what it was given, so "ignored" in this process says nothing about its parent.
+_IGNORED_BY_PYTHON = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+_UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+_libc.syscall.restype = ctypes.c_long
+_libc.prctl.restype = ctypes.c_int
+
+
+@dataclass(frozen=True)
+class LaunchState:
+    """What a program inherits from its parent besides argv, environment and fds.
+
+    execve keeps ignored signals ignored, resets handled ones to SIG_DFL and keeps
+    the blocked mask and the timer slack; the program can read all of it back
+    (``grep ^Sig /proc/self/status``, sigaction, PR_GET_TIMERSLACK) and its behaviour
+    depends on it (Ctrl-C, death by SIGPIPE). A recording starts the program with the
+    state its recorder was given, not the recorder's own, and the trace keeps it so
+    that a replay starts the same way.
+    """
+
+    ignored: frozenset[int] = frozenset()
+    blocked: frozenset[int] = frozenset()
+    timer_slack: int = 0  # nanoseconds; 0: whatever the spawner has
+
+    @classmethod
+    def of_this_process(cls) -> LaunchState:
+        """What this process's parent gave it, as far as it can still be known.
+
+        Read before the caller changes anything itself (the CLI ignores Ctrl-C
+        while it records). SIGPIPE and SIGXFSZ are taken as SIG_DFL, which is what
+        shells and Python's subprocess give: CPython ignores both before any of our
+        code runs and the kernel keeps no trace of the earlier disposition, so a
+        parent that ignored them on purpose (``trap '' PIPE``) is not seen.
+        """
+        with open("/proc/thread-self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+
+        def signals(field: str) -> frozenset[int]:
+            bits = int(fields[field], 16)
+            return frozenset(n for n in range(1, 65) if bits >> (n - 1) & 1)
+
+        return cls(ignored=signals("SigIgn") - _IGNORED_BY_PYTHON - _UNCATCHABLE,
+                   blocked=signals("SigBlk") - _UNCATCHABLE, timer_slack=_launch_timer_slack())
+
+    def to_json(self) -> dict[str, object]:
+        return {"ignored": sorted(self.ignored), "blocked": sorted(self.blocked),
+                "timer_slack": self.timer_slack}
+
+    @classmethod
+    def from_json(cls, value: object) -> LaunchState:
+        """The state a trace's metadata holds; a malformed one is a ValueError."""
+        fields = value if isinstance(value, dict) else {}
+        ignored, blocked = fields.get("ignored"), fields.get("blocked")
+        slack = fields.get("timer_slack", 0)
+        if not (isinstance(ignored, list) and isinstance(blocked, list)
+                and all(isinstance(n, int) and 1 <= n <= 64 for n in (*ignored, *blocked))
+                and isinstance(slack, int) and slack >= 0):
+            raise ValueError(f"bad launch state {value!r}")
+        return cls(frozenset(ignored) - _UNCATCHABLE, frozenset(blocked) - _UNCATCHABLE, slack)
+
+    def apply_to_this_process(self) -> None:
+        """Set it in a forked child before its execve (raw syscalls: no Python state)."""
+        action = (ctypes.c_ulong * 4)()  # handler, flags, restorer, mask
+        for signo in range(1, 65):
+            if signo in _UNCATCHABLE:
+                continue
+            action[0] = 1 if signo in self.ignored else 0  # SIG_IGN, SIG_DFL
+            # 32 and 33 belong to glibc's threads; a kernel without them says EINVAL.
+            _libc.syscall(NR_RT_SIGACTION, signo, ctypes.byref(action), None, 8)
+        if self.timer_slack:
+            _libc.prctl(PR_SET_TIMERSLACK, self.timer_slack, 0, 0, 0)
+        mask = ctypes.c_ulong(sum(1 << (n - 1) for n in self.blocked))
+        _libc.syscall(NR_RT_SIGPROCMASK, SIG_SETMASK, ctypes.byref(mask), None, 8)
+
+
 class TraceeError(Exception):
     """The traced process could not be started or controlled."""
 
@@ -108,14 +189,17 @@ class Tracee:
     @classmethod
     def spawn(cls, argv: Sequence[str], *, env: dict[str, str] | None = None,
               cwd: str | None = None, trap_tsc: bool = True,
-              options: int = DEFAULT_OPTIONS, isolate: bool = False) -> Tracee:
+              options: int = DEFAULT_OPTIONS, isolate: bool = False,
+              launch: LaunchState | None = None) -> Tracee:
         """Fork and exec ``argv`` under ptrace; return it stopped at PTRACE_EVENT_EXEC.
 
         The child stops itself before exec so that the options (EXITKILL above
         all: the tracee never outlives us) are set before its first instruction.
         An exec failure comes back through a close-on-exec pipe. ``isolate``
         (for replay) puts the child in its own process group, away from the
-        terminal's Ctrl-C, and without core dumps.
+        terminal's Ctrl-C, and without core dumps. ``launch`` is the signal
+        state and timer slack the program starts with (default: what a fork
+        of this process would pass on, which is Python's, not its parent's).
         """
         path = argv[0]
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
@@ -126,12 +210,19 @@ class Tracee:
                 if isolate:
                     os.setpgid(0, 0)
                     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+                # Until the tracer has set EXITKILL, the parent-death signal ends us
+                # if the tracer dies first.
                 _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
                 _ptrace(PTRACE_TRACEME)
                 os.kill(os.getpid(), signal.SIGSTOP)
+                # EXITKILL holds from here on. The parent-death signal would survive
+                # execve, and the program would read it back (PR_GET_PDEATHSIG).
+                _libc.prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
                 if cwd:
                     os.chdir(cwd)
                 environment = env if env is not None else dict(os.environ)
+                if launch is not None:
+                    launch.apply_to_this_process()
                 # Last before execve: from here on the clock reads of this very
                 # Python process (a profiler's, say) would fault too.
                 if trap_tsc:
@@ -142,14 +233,22 @@ class Tracee:
             finally:
                 os._exit(127)
         os.close(write_end)
-        _, status = os.waitpid(pid, 0)
-        if not os.WIFSTOPPED(status):
-            os.close(read_end)
-            raise TraceeError(f"cannot start {path}: the child ended before exec")
-        _ptrace(PTRACE_SETOPTIONS, pid, 0, options)
-        _ptrace(PTRACE_CONT, pid, 0, 0)
-        tracee = cls(pid)
         try:
+            _, status = os.waitpid(pid, 0)
+            if not os.WIFSTOPPED(status):
+                raise TraceeError(f"cannot start {path}: the child ended before exec")
+            # Opened while the child is stopped: once resumed, a failed exec may end it
+            # at once, and a dead process's memory can no longer be opened.
+            tracee = cls(pid)
+        except BaseException:
+            os.close(read_end)
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            raise
+        try:
+            _ptrace(PTRACE_SETOPTIONS, pid, 0, options)
+            _ptrace(PTRACE_CONT, pid, 0, 0)
             while True:
                 stop = tracee.wait()
                 if stop.kind == "event" and stop.event == PTRACE_EVENT_EXEC:
@@ -363,13 +462,24 @@ def fork_clone(tracee: Tracee, syscall_insn: int) -> Tracee:
 
 NR_CLONE = 56
 CLONE_PARENT = 0x8000
-PR_SET_TIMERSLACK = 29
+
+
+_original_timer_slack: int | None = None
 
 
 @functools.cache
 def _fine_timer_slack() -> None:
     """Sleeps of tens of microseconds last that long, not the default 50 µs more."""
-    ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+    global _original_timer_slack
+    _original_timer_slack = _libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    _libc.prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+
+
+def _launch_timer_slack() -> int:
+    """The calling thread's timer slack before ``_fine_timer_slack`` changed it."""
+    if _original_timer_slack is not None:
+        return _original_timer_slack
+    return max(_libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0), 0)
 
 
 def _continue_past_strays(tracee: Tracee) -> Stop:
@@ -389,4 +499,4 @@ def is_error(result: int) -> bool:
     return -4095 <= result < 0
 
 
-__all__ = ["PtraceError", "Stop", "Tracee", "TraceeError", "fork_clone", "is_error"]
+__all__ = ["LaunchState", "PtraceError", "Stop", "Tracee", "TraceeError", "fork_clone", "is_error"]

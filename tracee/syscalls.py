@@ -27,11 +27,13 @@ Conventions, from the kernel rather than the man pages where the two disagree:
 * A syscall, ioctl request, fcntl command or prctl option the table does not know raises
   :class:`UnsupportedSyscall` when it succeeds. When it fails, it stored nothing, with one
   exception: an unknown syscall *number* is only known to be harmless when it failed with
-  ENOSYS, because only then did no kernel code run for it.
+  ENOSYS, because only then did no kernel code run for it. (The recorder does not let such
+  a number run at all: see :func:`kernel_may_implement`.)
 * ``restart_syscall`` continues the call that an earlier stop of the same task reported
   with -ERESTART_RESTARTBLOCK and writes what that call writes (``poll``'s revents,
   ``nanosleep``'s remaining time): the recorder passes the original number and arguments
-  with the new result. Given as itself, it is unsupported.
+  with the new result. Given as itself (no call to continue: the kernel answers EINTR),
+  it stores nothing.
 
 Struct sizes are ``sizeof`` on x86-64 (``STRUCT_SIZES``); ``tests/test_syscalls.py``
 checks each against gcc, and checks the rules against a real kernel by running syscalls on
@@ -41,6 +43,7 @@ a buffer full of a canary pattern and comparing what changed with what the rules
 from __future__ import annotations
 
 import errno
+import platform
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,6 +65,7 @@ __all__ = [
     "UnsupportedSyscall",
     "ioctl_request_name",
     "is_supported",
+    "kernel_may_implement",
     "output_regions",
     "syscall_name",
     "syscall_number",
@@ -140,7 +144,9 @@ class UnsupportedSyscall(Exception):
     """A completed call whose writes to memory the table does not know.
 
     Recording it would make a trace that replays wrongly, so the recorder stops with this
-    one-line message instead. ``name`` is the syscall's name, or for a multiplexed call
+    one-line message instead: for a syscall number under ``record --strict`` (otherwise
+    the call is not run and the program is told ENOSYS), and for a request of a
+    multiplexed call that succeeded. ``name`` is the syscall's name, or for a multiplexed call
     the request the table lacks: ``ioctl(0x5409)``, ``fcntl(1039)``, ``prctl(59)``.
     """
 
@@ -361,7 +367,7 @@ _define(
     setrlimit personality unshare setns kcmp membarrier rseq
     set_tid_address set_robust_list
     kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo rt_sigsuspend pause alarm
-    rt_sigreturn
+    rt_sigreturn restart_syscall
     timer_getoverrun timer_delete
     futex_waitv futex_wake futex_wait futex_requeue
     execve execveat exit exit_group fork vfork
@@ -1217,6 +1223,44 @@ def _numbers(names: str) -> frozenset[int]:
     return frozenset(_NUMBERS[name] for name in names.split())
 
 
+# Numbers of the x86-64 table that no kernel since 5.5 implements (sys_ni_syscall): the
+# kernel's answer to them is ENOSYS, so giving it without the kernel loses nothing.
+_NOT_IMPLEMENTED: Final = _numbers(
+    """
+    _sysctl create_module get_kernel_syms query_module nfsservctl getpmsg putpmsg
+    afs_syscall tuxcall security vserver epoll_ctl_old epoll_wait_old
+    """
+)
+_X32_SYSCALL_BIT = 0x4000_0000
+_TABLE_KERNEL = (6, 18)  # the newest kernel whose numbers SYSCALL_NAMES lists
+
+
+def kernel_may_implement(nr: int, kernel_release: str | None = None) -> bool:
+    """Whether a kernel may have code for syscall ``nr`` (``orig_rax``, unsigned).
+
+    The recorder answers every call the table cannot record with ENOSYS, without
+    running it. For a number no kernel implements (``syscall(-1)``, ``syscall(1000)``,
+    the x32 numbers without the x32 bit) that is exactly the kernel's own answer; for
+    the others the program sees a kernel older than the real one, and the recorder
+    says so. An x32-ABI call (nr with bit 30) runs on kernels built with x32 support.
+    A number above the table is new only on a kernel newer than the table. The
+    kernel reads only the low 32 bits of rax, sign-extended (``movslq %eax`` in
+    entry_SYSCALL_64): 0x1_0000_0027 is getpid, 0xffff_ffff is -1.
+    """
+    low = nr & 0xFFFF_FFFF
+    canonical = low | (0xFFFF_FFFF_0000_0000 if low & 0x8000_0000 else 0)
+    if canonical != nr:
+        return kernel_may_implement(canonical, kernel_release)
+    if nr & _X32_SYSCALL_BIT and nr < 1 << 32:
+        return (nr & ~_X32_SYSCALL_BIT) < 1024
+    if nr in SYSCALL_NAMES:
+        return nr not in _NOT_IMPLEMENTED
+    if kernel_release is None:
+        kernel_release = platform.release()
+    version = tuple(int(part) for part in re.findall(r"\d+", kernel_release)[:2])
+    return nr < 1024 and version > _TABLE_KERNEL
+
+
 MMAP_FAMILY: Final[frozenset[int]] = _numbers(
     """
     mmap munmap mprotect mremap brk madvise shmat shmdt pkey_mprotect remap_file_pages
@@ -1285,7 +1329,8 @@ nor pretending it succeeded (glibc would then read a cpu_id nobody updates) repr
 the recording. Refused with ENOSYS, glibc (2.35+) runs without rseq: ``__rseq_size`` is
 0 and sched_getcpu() asks the (recorded) getcpu instead.
 
-io_uring has the kernel fill shared rings asynchronously in the same way; it could be
-refused with ENOSYS too (programs fall back to ordinary syscalls), but for now it stays
-unsupported, so recording a program that uses it stops with a clear message.
+io_uring has the kernel fill shared rings asynchronously in the same way. Like every
+call the table has no rule for, the recorder answers it ENOSYS without running it (with
+a warning; ``record --strict`` stops instead), and programs fall back to ordinary
+syscalls.
 """
