@@ -246,7 +246,9 @@ def _listing(directory: Path) -> tuple[str, str, str, str, str]:
         raise _Broken(f"the recording ended without an error, but its last event ({count - 1}) "
                       "is not the program's exit")
     date = time.strftime("%Y-%m-%d %H:%M", time.localtime(start))
-    return command[:40], date, str(count), _size(size), status
+    # A long command keeps its end, where the program's name and last arguments are.
+    shown = command if len(command) <= 40 else "…" + command[-39:]
+    return shown, date, str(count), _size(size), status
 
 
 def _size(n: int) -> str:

@@ -93,7 +93,10 @@ def test_ls_lists_the_healthy_traces_and_names_each_broken_one(programs, trace_r
     assert [(row[0], row[-1]) for row in rows[1:]] == [
         ("fatal-0", "SIGSEGV"), ("hello-0", "3"), ("hello-1", "broken"), ("hello-2", "broken"),
         ("hello-3", "broken")]
-    assert rows[2][1] == str(programs.hello)  # the command, as the exec event has it
+    # The command, as the exec event has it: a long path keeps its end.
+    shown = rows[2][1]
+    assert shown == str(programs.hello) or (
+        shown.startswith("…") and len(shown) == 40 and str(programs.hello).endswith(shown[1:]))
     assert got.returncode == 1
     assert got.stderr.decode().splitlines() == [
         (f"retrograde: hello-1 is broken: {trace_root}/hello-1/metadata.json is corrupt "
