@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import lldb, registers, signals
+from . import agent, lldb, registers, signals
 from .codec import PACKET_SIZE, Interrupt, Packet, ProtocolError, RspCodec
 from .target import DebugTarget, Stop
 
@@ -255,6 +255,7 @@ class RspSession:
             b"multiprocess+",
             b"QPassSignals+",
             b"binary-upload+",  # the `x` packet
+            b"ConditionalBreakpoints+",  # agent-expression conditions on Z0/Z1 (gdbstub.agent)
         ]
         if self.reverse:
             features += [b"ReverseStep+", b"ReverseContinue+"]
@@ -393,7 +394,12 @@ class RspSession:
         breakpoint = self._breakpoint_args(args)
         if breakpoint[0] > 4:
             return _NOT_SUPPORTED
-        if not self.target.insert_breakpoint(*breakpoint):
+        try:
+            # Inserting an inserted breakpoint again replaces its conditions.
+            condition = agent.parse_conditions(args.split(b";")[1:])
+        except agent.MalformedCondition as error:
+            raise _Malformed(str(error)) from None
+        if not self.target.insert_breakpoint(*breakpoint, condition):
             return _ERROR
         self._breakpoints.add(breakpoint)
         return b"OK"
