@@ -36,7 +36,7 @@ MAX_STACK = 1024  # elements; gdb's own compiler checks depth against far less
 # bytecodes executed (gdb's conditions run a few dozen).
 MAX_EXECUTED = 100_000
 
-_CONDITION = re.compile(rb"X([0-9a-fA-F]+),([0-9a-fA-F]*)")
+_CONDITION_LENGTH = re.compile(rb"X([0-9a-fA-F]+),")
 
 
 class CannotEvaluate(Exception):
@@ -288,18 +288,31 @@ class Condition:
 
 
 def parse_conditions(fields: list[bytes]) -> Condition | None:
-    """The condition of a Z packet's fields after "type,addr,kind" (split at ';'):
-    `X len,expr` each; `cmds:...` (breakpoint commands, which we do not
-    advertise) ends the list. None: no condition, stop at every hit."""
+    """The condition of a Z packet's fields after "type,addr,kind" (split at ';').
+
+    Each condition is `X len,expr`; gdb writes them one after another in one
+    field (their lengths delimit them), and a field of its own each is read
+    too. `cmds:...` (breakpoint commands, which we do not advertise) ends the
+    list. None: no condition, stop at every hit."""
     expressions = []
     for field in fields:
         if field.startswith(b"cmds:"):
             break
-        match = _CONDITION.fullmatch(field)
-        if match is None:
-            raise MalformedCondition(f"not a condition: {field[:32]!r}")
-        length, text = int(match[1], 16), match[2]
-        if len(text) != 2 * length:
-            raise MalformedCondition(f"condition of {length} bytes has {len(text)} hex digits")
-        expressions.append(binascii.unhexlify(text))
+        if not field:
+            raise MalformedCondition("an empty condition")
+        at = 0
+        while at < len(field):
+            match = _CONDITION_LENGTH.match(field, at)
+            if match is None:
+                raise MalformedCondition(f"not a condition: {field[at:at + 32]!r}")
+            length = int(match[1], 16)
+            text = field[match.end():match.end() + 2 * length]
+            if len(text) != 2 * length:
+                raise MalformedCondition(f"a condition of {length} bytes has {len(text)} "
+                                         "hex digits")
+            try:
+                expressions.append(binascii.unhexlify(text))
+            except binascii.Error:
+                raise MalformedCondition(f"not hex: {text[:32]!r}") from None
+            at = match.end() + 2 * length
     return Condition(tuple(expressions)) if expressions else None

@@ -170,11 +170,13 @@ class GdbError(Exception):
 
 @dataclass(frozen=True)
 class Stopped:
-    """How a command that resumed the program ended: the MI ``*stopped`` record
-    and the console text gdb printed on the way ("Old value = ...")."""
+    """How a command that resumed the program ended: the MI ``*stopped`` record,
+    the console text gdb printed on the way ("Old value = ...") and its log
+    stream (where `set debug remote 1` shows the packets)."""
 
     record: dict[str, Any]
     console: str = ""
+    log: str = ""
 
     @property
     def reason(self) -> str:
@@ -297,7 +299,7 @@ class GdbSession:
         answer = self._send(command, until_stopped=True, timeout=timeout)
         stopped = answer.stopped()
         assert stopped is not None
-        return Stopped(stopped, answer.console())
+        return Stopped(stopped, answer.console(), answer.text("log"))
 
     def start(self, command: str) -> None:
         """Resume the program and return at once (``^running``): for an interrupt to follow."""

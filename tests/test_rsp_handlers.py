@@ -445,9 +445,12 @@ def test_breakpoint_conditions_reach_the_target_and_replace_the_old_ones(
     assert b"ConditionalBreakpoints+" in ask(session, b"qSupported:multiprocess+")
     # gdb's `break ... if total == 7 || total == 9`, as two conditions of one location.
     equal_7, equal_9 = bytes.fromhex("22072213" "27"), bytes.fromhex("22092213" "27")
-    packet = b"Z0,401004,1;X5,%s;X5,%s" % (equal_7.hex().encode(), equal_9.hex().encode())
-    assert ask(session, packet) == b"OK"
+    packet = b"Z0,401004,1;X5,%sX5,%s" % (equal_7.hex().encode(), equal_9.hex().encode())
+    assert ask(session, packet) == b"OK"  # gdb writes them one after another
     assert target.conditions[0, CODE + 4] == Condition((equal_7, equal_9))
+    packet = b"Z0,401004,1;X5,%s;X5,%s" % (equal_9.hex().encode(), equal_7.hex().encode())
+    assert ask(session, packet) == b"OK"  # or a field each
+    assert target.conditions[0, CODE + 4] == Condition((equal_9, equal_7))
     assert ask(session, b"Z0,401004,1;X5,%s" % equal_9.hex().encode()) == b"OK"
     assert target.conditions[0, CODE + 4] == Condition((equal_9,))
     assert ask(session, b"Z0,401004,1") == b"OK"  # `condition 1`: no condition any more
@@ -457,7 +460,8 @@ def test_breakpoint_conditions_reach_the_target_and_replace_the_old_ones(
 
 
 @pytest.mark.parametrize("conditions", [b";X2,27", b";X1,2", b";Xzz,27", b";X1,zz", b";Y1,27",
-                                        b";X1,27;", b";", b";X,"])
+                                        b";X1,27;", b";", b";X,", b";X1,27X", b";X1,2727",
+                                        b";X1,27Y1,27"])
 def test_a_malformed_condition_list_is_an_error(session: RspSession, target: FakeTarget,
                                                 conditions: bytes) -> None:
     assert ask(session, b"Z0,401004,1" + conditions) == b"E01"
