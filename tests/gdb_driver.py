@@ -292,6 +292,16 @@ class GdbSession:
             f"-interpreter-exec console {_mi_string(command)}", timeout=timeout
         ).console()
 
+    def script(self, command: str, *, timeout: float | None = None) -> str:
+        """A CLI command that resumes the program many times on its own (a Python
+        command of the command file): its output once it is done. MI answers
+        such a command with ^running alone, so a second command, answered only
+        after the first ends, marks its end."""
+        answer = self._send(f"-interpreter-exec console {_mi_string(command)}",
+                            until_stopped=False, timeout=timeout)
+        marker = self._send("-data-evaluate-expression 1", until_stopped=False, timeout=timeout)
+        return answer.console() + marker.console()
+
     def stop(self, command: str, *, timeout: float | None = None) -> Stopped:
         """Run a CLI (or ``-exec-...`` MI) command that resumes the program; how it stopped."""
         if not command.startswith("-"):

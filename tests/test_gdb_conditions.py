@@ -47,7 +47,7 @@ def continues(stop: Stopped) -> int:
 
 def conditions_sent(stop: Stopped, address: int) -> list[str]:
     """The agent expressions (hex) of the last Z0 packet gdb sent for ``address``."""
-    packets = re.findall(r"Sending packet: \$Z0,%x,1([^#]*)#" % address, stop.log)
+    packets = re.findall(rf"Sending packet: \$Z0,{address:x},1([^#]*)#", stop.log)
     assert packets, f"no Z0 for {address:#x} in {stop.log[-2000:]!r}"
     conditions, rest = [], packets[-1].removeprefix(";")
     while match := re.match(r"X([0-9a-f]+),", rest):  # one after another, as gdb writes them
