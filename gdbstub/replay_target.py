@@ -15,11 +15,15 @@ import re
 import struct
 from xml.sax.saxutils import quoteattr
 
+from retrograde.replay.session import ReplaySession
 from retrograde.replay.timeline import Arrival, Timeline, Watch
 from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
+from retrograde.tracee.process import Tracee
 from retrograde.tracee.registers import registers_to_bytes
 
+from .agent import Condition
+from .registers import REGISTERS
 from .target import MemoryRegion, Stop
 
 WATCH_KINDS = {2: "watch", 3: "rwatch", 4: "awatch"}
@@ -73,6 +77,10 @@ class ReplayTarget:
         self.pid = self.tid = first.task
         self.files = self._recorded_files(reader)
         self.notes_shown = 0  # of the timeline's notes (a state restored, not reached)
+        # gdb's conditions by breakpoint address and Z kind (None: unconditional).
+        self.conditions: dict[int, dict[int, Condition | None]] = {}
+        self.evaluations = 0  # arrivals at a conditional breakpoint judged here
+        timeline.breakpoint_holds = self._breakpoint_holds
 
     @staticmethod
     def _recorded_files(reader: TraceReader) -> dict[str, str]:
@@ -156,12 +164,30 @@ class ReplayTarget:
         """
         timeline = self.timeline
         arrival = timeline.forward(step)
-        while arrival.reason in ("signal", "end") and self._dies_next():
+        while (arrival.reason in ("signal", "end") and self._dies_next()) or (
+                arrival.reason == "breakpoint" and not self._holds_here()):
             arrival = timeline.forward(step)
         fatal = self._signal_reached()
         if arrival.reason == "end" and fatal is not None:
             return Arrival("signal", arrival.mark, signo=fatal.signo)
         return arrival
+
+    def _holds_here(self) -> bool:
+        """Whether the breakpoint the live replay stopped at stops it."""
+        live = self.timeline.live
+        return self._breakpoint_holds(live, live.process.get_regs().rip)
+
+    def _breakpoint_holds(self, session: ReplaySession, addr: int) -> bool:
+        """Whether an arrival of ``session`` at breakpoint ``addr`` is a hit: it has
+        no condition, or one of its conditions holds (or cannot be evaluated,
+        and then gdb decides). Arrivals where none holds are not reported, in
+        either direction: gdb never sees them."""
+        kinds = self.conditions.get(addr)
+        if not kinds or None in kinds.values():
+            return True
+        self.evaluations += 1
+        machine = _StoppedAt(session.process)
+        return any(c is not None and c.holds(machine) for c in kinds.values())
 
     def _dies_next(self) -> bool:
         """Whether the next event is the program's end (nothing runs before it)."""
@@ -201,9 +227,11 @@ class ReplayTarget:
     def interrupt(self) -> None:
         self.timeline.interrupted.set()
 
-    def insert_breakpoint(self, kind: int, addr: int, length: int) -> bool:
+    def insert_breakpoint(self, kind: int, addr: int, length: int,
+                          condition: Condition | None = None) -> bool:
         if kind in (0, 1):
             self.timeline.breakpoints.add(addr)
+            self.conditions.setdefault(addr, {})[kind] = condition
             return True
         if kind in WATCH_KINDS:
             return self._watch(kind, addr, length, add=True)
@@ -211,7 +239,11 @@ class ReplayTarget:
 
     def remove_breakpoint(self, kind: int, addr: int, length: int) -> bool:
         if kind in (0, 1):
-            self.timeline.breakpoints.discard(addr)
+            kinds = self.conditions.get(addr, {})
+            kinds.pop(kind, None)
+            if not kinds:
+                self.conditions.pop(addr, None)
+                self.timeline.breakpoints.discard(addr)
             return True
         if kind in WATCH_KINDS:
             return self._watch(kind, addr, length, add=False)
@@ -410,3 +442,23 @@ class ReplayTarget:
     def pass_signals(self, signals: set[int]) -> None:
         self.timeline.report_signals = frozenset(range(1, 65)) - frozenset(signals)
 
+
+
+class _StoppedAt:
+    """A replay process stopped at a breakpoint, as a condition (gdbstub.agent)
+    reads it: registers by gdb's numbers, memory as recorded."""
+
+    def __init__(self, tracee: Tracee) -> None:
+        self.tracee = tracee
+        self._registers: tuple[bytes, bytes] | None = None
+
+    def register(self, number: int) -> int:
+        if not 0 <= number < len(REGISTERS):
+            raise IndexError(number)
+        if self._registers is None:
+            self._registers = (registers_to_bytes(self.tracee.get_regs()),
+                               self.tracee.get_xstate())
+        return int.from_bytes(REGISTERS[number].extract(*self._registers), "little")
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        return self.tracee.read_partial(addr, length)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import lldb, registers, signals
+from . import agent, lldb, registers, signals
 from .codec import PACKET_SIZE, Interrupt, Packet, ProtocolError, RspCodec
 from .target import DebugTarget, Stop
 
@@ -302,6 +302,7 @@ class RspSession:
             b"multiprocess+",
             b"QPassSignals+",
             b"binary-upload+",  # the `x` packet
+            b"ConditionalBreakpoints+",  # agent-expression conditions on Z0/Z1 (gdbstub.agent)
         ]
         if self.reverse:
             features += [b"ReverseStep+", b"ReverseContinue+"]
@@ -455,7 +456,12 @@ class RspSession:
         # watchpoint the bytes watched: both must lie in user space.
         if address + (length if kind >= 2 else 1) > USER_SPACE_END:
             return _ERROR
-        if not self.target.insert_breakpoint(*breakpoint):
+        try:
+            # Inserting an inserted breakpoint again replaces its conditions.
+            condition = agent.parse_conditions(args.split(b";")[1:])
+        except agent.MalformedCondition as error:
+            raise _Malformed(str(error)) from None
+        if not self.target.insert_breakpoint(*breakpoint, condition):
             return _ERROR
         self._breakpoints.add(breakpoint)
         return b"OK"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .agent import Condition
+
 
 @dataclass(frozen=True)
 class Stop:
@@ -74,9 +76,12 @@ class DebugTarget(Protocol):
         before that `resume` starts, and should then stop it at once."""
         ...
 
-    def insert_breakpoint(self, kind: int, addr: int, length: int) -> bool:
+    def insert_breakpoint(self, kind: int, addr: int, length: int,
+                          condition: Condition | None = None) -> bool:
         """kind as in Z packets: 0 sw, 1 hw, 2 write, 3 read, 4 access watchpoint.
-        False: not supported, or no room."""
+        False: not supported, or no room. With a ``condition`` (gdb's, for kinds
+        0 and 1), an arrival where it does not hold is not a stop, whichever way
+        the program runs; inserting an inserted breakpoint again replaces it."""
         ...
 
     def remove_breakpoint(self, kind: int, addr: int, length: int) -> bool: ...

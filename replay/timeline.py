@@ -216,6 +216,10 @@ class Timeline:
         self.positions: dict[Mark, int | None] = {}  # instructions from the event's boundary
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
+        # Asked at each arrival at a user breakpoint a scan passes (the session
+        # stopped there): False makes the arrival no hit. It is still counted,
+        # since marks name arrivals, and it is the caller's to skip going forwards.
+        self.breakpoint_holds: Callable[[ReplaySession, int], bool] = lambda session, addr: True
         self.report_signals: frozenset[int] = ALL_SIGNALS
         self.interrupted = Interruption()
         self.live.interruption = self.interrupted
@@ -372,7 +376,7 @@ class Timeline:
                 arrivals = _Arrivals(Mark(session.next_event))
             elif stop.reason in ("breakpoint", "watch"):
                 hit = arrivals.hit(stop, watches)
-                if observe and hits is not None:
+                if observe and hits is not None and self._is_hit(session, hit, stop.addr):
                     hits.append(hit)
         cur = arrivals.base
         segments = (remainder(cur, target) or ()) if cur.event == target.event else ()
@@ -407,7 +411,7 @@ class Timeline:
 
         def observe(arrivals: _Arrivals, stop: RunStop, armed: list[Watch]) -> None:
             hit = arrivals.hit(stop, armed)
-            if observing:
+            if observing and self._is_hit(session, hit, stop.addr):
                 found.append(hit)
 
         if kind == "reach":
@@ -433,7 +437,8 @@ class Timeline:
                 stop = self._step(session, step=True, stop_at_end=False)
                 if counts(done, segment[1], watch=True) and stop.reason == "watch":
                     found.append((at(done), watches[stop.watch]))
-                elif counts(done, segment[1]) and session.process.get_regs().rip in bps:
+                elif counts(done, segment[1]) and (pc := session.process.get_regs().rip) in bps \
+                        and self.breakpoint_holds(session, pc):
                     found.append((at(done), None))
             return at(segment[1])
         if kind in ("bp", "watch"):
@@ -465,11 +470,15 @@ class Timeline:
                         raise RuntimeError(f"lost the way to {segment[0]} {segment[1]} after "
                                            f"{arrivals.base} ({stop})")
                     observe(arrivals, stop, armed)
-                if counts(done, count, watch=watch is not None) and is_user_hit:
+                if counts(done, count, watch=watch is not None) and is_user_hit and (
+                        watch is not None or self.breakpoint_holds(session, segment[1])):
                     found.append((at(done), watch))
             self._apply_watches(session, watches)
             return at(count)
         raise ValueError(f"unknown segment {segment}")
+
+    def _is_hit(self, session: ReplaySession, hit: Hit, addr: int) -> bool:
+        return hit[1] is not None or self.breakpoint_holds(session, addr)
 
     def _after(self, start: Mark, session: ReplaySession, stop: RunStop,
                watches: list[Watch]) -> Mark:

@@ -392,6 +392,53 @@ def _end_server_with(gdb_process, host: str, port: int) -> None:
         pass
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """A value's history without an interactive session: a server on a free port
+    and gdb in batch mode running the command file's `history`."""
+    import json
+    import subprocess
+
+    path = resolve_trace(args.trace)
+    gdb_path = shutil.which("gdb")
+    if gdb_path is None:
+        raise UserError("retrograde history needs gdb: install it (apt-get install gdb)")
+    server = subprocess.Popen([sys.executable, "-m", "retrograde", "replay", "-s", "0",
+                               "--no-echo", str(path)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        if not first.startswith("listening on "):
+            server.wait()
+            error = server.stderr.read().strip() if server.stderr else ""
+            raise UserError(error.removeprefix("retrograde: ") or f"cannot replay {path}")
+        address = first.split()[-1]
+        to_start = (["-ex", f"break {args.at}", "-ex", "continue", "-ex", "delete"]
+                    if args.at else ["-ex", "continue"])  # no breakpoint: to the end
+        limit = f" {args.limit}" if args.limit else ""
+        gdb = subprocess.run(
+            [gdb_path, "-batch", "-nx", "-x", str(GDB_COMMANDS),
+             "-ex", f"target remote {address}", *to_start,
+             "-ex", f"history --json {args.expression}{limit}"],
+            check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait()
+    lists = [line for line in gdb.stdout.splitlines() if line.startswith("[{") or line == "[]"]
+    if not lists:
+        why = (gdb.stderr.strip().splitlines() or ["gdb gave no history"])[-1]
+        raise UserError(f"no history of {args.expression}: {why}")
+    changes = json.loads(lists[-1])
+    if args.json:
+        print(json.dumps(changes, indent=1))
+    else:
+        for n, change in enumerate(changes, 1):
+            print(f"#{n}  {change['position']}  {change['location']}  "
+                  f"{change['old']} -> {change['new']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrograde",
                                      description="record and replay Linux programs, "
@@ -428,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trace", nargs="?", help="the trace (default: latest-trace); "
                                               "after --: more arguments for gdb")
     p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("history", help="the changes of a value, newest first (through gdb)")
+    p.add_argument("words", nargs="+", metavar="[TRACE] EXPR")
+    p.add_argument("--at", metavar="LOCATION",
+                   help="look back from the first stop at this gdb location (default: the end)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the last N changes")
+    p.add_argument("--json", action="store_true", help="print the changes as JSON")
+    p.set_defaults(func=cmd_history)
     p = sub.add_parser("ls", help="list recorded traces")
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("pack", help="make a trace self-contained, to move or copy it",
@@ -456,6 +510,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command = args.command[1:]
     from retrograde.trace.format import TraceError
 
+    if args.subcommand == "history":
+        # TRACE is optional before EXPR: a first word that names a trace is one.
+        first = args.words[0]
+        names_trace = len(args.words) > 1 and (Path(first).is_dir()
+                                               or (trace_root() / first).is_dir())
+        args.trace = first if names_trace else None
+        args.expression = " ".join(args.words[1:] if names_trace else args.words)
     try:
         return args.func(args)
     except UserError as error:

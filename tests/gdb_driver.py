@@ -170,11 +170,13 @@ class GdbError(Exception):
 
 @dataclass(frozen=True)
 class Stopped:
-    """How a command that resumed the program ended: the MI ``*stopped`` record
-    and the console text gdb printed on the way ("Old value = ...")."""
+    """How a command that resumed the program ended: the MI ``*stopped`` record,
+    the console text gdb printed on the way ("Old value = ...") and its log
+    stream (where `set debug remote 1` shows the packets)."""
 
     record: dict[str, Any]
     console: str = ""
+    log: str = ""
 
     @property
     def reason(self) -> str:
@@ -290,6 +292,16 @@ class GdbSession:
             f"-interpreter-exec console {_mi_string(command)}", timeout=timeout
         ).console()
 
+    def script(self, command: str, *, timeout: float | None = None) -> str:
+        """A CLI command that resumes the program many times on its own (a Python
+        command of the command file): its output once it is done. MI answers
+        such a command with ^running alone, so a second command, answered only
+        after the first ends, marks its end."""
+        answer = self._send(f"-interpreter-exec console {_mi_string(command)}",
+                            until_stopped=False, timeout=timeout)
+        marker = self._send("-data-evaluate-expression 1", until_stopped=False, timeout=timeout)
+        return answer.console() + marker.console()
+
     def stop(self, command: str, *, timeout: float | None = None) -> Stopped:
         """Run a CLI (or ``-exec-...`` MI) command that resumes the program; how it stopped."""
         if not command.startswith("-"):
@@ -297,7 +309,7 @@ class GdbSession:
         answer = self._send(command, until_stopped=True, timeout=timeout)
         stopped = answer.stopped()
         assert stopped is not None
-        return Stopped(stopped, answer.console())
+        return Stopped(stopped, answer.console(), answer.text("log"))
 
     def start(self, command: str) -> None:
         """Resume the program and return at once (``^running``): for an interrupt to follow."""

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pygdbmi.gdbcontroller import GdbController
 
 from retrograde.gdbstub import registers
+from retrograde.gdbstub.agent import Condition
 from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec, unescape
 from retrograde.gdbstub.server import (
     REFUSED,
@@ -84,6 +85,7 @@ class FakeTarget:
         self.position = 0
         self.memory = {CODE: bytes(range(0x90, 0xB0)), STACK: bytes(range(64))}
         self.breakpoints: set[tuple[int, int, int]] = set()
+        self.conditions: dict[tuple[int, int], Condition | None] = {}
         self.resumes: list[tuple[bool, bool, int]] = []
         self.passed_signals: set[int] = set()
         self.killed = False
@@ -137,10 +139,12 @@ class FakeTarget:
     def interrupt(self) -> None:
         self._interrupted.set()
 
-    def insert_breakpoint(self, kind: int, addr: int, length: int) -> bool:
+    def insert_breakpoint(self, kind: int, addr: int, length: int,
+                          condition: Condition | None = None) -> bool:
         if kind == 1 and sum(k == 1 for k, _, _ in self.breakpoints) == 4:
             return False  # four debug registers
         self.breakpoints.add((kind, addr, length))
+        self.conditions[kind, addr] = condition
         return True
 
     def remove_breakpoint(self, kind: int, addr: int, length: int) -> bool:
@@ -476,7 +480,7 @@ def test_breakpoints_and_watchpoints_are_inserted_and_removed(
 ) -> None:
     assert ask(session, b"Z0,401004,1") == b"OK"
     assert ask(session, b"Z2,7ffe0010,8") == b"OK"
-    assert ask(session, b"Z3,7ffe0018,4;X2,0a") == b"OK"  # a condition list is ignored
+    assert ask(session, b"Z3,7ffe0018,4;X2,2227") == b"OK"  # a condition is the target's
     assert ask(session, b"Z4,7ffe0020,1") == b"OK"
     assert target.breakpoints == {
         (0, CODE + 4, 1),
@@ -488,6 +492,35 @@ def test_breakpoints_and_watchpoints_are_inserted_and_removed(
     assert ask(session, b"z2,7ffe0010,8") == b"E01"  # not there any more
     assert ask(session, b"Z5,401000,1") == b""  # no such kind
     assert ask(session, b"Z0,401000") == b"E01"
+
+
+def test_breakpoint_conditions_reach_the_target_and_replace_the_old_ones(
+    session: RspSession, target: FakeTarget
+) -> None:
+    assert b"ConditionalBreakpoints+" in ask(session, b"qSupported:multiprocess+")
+    # gdb's `break ... if total == 7 || total == 9`, as two conditions of one location.
+    equal_7, equal_9 = bytes.fromhex("22072213" "27"), bytes.fromhex("22092213" "27")
+    packet = b"Z0,401004,1;X5,%sX5,%s" % (equal_7.hex().encode(), equal_9.hex().encode())
+    assert ask(session, packet) == b"OK"  # gdb writes them one after another
+    assert target.conditions[0, CODE + 4] == Condition((equal_7, equal_9))
+    packet = b"Z0,401004,1;X5,%s;X5,%s" % (equal_9.hex().encode(), equal_7.hex().encode())
+    assert ask(session, packet) == b"OK"  # or a field each
+    assert target.conditions[0, CODE + 4] == Condition((equal_9, equal_7))
+    assert ask(session, b"Z0,401004,1;X5,%s" % equal_9.hex().encode()) == b"OK"
+    assert target.conditions[0, CODE + 4] == Condition((equal_9,))
+    assert ask(session, b"Z0,401004,1") == b"OK"  # `condition 1`: no condition any more
+    assert target.conditions[0, CODE + 4] is None
+    assert ask(session, b"Z1,401008,1;X1,27;cmds:0,X1,27") == b"OK"  # commands end the list
+    assert target.conditions[1, CODE + 8] == Condition((b"\x27",))
+
+
+@pytest.mark.parametrize("conditions", [b";X2,27", b";X1,2", b";Xzz,27", b";X1,zz", b";Y1,27",
+                                        b";X1,27;", b";", b";X,", b";X1,27X", b";X1,2727",
+                                        b";X1,27Y1,27"])
+def test_a_malformed_condition_list_is_an_error(session: RspSession, target: FakeTarget,
+                                                conditions: bytes) -> None:
+    assert ask(session, b"Z0,401004,1" + conditions) == b"E01"
+    assert target.breakpoints == set()
 
 
 def test_a_breakpoint_the_target_cannot_take_is_an_error(session: RspSession) -> None:
