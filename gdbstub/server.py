@@ -567,6 +567,10 @@ class RspSession:
         return b"OK"
 
 
+# The signals retrograde handles (Ctrl-C, SIGTERM, a hang-up): theirs is the main thread.
+_MAIN_THREAD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 class ServerError(Exception):
     """The server could not start; the message is one line for the user."""
 
@@ -678,6 +682,12 @@ class _Shell:
             for task, writer in list(self._connections.items()):
                 if task is not self._killer:  # which ends by itself, its reply sent
                     writer.transport.abort()  # close() would wait for a peer that reads nothing
+                    # The server is ending: a conversation waiting for the tracer thread
+                    # would wait for ever if a signal ended that thread between a call
+                    # and its reply reaching this loop (concurrent.futures posts the
+                    # reply through callbacks that a KeyboardInterrupt or SystemExit
+                    # cuts short).
+                    task.cancel()
             await asyncio.gather(*self._connections, return_exceptions=True)
 
     def stop_threadsafe(self) -> None:
@@ -849,6 +859,10 @@ def serve(
     failures: list[BaseException] = []
 
     def run_shell() -> None:
+        # A signal sent to the process goes to any thread that does not block it, and
+        # Python runs its handler only in the main thread, the tracer's: one that
+        # landed here would leave the tracer asleep in its queue, the SIGTERM unseen.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
         try:
             asyncio.run(shell.run(host, port, on_listening))
         except BaseException as error:  # noqa: BLE001 - raised again in the calling thread
