@@ -185,16 +185,17 @@ class _Walk:
 
     ``counts`` holds the hits of each key in each event interval from
     ``start`` (a boundary) to where the first search began; ``at`` says, of
-    the places the searches stopped at, which hit each is (event, key, n):
-    the next hop back from there is hit n - 1, or the last hit of an earlier
-    interval, known without counting again. Valid while the same breakpoints
+    the places the searches stopped at, the event and the hits of each key
+    in its interval before the place: the next hop back from there is the
+    last of those, or the last hit of an earlier interval, known without
+    counting again. Valid while the same breakpoints
     and watchpoints (``armed``) are set.
     """
 
     armed: tuple
     start: int
     counts: dict[int, dict[Key, int]]
-    at: dict[Mark, tuple[int, Key, int]]
+    at: dict[Mark, tuple[int, dict[Key, int]]]
     cloned: set[tuple[int, Key]]  # intervals and keys whose hits have clones among them
 
 
@@ -665,13 +666,14 @@ class Timeline:
         end = self.mark
         armed = (frozenset(self.breakpoints), tuple(self.watches))
         walk = self._walk if self._walk is not None and self._walk.armed == armed else None
-        if walk is not None and end in walk.at and len(places) == 1:
-            event, key, n = walk.at[end]
-            if n > 1:
-                return self._hop(walk, event, key, n - 1, places)
-            earlier = [e for e, counts in walk.counts.items() if e < event and counts[key]]
-            if earlier:
-                return self._hop(walk, max(earlier), key, walk.counts[max(earlier)][key], places)
+        if walk is not None and end in walk.at:
+            event, before = walk.at[end]
+            known = [(event, before)] + [(e, walk.counts[e]) for e in sorted(walk.counts,
+                                                                              reverse=True)
+                                         if e < event]
+            for e, counts in known:
+                if any(counts.values()):
+                    return self._hop_to_last(walk, e, counts, places, progress)
             end = Mark(walk.start)
         else:
             walk = _Walk(armed, end.event, {}, {}, set())
@@ -682,15 +684,25 @@ class Timeline:
             counts = self._count_hits(Mark(start), end, places)
             walk.counts.update(counts)
             walk.start = min(walk.start, start)
-            found = [e for e in sorted(counts, reverse=True) if any(counts[e].values())]
-            if found:
-                event = found[0]
-                progress.phase = f"going to the last hit in event {event}"
-                key = self._latest_key(event, counts[event], places)
-                return self._hop(walk, event, key, counts[event][key], places)
+            for event in sorted(counts, reverse=True):
+                if any(counts[event].values()):
+                    return self._hop_to_last(walk, event, counts[event], places, progress)
             end = Mark(start)
         self.seek(self.start_mark)
         return Arrival("history-begin", self.mark)
+
+    def _hop_to_last(self, walk: _Walk, event: int, counts: dict[Key, int],
+                     places: dict[Key, Place], progress: SearchProgress) -> Arrival:
+        """Arrive backwards at the last of ``counts`` (hits in ``event``'s interval
+        before the present), and note there which hits come before it."""
+        progress.phase = f"going to the last hit in event {event}"
+        key = self._latest_key(event, counts, places)
+        n = counts[key]
+        arrival = self._hop(walk, event, key, n, places)
+        # At the latest hit every other key has made all its hits: before it come
+        # those, and this key's earlier ones.
+        walk.at[arrival.mark] = (event, counts | {key: n - 1})
+        return arrival
 
     def _count_hits(self, start: Mark, end: Mark,
                     places: dict[Key, Place]) -> dict[int, dict[Key, int]]:
@@ -774,14 +786,11 @@ class Timeline:
         hit = Mark(event, ((*key, n),))
         if key[0] == "bp":
             self.seek(hit)
-            walk.at[self.mark] = (event, key, n)
             return Arrival("breakpoint", self.mark)
-        watch = Watch(*key[1])
         # Going backwards, gdb expects to stop before the write, with the value it
         # had then: one instruction before the trigger.
         self.seek(self._before_access(event, key, n, places[key]))
-        walk.at[self.mark] = (event, key, n)
-        return Arrival("watch", self.mark, watch=watch)
+        return Arrival("watch", self.mark, watch=Watch(*key[1]))
 
     def _clone_along(self, event: int, key: Key, n: int, place: Place) -> None:
         """One native run from ``event``'s boundary to hit ``n`` of ``key`` that leaves
