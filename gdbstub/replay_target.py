@@ -310,7 +310,11 @@ class ReplayTarget:
 
     # -- monitor commands ----------------------------------------------------------------------------
     def monitor(self, command: str) -> str:
-        output = self._monitor(command)
+        self.timeline.interrupted.clear()
+        try:
+            output = self._monitor(command)
+        except KeyboardInterrupt:  # Ctrl-C: the timeline is where it was before the command
+            output = f"interrupted: still at {self.timeline.mark}\n"
         return self._new_notes() + output
 
     def _monitor(self, command: str) -> str:

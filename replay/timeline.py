@@ -231,6 +231,10 @@ class SearchProgress:
             self.announce(f"{self.what} {ended} {took:.1f} s")
 
 
+class _NotCountable(Exception):
+    """The hits of an event interval cannot be reached on counters."""
+
+
 def _announce_on_stderr(text: str) -> None:
     print(f"retrograde: {text}", file=sys.stderr, flush=True)
 
@@ -629,8 +633,8 @@ class Timeline:
             if places and not any(segment[0] == "state" for segment in self.mark.steps):
                 try:
                     return self._reverse_search(places, progress)
-                except PerfUnavailable:
-                    pass  # the kernel gives no counters: a stop at every hit instead
+                except (PerfUnavailable, _NotCountable):
+                    pass  # no counters, or a hit in a handler: a stop at every hit instead
             return self._reverse_continue_by_stops(progress)
 
     def _counted_places(self) -> dict[Key, Place] | None:
@@ -695,6 +699,10 @@ class Timeline:
                      places: dict[Key, Place], progress: SearchProgress) -> Arrival:
         """Arrive backwards at the last of ``counts`` (hits in ``event``'s interval
         before the present), and note there which hits come before it."""
+        if event > 0 and isinstance(self.reader[event - 1], SignalEvent):
+            # The interval starts by entering a handler (the signal is delivered at
+            # the first resume): no native run from its boundary counts from there.
+            raise _NotCountable(event)
         progress.phase = f"going to the last hit in event {event}"
         key = self._latest_key(event, counts, places)
         n = counts[key]
