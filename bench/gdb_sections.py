@@ -565,7 +565,6 @@ def search_section(ctx: Context) -> SectionResult:
     ctx.log(f"search: the whole history of a global, {WALK_WRITES} writes, walked backwards")
     g = Gdb(ctx, trace=trace)
     try:
-        g.mi("-gdb-set mi-async off")
         lines = WALK_SOURCE.lstrip().splitlines()
         g.breakpoint(f"walk.c:{next(i for i, t in enumerate(lines, 1) if '/* END */' in t)}")
         g.resume("-exec-continue", "main")

@@ -685,12 +685,12 @@ class Timeline:
         for start in sorted((e for e in self.boundary_checkpoints if e <= end.event),
                             reverse=True):
             progress.phase = f"counting hits from event {start} to {end}"
-            counts = self._count_hits(Mark(start), end, places)
-            walk.counts.update(counts)
+            intervals = self._count_hits(Mark(start), end, places)
+            walk.counts.update(intervals)
             walk.start = min(walk.start, start)
-            for event in sorted(counts, reverse=True):
-                if any(counts[event].values()):
-                    return self._hop_to_last(walk, event, counts[event], places, progress)
+            for event in sorted(intervals, reverse=True):
+                if any(intervals[event].values()):
+                    return self._hop_to_last(walk, event, intervals[event], places, progress)
             end = Mark(start)
         self.seek(self.start_mark)
         return Arrival("history-begin", self.mark)
@@ -861,6 +861,7 @@ class Timeline:
                     continue
                 before = source_mark.then(("bp", pc, made[Place(pc)]))
                 with self._fresh_at(before) as trial:
+                    self._remember(before, trial)  # the seek there, if this is the one
                     trial.single_steps(1)
                     regs = trial.process.get_regs()
                     regs.eflags &= ~RESUME_FLAG
