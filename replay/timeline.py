@@ -844,15 +844,33 @@ class Timeline:
         if source_mark.event != event:
             source_mark, source = Mark(event), self._fresh_at(Mark(event))
             self._remember_clone(source_mark, source)
-        with self._fresh_at(hit) as at_hit:
+        at_hit = self._fresh_at(hit)
+        try:
             regs = at_hit.process.get_regs()
             regs.eflags &= ~RESUME_FLAG
             wanted = State(registers_to_bytes(regs), b"", regs.rsp, regs.rip)
             known = self._writers.get(wanted.rip)
-            guesses = [p for p in self._candidates(at_hit, wanted.rip, wanted) if p != known]
-        for candidates in ([known] if known is not None else [], guesses):
-            if not candidates:
-                continue
+            # The writer found for this pc before first: decoding costs more than a hop.
+            for decode in (False, True):
+                if decode:
+                    candidates = [p for p in self._candidates(at_hit, wanted.rip, wanted)
+                                  if p != known]
+                else:
+                    candidates = [known] if known is not None else []
+                before = self._writer_among(candidates, source_mark, source, key, n, place,
+                                            wanted)
+                if before is not None:
+                    return before
+        finally:
+            at_hit.close()
+        return self._instructions_before(hit, 1)
+
+    def _writer_among(self, candidates: list[int], source_mark: Mark, source: ReplaySession,
+                      key: Key, n: int, place: Place, wanted: State) -> Mark | None:
+        """Of ``candidates``, the instruction whose last arrival before access ``n``
+        (counted from ``source``), stepped once, gives ``wanted``'s registers: the
+        mark of that arrival."""
+        if candidates:
             with source.clone() as runner:
                 made = runner.run_counting(place, n - self._hits_in(source_mark, key),
                                            [Place(p) for p in candidates])
@@ -868,7 +886,7 @@ class Timeline:
                     if registers_to_bytes(regs) == wanted.registers:
                         self._writers[wanted.rip] = pc
                         return before
-        return self._instructions_before(hit, 1)
+        return None
 
     @staticmethod
     def _hits_in(mark: Mark, key: Key) -> int:
