@@ -476,3 +476,117 @@ def reverse_section(ctx: Context) -> SectionResult:
     ]
     return SectionResult("reverse execution latency (one long event interval)",
                          ["measure", "time", "", ""], rows, data, notes)
+
+
+# -- reverse search -----------------------------------------------------------------------------
+
+WALK_SOURCE = r"""
+#include <stdio.h>
+volatile long g_last = -1;
+int main(void)
+{
+    long sum = 0;
+    printf("walk\n");
+    fflush(stdout);
+    for (long i = 0; i < 100000; i++) {
+        sum += i * 7;
+        if (i % 100 == 0)
+            g_last = i;
+    }
+    printf("walk: %ld %ld\n", g_last, sum); /* END */
+    return 0;
+}
+"""
+WALK_WRITES = 1000
+WALK_TIMEOUT = 300.0
+# gdb's own loop: one MI round trip a hop would be most of what is measured.
+WALK_SCRIPT = """
+stops = []
+gdb.events.stop.connect(stops.append)
+while not stops or isinstance(stops[-1], gdb.BreakpointEvent):
+    gdb.execute("reverse-continue")
+print("walked %d" % (len(stops) - 1))
+"""
+
+
+def _walk_history(g: Gdb) -> tuple[float, int]:
+    """Run WALK_SCRIPT in gdb; (seconds, writes it stopped at)."""
+    assert g.gdb is not None
+    script = f"python exec({WALK_SCRIPT!r})".replace("\\", "\\\\").replace('"', '\\"')
+    start = time.perf_counter()
+    g.gdb.write(f'-interpreter-exec console "{script}"', read_response=False)
+    deadline = time.monotonic() + WALK_TIMEOUT
+    while time.monotonic() < deadline:
+        for r in g.gdb.get_gdb_response(timeout_sec=0.05, raise_error_on_timeout=False):
+            if r["type"] == "result" and r["message"] == "error":
+                raise BenchError(f"gdb: the walk failed: {r['payload']}")
+            found = re.match(r"walked (\d+)", r["payload"] or "") \
+                if r["type"] == "console" and isinstance(r["payload"], str) else None
+            if found:
+                return time.perf_counter() - start, int(found[1])
+    raise CommandTimeout(f"the walk did not finish in {WALK_TIMEOUT:.0f} s")
+
+
+@section("search", "reverse search: watchpoint hops and a value's whole history")
+def search_section(ctx: Context) -> SectionResult:
+    if shutil.which("gdb") is None:
+        raise BenchError("gdb is not installed (apt-get install gdb)")
+    prog = compile_source(ctx, "long", LONG_SOURCE)
+    end = f"long.c:{_end_line()}"
+    rows: list[list[str]] = []
+    data: dict[str, Any] = {}
+    for label, insns in (("1e6", 1_000_000), ("1e8", 100_000_000)):
+        n = insns // INSNS_PER_ITERATION
+        # far_mark writes sink in the loop's 2nd iteration; near_mark never runs.
+        trace = record(ctx, f"search-{label}", [str(prog), str(n), "1", str(n + 1)])
+        ctx.log(f"search: a reverse watchpoint hop over ~{label} instructions")
+        hops, forwards = Timing(), Timing()
+        for _ in range(min(ctx.repeat, 3)):
+            g = Gdb(ctx, trace=trace)
+            try:
+                g.breakpoint(end)
+                g.resume("-exec-continue", "main")
+                _, records = g.mi("-break-watch sink")
+                result = [r for r in records if r["type"] == "result"][-1]
+                watch = result["payload"]["wpt"]["number"]
+                hops.add(g.resume("-exec-continue --reverse", "far_mark"), 0.0)
+                g.mi(f"-break-delete {watch}")
+                forwards.add(g.resume("-exec-continue", "main"), 0.0)  # to the end again
+            finally:
+                g.close()
+        data[f"watch_hop_{label}"] = hops.to_json()
+        data[f"forward_{label}"] = forwards.to_json()
+        data[f"watch_hop_{label}_over_forward"] = hops.median / forwards.median
+        rows.append([f"reverse watchpoint hop, ~{label} insns", timing(hops), timing(forwards),
+                     ratio(hops.median / forwards.median)])
+
+    walk_prog = compile_source(ctx, "walk", WALK_SOURCE)
+    trace = record(ctx, "search-walk", [str(walk_prog)])
+    ctx.log(f"search: the whole history of a global, {WALK_WRITES} writes, walked backwards")
+    g = Gdb(ctx, trace=trace)
+    try:
+        lines = WALK_SOURCE.lstrip().splitlines()
+        g.breakpoint(f"walk.c:{next(i for i, t in enumerate(lines, 1) if '/* END */' in t)}")
+        g.resume("-exec-continue", "main")
+        g.mi("-break-delete")
+        g.mi("-break-watch g_last")
+        took, walked = _walk_history(g)
+    finally:
+        g.close()
+    if walked != WALK_WRITES:
+        raise BenchError(f"the walk stopped at {walked} writes, not {WALK_WRITES}")
+    data["walk_writes"] = walked
+    data["walk_s"] = took
+    rows.append([f"history walk: {walked} reverse-continues on a watchpoint", seconds(took),
+                 f"{took / walked * 1000:.1f} ms a hop", ""])
+    notes = [
+        "hop: from the end of one event interval (long.c, stopped at the line after the loop), "
+        "`watch sink` and reverse-continue back to its only write, in the loop's 2nd "
+        "iteration; forward: delete the watchpoint and continue from there to the end again "
+        "(the same stretch); goal: hop/forward at most 2",
+        f"walk: {WALK_WRITES} writes of a global in a 10^5-iteration loop with no syscall, "
+        "walked with reverse-continue by a loop in gdb's Python until history runs out; "
+        "goal: under 10 s",
+    ]
+    return SectionResult("reverse search: watchpoint hops and a value's whole history",
+                         ["measure", "reverse", "forward", "reverse/forward"], rows, data, notes)

@@ -386,7 +386,7 @@ class ReplayTarget:
         try:
             output = self._monitor(words)
         except KeyboardInterrupt:
-            output = f"interrupted: now at {timeline.position()}\n"
+            output = f"interrupted: still at {timeline.position()}\n"
         finally:
             timeline.interrupted.clear()  # consumed, or too late for this command
         return self._new_notes() + output

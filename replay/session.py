@@ -64,7 +64,7 @@ from retrograde.tracee.maps import (
     writable_memory,
     writable_memory_digest,
 )
-from retrograde.tracee.perf import ArrivalCounter, PerfUnavailable
+from retrograde.tracee.perf import ArrivalCounter, PerfUnavailable, Place, counter_for
 from retrograde.tracee.process import (
     PTRACE_CONT,
     PTRACE_SYSCALL,
@@ -419,26 +419,37 @@ class ReplaySession:
         ``stop_before_event`` any event's stop reached ("reached"; the next run
         carries it out).
         """
-        interruption = self.interruption
         try:
-            if interruption is None:
+            with self._interruptible():
+                if self.interruption is not None and self.interruption.is_set():
+                    return RunStop("interrupted")
                 return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
                                  stop_before_event)
-            pid = self.process.pid
-            interruption.running.add(pid)
-            if interruption.is_set():
-                # Requested before this process was running: `set` sent it no SIGSTOP.
-                os.kill(pid, signal.SIGSTOP)
-            try:
-                return self._run(step, breakpoints, until_event, report_signals, stop_at_end,
-                                 stop_before_event)
-            finally:
-                interruption.running.discard(pid)
         except Divergence as divergence:
             note = self._random_instructions_note()
             if note:
                 raise Divergence(divergence.event_no, f"{divergence.detail}; {note}") from None
             raise
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """While entered, an interrupt request stops this session's process (SIGSTOP).
+        The process is registered before the caller checks the request, so a request
+        made at any moment is either seen by that check or sent as a SIGSTOP."""
+        interruption = self.interruption
+        if interruption is None:
+            yield
+            return
+        pid = self.process.pid
+        interruption.running.add(pid)
+        try:
+            yield
+        finally:
+            interruption.running.discard(pid)
+
+    def _check_interrupt(self) -> None:
+        if self.interruption is not None and self.interruption.is_set():
+            raise KeyboardInterrupt
 
     def _run(self, step: bool, breakpoints: frozenset[int], until_event: bool,
              report_signals: frozenset[int], stop_at_end: bool,
@@ -505,6 +516,8 @@ class ReplaySession:
             raise TraceeError("single_steps needs a task with nothing pending")
         t = self.process
         for done in range(1, limit + 1):
+            if done % 64 == 1:
+                self._check_interrupt()  # a step is too short for a SIGSTOP to land in
             self._next_trap(PTRACE_SYSEMU_SINGLESTEP, "while stepping inside an interval")
             if stop_at is not None and t.get_regs().rip == stop_at:
                 return done, True
@@ -546,6 +559,13 @@ class ReplaySession:
             counter = ArrivalCounter(t.pid, addr, stop_at=count) if count > 1 else None
         except PerfUnavailable:
             counter = None
+        with self._interruptible():
+            self._check_interrupt()
+            self._run_to_arrival(t, addr, count, counter, where)
+        self._arrived_at(addr)
+
+    def _run_to_arrival(self, t: Tracee, addr: int, count: int, counter: ArrivalCounter | None,
+                        where: str) -> None:
         if counter is not None:
             with counter:
                 self._next_trap(PTRACE_SYSEMU, where)
@@ -560,7 +580,6 @@ class ReplaySession:
             finally:
                 t.set_debugreg(7, 0)
                 t.set_debugreg(6, 0)
-        self._arrived_at(addr)
 
     def _leave_for(self, addr: int | None) -> Tracee:
         """Prepare a run to arrivals at ``addr`` on debug registers: nothing may be
@@ -597,6 +616,8 @@ class ReplaySession:
             goal = stack.enter_context(ArrivalCounter(t.pid, addr, stop_at=count)) \
                 if addr is not None else None
             apart = stack.enter_context(_ApartFromTracer(t.pid))
+            stack.enter_context(self._interruptible())
+            self._check_interrupt()
             while True:
                 t.resume(PTRACE_SYSEMU)
                 stop = t.wait_for(seconds)
@@ -630,11 +651,16 @@ class ReplaySession:
                 if addr is not None else None
             counters = [stack.enter_context(ArrivalCounter(t.pid, a, stop_at=every))
                         for a in counted]
+            stack.enter_context(self._interruptible())
+            self._check_interrupt()
             while True:
                 t.resume(PTRACE_SYSEMU)
                 stop = t.wait()
                 if self._is_goal(stop, goal) and (goal is None or goal.count == count):
                     break
+                if stop.kind == "signal" and stop.signo == signal.SIGSTOP:
+                    self._check_interrupt()
+                    continue
                 trapped = stop.kind == "signal" and stop.signo == signal.SIGTRAP
                 rip = t.get_regs().rip if trapped else None
                 periodic = [c for c in counters if c.addr == rip and c.count % every == 0]
@@ -645,6 +671,62 @@ class ReplaySession:
                                       f"({self._describe(stop)})")
             counts = {c.addr: c.count for c in counters}
         self._arrived_at(addr)
+        return counts
+
+    def run_counting(self, goal: Place, count: int, counted: list[Place],
+                     pauses: dict[Place, int] | None = None,
+                     pause: Callable[[Place, int], None] | None = None) -> dict[Place, int]:
+        """Run natively to the ``count``-th arrival at (or access of) ``goal``,
+        counting on the way the arrivals and accesses of ``counted``, and stopping
+        at every n-th of ``pauses`` (place: n) to call ``pause(place, count)``:
+        the timeline clones the task there. One native run on perf counters,
+        whatever the counts; returns the counts of ``counted`` at the goal.
+
+        An arrival the task stands at is not counted (the resume flag is set
+        for it), and at the end the state is the one a breakpoint or a
+        watchpoint gives: at an arrival, before the instruction, resume flag
+        clear; after an access, just after the instruction that made it. Same
+        preconditions as ``run_to_arrival``; raises PerfUnavailable without
+        counters."""
+        pauses = pauses or {}
+        t = self._leave_for(goal.addr if goal.executes else None)
+        regs = t.get_regs()
+        if any(p.executes and p.addr == regs.rip for p in [*counted, *pauses]):
+            regs.eflags |= RESUME_FLAG
+            t.set_regs(regs)
+        with contextlib.ExitStack() as stack:
+            target = stack.enter_context(counter_for(t.pid, goal, stop_at=count))
+            counters = {p: stack.enter_context(counter_for(t.pid, p)) for p in counted}
+            periodic = [(stack.enter_context(counter_for(t.pid, p, stop_at=n)), n)
+                        for p, n in pauses.items()]
+            stack.enter_context(self._interruptible())
+            self._check_interrupt()
+            paused = {id(c): 0 for c, _ in periodic}
+            while True:
+                t.resume(PTRACE_SYSEMU)
+                stop = t.wait()
+                if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
+                    if target.count >= count:
+                        break
+                    for counter, every in periodic:
+                        made = counter.count
+                        if made % every == 0 and made > paused[id(counter)]:
+                            paused[id(counter)] = made
+                            if pause is not None:
+                                pause(counter.place, made)
+                    continue
+                if stop.kind == "signal" and stop.signo == signal.SIGSTOP:
+                    self._check_interrupt()
+                    continue
+                if stop.kind != "signal" or stop.signo in SYNCHRONOUS_SIGNALS:
+                    raise TraceeError(f"an event came on the way to access {target.count + 1} "
+                                      f"of {count} at {goal.addr:#x} ({self._describe(stop)})")
+            if target.count != count:
+                raise TraceeError(f"stopped after {target.count} of {count} arrivals at "
+                                  f"{goal.addr:#x}")
+            counts = {p: c.count for p, c in counters.items()}
+        if goal.executes:
+            self._arrived_at(goal.addr)
         return counts
 
     @staticmethod

@@ -32,7 +32,10 @@ running).
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -41,7 +44,13 @@ from typing import NamedTuple, Self
 
 from retrograde.trace.events import ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
-from retrograde.tracee.perf import PerfUnavailable
+from retrograde.tracee.perf import (
+    HW_BREAKPOINT_RW,
+    HW_BREAKPOINT_W,
+    PerfUnavailable,
+    Place,
+    counter_for,
+)
 from retrograde.tracee.process import TraceeError
 from retrograde.tracee.registers import registers_to_bytes
 
@@ -70,6 +79,11 @@ ARRIVALS_BETWEEN_CLONES = 256  # while counting arrivals on perf counters, clone
 NEVER = 1 << 62  # a count no run reaches
 WHEN_COUNT_LIMIT = 50_000  # instructions a position is counted over (about a second)
 MAX_POSITIONS = 256
+COUNTED_PLACES = 3  # user breakpoints and watchpoints a scan counts: 4 debug registers, one
+#                     left for the run's own goal
+CLONES_A_WALK = 48  # clones a reverse search leaves among the hits of the interval it is in
+MAX_WALK_CLONES = 64
+PROGRESS_AFTER = 1.0  # seconds of reverse search before it says what it is doing
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,18 @@ class Watch:
     kind: str  # "watch" | "rwatch" | "awatch"
 
     @property
+    def key(self) -> tuple:
+        """How a mark's segment names this watchpoint's triggers."""
+        return ("watch", (self.addr, self.length, self.kind))
+
+    @property
+    def place(self) -> Place:
+        """The perf counter's view: x86 has no read-only data breakpoint, so rwatch
+        counts reads and writes, as its debug-register bits do."""
+        return Place(self.addr, HW_BREAKPOINT_W if self.kind == "watch" else HW_BREAKPOINT_RW,
+                     self.length)
+
+    @property
     def dr7_bits(self) -> tuple[int, int]:
         rw = {"watch": 0b01, "rwatch": 0b11, "awatch": 0b11}[self.kind]
         size = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}[self.length]
@@ -150,6 +176,67 @@ class Arrival:
 
 
 Hit = tuple  # (Mark, the Watch that triggered, or None for a breakpoint)
+Key = tuple  # ("bp", addr) or Watch.key: what a hit is a hit of
+
+
+@dataclass
+class _Walk:
+    """What reverse searches learned about one stretch, for the next hop over it.
+
+    ``counts`` holds the hits of each key in each event interval from
+    ``start`` (a boundary) to where the first search began; ``at`` says, of
+    the places the searches stopped at, the event and the hits of each key
+    in its interval before the place: the next hop back from there is the
+    last of those, or the last hit of an earlier interval, known without
+    counting again. Valid while the same breakpoints
+    and watchpoints (``armed``) are set.
+    """
+
+    armed: tuple
+    start: int
+    counts: dict[int, dict[Key, int]]
+    at: dict[Mark, tuple[int, dict[Key, int]]]
+    cloned: set[tuple[int, Key]]  # intervals and keys whose hits have clones among them
+
+
+class SearchProgress:
+    """Says what a long reverse search is doing: after PROGRESS_AFTER seconds a line
+    every second (from a thread of its own: the search itself is a native run
+    that may not come back for a while), and at the end the time it took."""
+
+    def __init__(self, announce: Callable[[str], None], what: str) -> None:
+        self.announce = announce
+        self.what = what
+        self.phase = "starting"
+        self.started = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._report, daemon=True)
+
+    def _report(self) -> None:
+        wait = PROGRESS_AFTER
+        while not self._done.wait(wait):
+            self.announce(f"{self.what}: {self.phase} ({time.monotonic() - self.started:.0f} s)")
+            wait = 1.0
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        took = time.monotonic() - self.started
+        if took >= PROGRESS_AFTER:
+            ended = "interrupted after" if exc[0] is KeyboardInterrupt else "took"
+            self.announce(f"{self.what} {ended} {took:.1f} s")
+
+
+class _NotCountable(Exception):
+    """The hits of an event interval cannot be reached on counters."""
+
+
+def _announce_on_stderr(text: str) -> None:
+    print(f"retrograde: {text}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -213,6 +300,10 @@ class Timeline:
         self.named: dict[str, tuple[Mark, ReplaySession]] = {}
         self.waypoints: OrderedDict[Mark, ReplaySession] = OrderedDict()
         self.links: dict[Mark, Link] = {}
+        self.walk_clones: OrderedDict[Mark, ReplaySession] = OrderedDict()
+        self._walk: _Walk | None = None
+        self._writers: dict[int, int] = {}  # pc after an access -> the instruction that made it
+        self.announce: Callable[[str], None] = _announce_on_stderr
         self.positions: dict[Mark, int | None] = {}  # instructions from the event's boundary
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
@@ -229,8 +320,10 @@ class Timeline:
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
         for session in [self.live, *self.boundary_checkpoints.values(), *self.recent.values(),
-                        *self.waypoints.values(), *(s for _, s in self.named.values())]:
+                        *self.waypoints.values(), *self.walk_clones.values(),
+                        *(s for _, s in self.named.values())]:
             session.close()
+        self.walk_clones.clear()
         self.boundary_checkpoints.clear()
         self.recent.clear()
         self.waypoints.clear()
@@ -293,6 +386,7 @@ class Timeline:
     def _clones_on_the_way(self, target: Mark) -> list[tuple[Mark, ReplaySession]]:
         return [(mark, session) for mark, session in [*self.recent.items(),
                                                       *self.waypoints.items(),
+                                                      *self.walk_clones.items(),
                                                       *self.named.values()]
                 if remainder(mark, target) is not None]
 
@@ -461,6 +555,13 @@ class Timeline:
                     and not session.pending_signal:
                 session.run_to_arrival(segment[1], count)  # a seek: the fast way
                 return at(count)
+            if kind == "watch" and not observing and not watches and session.reached is None \
+                    and not session.pending_signal:
+                try:
+                    session.run_counting(Watch(*segment[1]).place, count, [])
+                    return at(count)
+                except PerfUnavailable:
+                    pass  # no free debug register for a counter: one stop a trigger
             self._apply_watches(session, armed)
             for done in range(1, count + 1):
                 arrivals = _Arrivals(at(done - 1))
@@ -543,19 +644,270 @@ class Timeline:
 
     def reverse_continue(self) -> Arrival:
         """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes)."""
+        with SearchProgress(self.announce, "reverse search") as progress:
+            places = self._counted_places()
+            if places and not any(segment[0] == "state" for segment in self.mark.steps):
+                try:
+                    return self._reverse_search(places, progress)
+                except (PerfUnavailable, _NotCountable):
+                    pass  # no counters, or a hit in a handler: a stop at every hit instead
+            return self._reverse_continue_by_stops(progress)
+
+    def _counted_places(self) -> dict[Key, Place] | None:
+        """The user's breakpoints and watchpoints as perf counter places, or None when
+        they do not fit in the debug registers a counting run has."""
+        places: dict[Key, Place] = {("bp", addr): Place(addr) for addr in sorted(self.breakpoints)}
+        places |= {w.key: w.place for w in self.watches}
+        return places if len(places) <= COUNTED_PLACES else None
+
+    def _reverse_continue_by_stops(self, progress: SearchProgress) -> Arrival:
+        """reverse-continue with a ptrace stop at every hit on the way (no counters)."""
         end = self.mark
         boundaries = sorted((e for e in self.boundary_checkpoints if e <= end.event),
                             reverse=True)
-        for i, start in enumerate(boundaries):
+        for start in boundaries:
             if self.interrupted.is_set():
-                self.interrupted.clear()
-                return Arrival("interrupted", self.mark, signo=signal.SIGINT)
+                raise KeyboardInterrupt
+            progress.phase = f"stopping at every hit from event {start}"
             hits = self._hits_before(Mark(start), end)
             if hits:
                 return self._arrive_backwards(*hits[-1])
             end = Mark(start)
         self.seek(self.start_mark)
         return Arrival("history-begin", self.mark)
+
+    # -- reverse search on counters -------------------------------------------------------------
+    def _reverse_search(self, places: dict[Key, Place], progress: SearchProgress) -> Arrival:
+        """reverse-continue by counting (DESIGN.md, "Reverse search"): one native run
+        from a checkpoint to the present counts every hit in each event interval on
+        perf counters, then the last hit is reached by one run that stops at it.
+        What the count learned stays (a _Walk), so the next hop back over the same
+        stretch counts nothing again: it goes to hit n - 1 from a clone nearby."""
+        end = self.mark
+        armed = (frozenset(self.breakpoints), tuple(self.watches))
+        walk = self._walk if self._walk is not None and self._walk.armed == armed else None
+        if walk is not None and end in walk.at:
+            event, before = walk.at[end]
+            known = [(event, before)] + [(e, walk.counts[e]) for e in sorted(walk.counts,
+                                                                              reverse=True)
+                                         if e < event]
+            for e, counts in known:
+                if any(counts.values()):
+                    return self._hop_to_last(walk, e, counts, places, progress)
+            end = Mark(walk.start)
+        else:
+            walk = _Walk(armed, end.event, {}, {}, set())
+        self._walk = walk
+        for start in sorted((e for e in self.boundary_checkpoints if e <= end.event),
+                            reverse=True):
+            progress.phase = f"counting hits from event {start} to {end}"
+            intervals = self._count_hits(Mark(start), end, places)
+            walk.counts.update(intervals)
+            walk.start = min(walk.start, start)
+            for event in sorted(intervals, reverse=True):
+                if any(intervals[event].values()):
+                    return self._hop_to_last(walk, event, intervals[event], places, progress)
+            end = Mark(start)
+        self.seek(self.start_mark)
+        return Arrival("history-begin", self.mark)
+
+    def _hop_to_last(self, walk: _Walk, event: int, counts: dict[Key, int],
+                     places: dict[Key, Place], progress: SearchProgress) -> Arrival:
+        """Arrive backwards at the last of ``counts`` (hits in ``event``'s interval
+        before the present), and note there which hits come before it."""
+        if event > 0 and isinstance(self.reader[event - 1], SignalEvent):
+            # The interval starts by entering a handler (the signal is delivered at
+            # the first resume): no native run from its boundary counts from there.
+            raise _NotCountable(event)
+        progress.phase = f"going to the last hit in event {event}"
+        key = self._latest_key(event, counts, places)
+        n = counts[key]
+        arrival = self._hop(walk, event, key, n, places)
+        # At the latest hit every other key has made all its hits: before it come
+        # those, and this key's earlier ones.
+        walk.at[arrival.mark] = (event, counts | {key: n - 1})
+        return arrival
+
+    def _count_hits(self, start: Mark, end: Mark,
+                    places: dict[Key, Place]) -> dict[int, dict[Key, int]]:
+        """The hits of each place in each event interval from ``start`` (a boundary)
+        to just before ``end``: ``end``'s recipe run once, natively, with a perf
+        counter on every place, read at every event.
+
+        Counted as marks name them: an arrival the task stands at when counting
+        starts, or at a boundary, or where a "bp" segment of the recipe stopped,
+        was counted already or is named from there, so it is skipped (resume
+        flag); ``end``'s own arrival at a breakpoint is not a hit before it,
+        while a watchpoint trigger at ``end`` is (it stops after the write).
+        """
+        rest = remainder(Mark(end.event), end) or ()
+        session = self._fresh_at(start)
+        counts: dict[int, dict[Key, int]] = {}
+        try:
+            with contextlib.ExitStack() as stack:
+                pid = session.process.pid
+                counters = {key: stack.enter_context(counter_for(pid, place))
+                            for key, place in places.items()}
+                seen = dict.fromkeys(counters, 0)
+
+                def interval(event: int) -> None:
+                    now = {key: counter.count for key, counter in counters.items()}
+                    counts[event] = {key: now[key] - seen[key] for key in now}
+                    seen.update(now)
+
+                self._skip_arrival_here(session, places)
+                while session.next_event < end.event:
+                    event = session.next_event
+                    self._step(session, until_event=True, stop_at_end=False)
+                    interval(event)
+                    self._skip_arrival_here(session, places)
+                cur = Mark(end.event)
+                for segment in rest:
+                    cur = self._run_segment(session, cur, segment, frozenset(), [], None)
+                    if segment[0] == "bp":
+                        self._skip_arrival_here(session, places)
+                interval(end.event)
+        finally:
+            session.close()
+        if rest and rest[-1][0] == "bp" and ("bp", rest[-1][1]) in places:
+            counts[end.event][("bp", rest[-1][1])] -= 1
+        return counts
+
+    @staticmethod
+    def _skip_arrival_here(session: ReplaySession, places: dict[Key, Place]) -> None:
+        """Let the next resume execute the instruction the task stands at without
+        counting an arrival there (resume flag): it is not a hit after this place."""
+        if session.end is not None or session.reached is not None or session.pending_signal:
+            return
+        regs = session.process.get_regs()
+        if any(p.executes and p.addr == regs.rip for p in places.values()):
+            regs.eflags |= RESUME_FLAG
+            session.process.set_regs(regs)
+
+    def _latest_key(self, event: int, counts: dict[Key, int], places: dict[Key, Place]) -> Key:
+        """Of the keys with hits in ``event``'s interval, the one whose last hit is the
+        latest: at that hit, every other key has made all its hits."""
+        keys = [key for key, n in counts.items() if n]
+        if len(keys) == 1:
+            return keys[0]
+        for key in keys:
+            others = [places[k] for k in keys if k != key]
+            session = self._fresh_at(Mark(event))
+            try:
+                made = session.run_counting(places[key], counts[key], others)
+            finally:
+                session.close()
+            if all(made[places[k]] == counts[k] for k in keys if k != key):
+                return key
+        raise RuntimeError(f"no last hit among {keys} in event {event}")
+
+    def _hop(self, walk: _Walk, event: int, key: Key, n: int,
+             places: dict[Key, Place]) -> Arrival:
+        """Arrive backwards at hit ``n`` of ``key`` in ``event``'s interval."""
+        if (event, key) not in walk.cloned:
+            self._clone_along(event, key, n, places[key])
+            walk.cloned.add((event, key))
+        hit = Mark(event, ((*key, n),))
+        if key[0] == "bp":
+            self.seek(hit)
+            return Arrival("breakpoint", self.mark)
+        # Going backwards, gdb expects to stop before the write, with the value it
+        # had then: one instruction before the trigger.
+        self.seek(self._before_access(event, key, n, places[key]))
+        return Arrival("watch", self.mark, watch=Watch(*key[1]))
+
+    def _clone_along(self, event: int, key: Key, n: int, place: Place) -> None:
+        """One native run from ``event``'s boundary to hit ``n`` of ``key`` that leaves
+        a clone every n / CLONES_A_WALK hits: the hops back through those hits
+        start from one of them, a short run away."""
+        every = max(1, -(-n // CLONES_A_WALK))
+        session = self._fresh_at(Mark(event))
+
+        def pause(_: Place, made: int) -> None:
+            clone = session.clone()
+            if place.executes:
+                regs = clone.process.get_regs()
+                regs.eflags &= ~RESUME_FLAG  # stopped between its debug trap and the instruction
+                clone.process.set_regs(regs)
+            self._keep_walk_clone(Mark(event, ((*key, made),)), clone)
+
+        try:
+            session.run_counting(place, n, [], {place: every}, pause)
+            self._keep_walk_clone(Mark(event, ((*key, n),)), session.clone())
+        finally:
+            session.close()
+
+    def _keep_walk_clone(self, mark: Mark, session: ReplaySession) -> None:
+        if mark in self.walk_clones:
+            self.walk_clones.pop(mark).close()
+        self.walk_clones[mark] = session
+        while len(self.walk_clones) > MAX_WALK_CLONES:
+            self.walk_clones.popitem(last=False)[1].close()
+
+    def _before_access(self, event: int, key: Key, n: int, place: Place) -> Mark:
+        """The mark one instruction before access ``n`` of the watched ``place`` in
+        ``event``'s interval: the instruction that made it.
+
+        A data breakpoint traps just after that instruction, whose address is one
+        of a few candidates (replay/flow.py): the run from a clone before the
+        access to it counts their arrivals, and the candidate whose last arrival,
+        stepped once, gives exactly the trigger's registers is the one (kept by
+        the pc after it, so the next hop tries it first). Without one, the
+        instructions are counted by single-stepping."""
+        hit = Mark(event, ((*key, n),))
+        source_mark, source = self._source_for(Mark(event, ((*key, n - 1),)) if n > 1
+                                               else Mark(event))
+        if source_mark.event != event:
+            source_mark, source = Mark(event), self._fresh_at(Mark(event))
+            self._remember_clone(source_mark, source)
+        at_hit = self._fresh_at(hit)
+        try:
+            regs = at_hit.process.get_regs()
+            regs.eflags &= ~RESUME_FLAG
+            wanted = State(registers_to_bytes(regs), b"", regs.rsp, regs.rip)
+            known = self._writers.get(wanted.rip)
+            # The writer found for this pc before first: decoding costs more than a hop.
+            for decode in (False, True):
+                if decode:
+                    candidates = [p for p in self._candidates(at_hit, wanted.rip, wanted)
+                                  if p != known]
+                else:
+                    candidates = [known] if known is not None else []
+                before = self._writer_among(candidates, source_mark, source, key, n, place,
+                                            wanted)
+                if before is not None:
+                    return before
+        finally:
+            at_hit.close()
+        return self._instructions_before(hit, 1)
+
+    def _writer_among(self, candidates: list[int], source_mark: Mark, source: ReplaySession,
+                      key: Key, n: int, place: Place, wanted: State) -> Mark | None:
+        """Of ``candidates``, the instruction whose last arrival before access ``n``
+        (counted from ``source``), stepped once, gives ``wanted``'s registers: the
+        mark of that arrival."""
+        if candidates:
+            with source.clone() as runner:
+                made = runner.run_counting(place, n - self._hits_in(source_mark, key),
+                                           [Place(p) for p in candidates])
+            for pc in candidates:
+                if made[Place(pc)] <= 0:
+                    continue
+                before = source_mark.then(("bp", pc, made[Place(pc)]))
+                with self._fresh_at(before) as trial:
+                    self._remember(before, trial)  # the seek there, if this is the one
+                    trial.single_steps(1)
+                    regs = trial.process.get_regs()
+                    regs.eflags &= ~RESUME_FLAG
+                    if registers_to_bytes(regs) == wanted.registers:
+                        self._writers[wanted.rip] = pc
+                        return before
+        return None
+
+    @staticmethod
+    def _hits_in(mark: Mark, key: Key) -> int:
+        """The hits of ``key`` that ``mark`` (a boundary, or one hit segment) names."""
+        return mark.steps[0][-1] if mark.steps and mark.steps[0][:-1] == key else 0
 
     def _hits_before(self, start: Mark, end: Mark) -> list[Hit]:
         """The user's breakpoint and watchpoint hits from ``start`` (a boundary

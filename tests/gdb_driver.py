@@ -315,6 +315,31 @@ class GdbSession:
         """Resume the program and return at once (``^running``): for an interrupt to follow."""
         self._send(command, until_stopped=False)
 
+    def python(self, code: str, *, timeout: float | None = None) -> list[Stopped]:
+        """Run ``code`` in gdb's Python, which may resume the program many times
+        (gdb.execute("reverse-continue")); how each resume stopped, in order. The
+        MI answers the command with ^running at its first resume, so the end is
+        a marker line the script prints."""
+        marker = f"-- end of script {self._token + 1} --"
+        script = f"{code}\nprint({marker!r})\n"
+        self._token += 1
+        self.controller.write(f"{self._token}-interpreter-exec console "
+                              f"{_mi_string(f'python exec({script!r})')}", read_response=False)
+        answer = _Answer()
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while time.monotonic() < deadline:
+            answer.records += self.controller.get_gdb_response(
+                timeout_sec=0.05, raise_error_on_timeout=False
+            )
+            result = answer.result(self._token)
+            if result is not None and result["message"] == "error":
+                raise GdbError(answer.text("log", "console", "target") +
+                               result["payload"].get("msg", ""))
+            if marker in answer.text("console"):
+                return [Stopped(r["payload"]) for r in answer.records
+                        if r["type"] == "notify" and r["message"] == "stopped"]
+        raise TimeoutError(f"gdb did not finish a script in time: {answer.records[-20:]}")
+
     def value(self, expression: str) -> str:
         """``expression``'s value as gdb prints it (-data-evaluate-expression)."""
         return self.mi(f"-data-evaluate-expression {_mi_string(expression)}")["value"]

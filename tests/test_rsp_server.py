@@ -88,7 +88,7 @@ def test_an_interrupt_with_a_long_monitor_command_stops_it_where_it_was(traces: 
                         + b"\x03")
         assert client.reply() == b"OK"
         position = before[2].split(" (of ")[0]
-        assert client.console == f"interrupted: now at {position}\n"
+        assert client.console == f"interrupted: still at {position}\n"
         assert where(client) == before
         assert client.monitor("reverse-roll 4").startswith("now at ")  # and it serves on
     assert "internal error" not in server.stderr
