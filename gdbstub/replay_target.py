@@ -81,6 +81,7 @@ class ReplayTarget:
         self.conditions: dict[int, dict[int, Condition | None]] = {}
         self.evaluations = 0  # arrivals at a conditional breakpoint judged here
         timeline.breakpoint_holds = self._breakpoint_holds
+        timeline.has_condition = self._has_condition
 
     @staticmethod
     def _recorded_files(reader: TraceReader) -> dict[str, str]:
@@ -177,14 +178,18 @@ class ReplayTarget:
         live = self.timeline.live
         return self._breakpoint_holds(live, live.process.get_regs().rip)
 
+    def _has_condition(self, addr: int) -> bool:
+        kinds = self.conditions.get(addr)
+        return bool(kinds) and None not in kinds.values()
+
     def _breakpoint_holds(self, session: ReplaySession, addr: int) -> bool:
         """Whether an arrival of ``session`` at breakpoint ``addr`` is a hit: it has
         no condition, or one of its conditions holds (or cannot be evaluated,
         and then gdb decides). Arrivals where none holds are not reported, in
         either direction: gdb never sees them."""
-        kinds = self.conditions.get(addr)
-        if not kinds or None in kinds.values():
+        if not self._has_condition(addr):
             return True
+        kinds = self.conditions[addr]
         self.evaluations += 1
         machine = _StoppedAt(session.process)
         return any(c is not None and c.holds(machine) for c in kinds.values())

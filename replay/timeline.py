@@ -311,6 +311,9 @@ class Timeline:
         # stopped there): False makes the arrival no hit. It is still counted,
         # since marks name arrivals, and it is the caller's to skip going forwards.
         self.breakpoint_holds: Callable[[ReplaySession, int], bool] = lambda session, addr: True
+        # Whether a breakpoint has a condition: counters count arrivals, not the ones
+        # where it holds, so a search with one stops at every arrival instead.
+        self.has_condition: Callable[[int], bool] = lambda addr: False
         self.report_signals: frozenset[int] = ALL_SIGNALS
         self.interrupted = Interruption()
         self.live.interruption = self.interrupted
@@ -655,7 +658,10 @@ class Timeline:
 
     def _counted_places(self) -> dict[Key, Place] | None:
         """The user's breakpoints and watchpoints as perf counter places, or None when
-        they do not fit in the debug registers a counting run has."""
+        they do not fit in the debug registers a counting run has or a breakpoint
+        has a condition."""
+        if any(self.has_condition(addr) for addr in self.breakpoints):
+            return None
         places: dict[Key, Place] = {("bp", addr): Place(addr) for addr in sorted(self.breakpoints)}
         places |= {w.key: w.place for w in self.watches}
         return places if len(places) <= COUNTED_PLACES else None
