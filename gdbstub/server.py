@@ -727,6 +727,10 @@ class _Shell:
                     if self._client == peer:
                         self._client = None
                     log.info("gdb at %s disconnected", peer)
+        except asyncio.CancelledError:
+            # Only run() cancels, as the server ends; ending the task normally keeps
+            # asyncio's stream callback from logging the cancellation as an error.
+            pass
         finally:
             writer.close()
             del self._connections[task]
