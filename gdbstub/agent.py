@@ -16,8 +16,10 @@ without a process (and is tested without one).
 
 Whatever the machine cannot evaluate "terminates with an error" (the
 manual's words): `CannotEvaluate`. A breakpoint whose condition cannot be
-evaluated stops, so gdb evaluates it itself and says what went wrong: the
-server never hides a stop it is unsure of.
+evaluated stops: gdb evaluates the condition of every breakpoint it is told
+of again itself, so it goes on where the condition is false and says what went
+wrong where it cannot evaluate it either. The server never hides a stop it is
+unsure of.
 """
 
 from __future__ import annotations
@@ -278,12 +280,18 @@ class Condition:
     expressions: tuple[bytes, ...]
 
     def holds(self, machine: Machine) -> bool:
+        """Whether any of the conditions is true. CannotEvaluate (the first failure)
+        when none is and one cannot be evaluated: the breakpoint stops there, for gdb
+        to decide."""
+        failure: CannotEvaluate | None = None
         for expression in self.expressions:
             try:
                 if evaluate(expression, machine):
                     return True
-            except CannotEvaluate:
-                return True
+            except CannotEvaluate as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
         return False
 
 

@@ -110,6 +110,25 @@ def unescape(data: bytes) -> bytes:
     return _ESCAPE_PAIR.sub(lambda match: bytes((match[1][0] ^ 0x20,)), data)
 
 
+# Console output ("Stop Reply Packets": `O XX...`, the hex of the text): what the
+# stub has to say before a stop reply or a qRcmd's OK.
+_CONSOLE = re.compile(rb"O(?:[0-9a-fA-F]{2})+")
+
+
+def console_packets(text: str, packet_size: int) -> list[bytes]:
+    """``text`` as `O` packets, each within ``packet_size`` data characters."""
+    data = text.encode()
+    step = (packet_size - 1) // 2
+    return [b"O" + data[i : i + step].hex().encode() for i in range(0, len(data), step)]
+
+
+def console_text(payload: bytes) -> str | None:
+    """The text of an `O` packet; None for any other payload (`OK` among them)."""
+    if not _CONSOLE.fullmatch(payload):
+        return None
+    return bytes.fromhex(payload[1:].decode()).decode(errors="replace")
+
+
 def run_length_encode(data: bytes) -> bytes:
     """Encode runs of 4 or more equal characters as `c*N` (see the module comment)."""
 

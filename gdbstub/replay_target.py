@@ -13,16 +13,14 @@ import itertools
 import os
 import re
 import struct
+from collections.abc import Callable
 from xml.sax.saxutils import quoteattr
 
-from retrograde.replay.session import ReplaySession
-from retrograde.replay.timeline import Arrival, Timeline, Watch
+from retrograde.replay.timeline import Arrival, StoppedAt, StopReason, Timeline, Watch
 from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
-from retrograde.tracee.process import Tracee
-from retrograde.tracee.registers import registers_to_bytes
 
-from .agent import Condition
+from .agent import CannotEvaluate, Condition
 from .registers import REGISTERS
 from .target import MemoryRegion, Stop
 
@@ -37,7 +35,8 @@ DT_NULL, DT_DEBUG = 0, 21
 
 MONITOR_HELP = f"""\
 retrograde monitor commands:
-  when                     the current position: event number, then instructions since it
+  when                     the current position: event number, then the instruction (or
+                           the arrival at the pc) since it
   reverse-roll [N]         step back N instructions (default 1) in one seek
   checkpoint [NAME]        remember this position as NAME (at most {MAX_NAMED_CHECKPOINTS})
   restart NAME             go back (or forward) to checkpoint NAME
@@ -80,8 +79,18 @@ class ReplayTarget:
         # gdb's conditions by breakpoint address and Z kind (None: unconditional).
         self.conditions: dict[int, dict[int, Condition | None]] = {}
         self.evaluations = 0  # arrivals at a conditional breakpoint judged here
+        self.unevaluable: set[tuple[int, Condition]] = set()  # said to be gdb's to judge
         timeline.breakpoint_holds = self._breakpoint_holds
         timeline.has_condition = self._has_condition
+        self.console: Callable[[str], None] = lambda text: None
+        self._on_server_console = timeline.announce
+        timeline.announce = self._announce
+
+    def _announce(self, text: str) -> None:
+        """A line of the timeline's (a long search's progress, from its own thread):
+        on the server's console, and on the debugger's while it waits for the move."""
+        self._on_server_console(text)
+        self.console(f"retrograde: {text}\n")
 
     @staticmethod
     def _recorded_files(reader: TraceReader) -> dict[str, str]:
@@ -106,23 +115,14 @@ class ReplayTarget:
 
     # -- state ------------------------------------------------------------------------------
     def registers(self) -> tuple[bytes, bytes]:
-        live = self.timeline.live
-        if live.tracee is None or not live.tracee.alive:
+        registers = self.timeline.registers()
+        if registers is None:
             event = self._exec_event()
             return event.regs, event.xstate
-        regs = live.tracee.get_regs()
-        if live.reached is not None and live.reached.kind == "syscall":
-            # Stopped at a syscall about to be carried out: show the instruction
-            # itself, as a native debugger would before stepping over it.
-            regs.rip -= 2
-            regs.rax = regs.orig_rax
-        return registers_to_bytes(regs), live.tracee.get_xstate()
+        return registers
 
     def read_memory(self, addr: int, length: int) -> bytes:
-        live = self.timeline.live
-        if live.tracee is None or not live.tracee.alive:
-            raise OSError(5, "the program has exited")
-        data = live.read_memory(addr, length)
+        data = self.timeline.read_memory(addr, length)
         if not data and length:
             raise OSError(14, f"cannot read memory at {addr:#x}")
         return data
@@ -148,7 +148,7 @@ class ReplayTarget:
 
     def _new_notes(self) -> str:
         """The timeline's notes not shown yet (a recorded state restored, not reached)."""
-        notes = self.timeline.live.precise.notes[self.notes_shown:]
+        notes = self.timeline.notes[self.notes_shown:]
         self.notes_shown += len(notes)
         return "".join(f"retrograde: {note}\n" for note in notes)
 
@@ -165,66 +165,80 @@ class ReplayTarget:
         """
         timeline = self.timeline
         arrival = timeline.forward(step)
-        while (arrival.reason in ("signal", "end") and self._dies_next()) or (
-                arrival.reason == "breakpoint" and not self._holds_here()):
+        while (arrival.reason in (StopReason.SIGNAL, StopReason.END) and self._dies_next()) or (
+                arrival.reason == StopReason.BREAKPOINT and not self._holds_here()):
             arrival = timeline.forward(step)
         fatal = self._signal_reached()
-        if arrival.reason == "end" and fatal is not None:
-            return Arrival("signal", arrival.mark, signo=fatal.signo)
+        if arrival.reason == StopReason.END and fatal is not None:
+            return Arrival(StopReason.SIGNAL, arrival.mark, signo=fatal.signo)
         return arrival
 
     def _holds_here(self) -> bool:
-        """Whether the breakpoint the live replay stopped at stops it."""
-        live = self.timeline.live
-        return self._breakpoint_holds(live, live.process.get_regs().rip)
+        """Whether the breakpoint the replay stopped at stops it."""
+        stopped = self.timeline.stopped_at()
+        return self._breakpoint_holds(stopped, stopped.pc)
 
     def _has_condition(self, addr: int) -> bool:
-        kinds = self.conditions.get(addr)
+        kinds = self.conditions.get(addr, {})
         return bool(kinds) and None not in kinds.values()
 
-    def _breakpoint_holds(self, session: ReplaySession, addr: int) -> bool:
-        """Whether an arrival of ``session`` at breakpoint ``addr`` is a hit: it has
+    def _breakpoint_holds(self, stopped: StoppedAt, addr: int) -> bool:
+        """Whether an arrival (``stopped``) at breakpoint ``addr`` is a hit: it has
         no condition, or one of its conditions holds (or cannot be evaluated,
         and then gdb decides). Arrivals where none holds are not reported, in
         either direction: gdb never sees them."""
         if not self._has_condition(addr):
             return True
-        kinds = self.conditions[addr]
         self.evaluations += 1
-        machine = _StoppedAt(session.process)
-        return any(c is not None and c.holds(machine) for c in kinds.values())
+        machine = _StoppedAt(stopped)
+        failure: tuple[Condition, CannotEvaluate] | None = None
+        for condition in self.conditions[addr].values():
+            assert condition is not None  # _has_condition: every kind has one
+            try:
+                if condition.holds(machine):
+                    return True
+            except CannotEvaluate as error:
+                failure = failure or (condition, error)
+        if failure is not None:
+            self._cannot_evaluate(addr, *failure)
+        return failure is not None
+
+    def _cannot_evaluate(self, addr: int, condition: Condition, error: CannotEvaluate) -> None:
+        """Say, once for each condition of a place, that gdb judges it: the arrival
+        is reported, and gdb evaluates the condition again itself, at every arrival
+        where the server cannot (a round trip each)."""
+        if (addr, condition) in self.unevaluable:
+            return
+        self.unevaluable.add((addr, condition))
+        self._announce(f"cannot evaluate the condition at {addr:#x} in the server: {error}; "
+                       "each arrival there stops for gdb to evaluate it")
 
     def _dies_next(self) -> bool:
         """Whether the next event is the program's end (nothing runs before it)."""
-        live, reader = self.timeline.live, self.timeline.reader
-        return (live.end is None and live.next_event < len(reader)
-                and isinstance(reader[live.next_event], ExitEvent))
+        return isinstance(self.timeline.next_event(), ExitEvent)
 
     def _signal_reached(self) -> SignalEvent | None:
         """The recorded signal the replay has reached and not yet taken, if any."""
-        live, reader = self.timeline.live, self.timeline.reader
-        if live.reached is None or live.end is not None or live.next_event >= len(reader):
-            return None
-        event = reader[live.next_event]
+        event = self.timeline.reached_event()
         return event if isinstance(event, SignalEvent) else None
 
     def _stop(self, arrival: Arrival) -> Stop:
         reason = arrival.reason
-        if reason == "breakpoint":
+        if reason == StopReason.BREAKPOINT:
             return Stop("breakpoint", hw=False)
-        if reason == "step":
+        if reason == StopReason.STEP:
             return Stop("step")
-        if reason == "watch" and arrival.watch is not None:
+        if reason == StopReason.WATCH and arrival.watch is not None:
             return Stop("watchpoint", watch_kind=arrival.watch.kind, watch_addr=arrival.watch.addr)
-        if reason == "signal":
+        if reason == StopReason.SIGNAL:
             return Stop("signal", signo=arrival.signo)
-        if reason == "end":
+        if reason == StopReason.END:
             return Stop("history-end")
-        if reason == "history-begin":
+        if reason == StopReason.HISTORY_BEGIN:
             return Stop("history-begin")
-        if reason == "interrupted":
+        if reason == StopReason.INTERRUPTED:
             return Stop("interrupted", signo=2)
-        end = self.timeline.live.end
+        end = self.timeline.end
         if end is not None and end.exit_signal is not None:
             return Stop("terminated", signo=end.exit_signal)
         return Stop("exited", exit_status=end.exit_status if end else 0)
@@ -293,24 +307,22 @@ class ReplayTarget:
         return self.timeline.reader.read_file(copy) if copy is not None else None
 
     def memory_regions(self) -> list[MemoryRegion]:
-        space = self.timeline.live.space
         return [MemoryRegion(m.start, m.end, m.perms,
                              m.recorded.name if m.kind != "heap" else "[heap]")
-                for m in (space.mappings if space is not None else [])]
+                for m in self.timeline.mappings()]
 
     def _recorded_maps(self) -> str:
-        space = self.timeline.live.space
         lines = []
-        for m in space.mappings if space is not None else []:
+        for m in self.timeline.mappings():
             name = m.recorded.name if m.kind != "heap" else "[heap]"
             lines.append(f"{m.start:x}-{m.end:x} {m.perms} {m.recorded.offset:08x} 00:00 0"
                          f"{' ' * 10}{name}".rstrip())
         return "\n".join(lines) + "\n"
 
     def siginfo(self) -> bytes:
-        live = self.timeline.live
-        if live.pending_signal:
-            return live.pending_siginfo
+        pending = self.timeline.pending_siginfo()
+        if pending is not None:
+            return pending
         reached = self._signal_reached()  # a fatal signal, shown before it is taken
         if reached is not None:
             return reached.siginfo
@@ -406,7 +418,8 @@ class ReplayTarget:
         if name == "reverse-roll" and len(args) <= 1:
             count = _instruction_count(args[0]) if args else 1
             arrival = timeline.reverse_step(count)
-            note = " (the start of the recording)" if arrival.reason == "history-begin" else ""
+            note = " (the start of the recording)" \
+                if arrival.reason == StopReason.HISTORY_BEGIN else ""
             return f"now at {timeline.mark}{note}\n"
         if name == "checkpoint" and len(args) <= 1:
             label = args[0] if args else next(
@@ -450,20 +463,19 @@ class ReplayTarget:
 
 
 class _StoppedAt:
-    """A replay process stopped at a breakpoint, as a condition (gdbstub.agent)
-    reads it: registers by gdb's numbers, memory as recorded."""
+    """A replay stopped at a breakpoint, as a condition (gdbstub.agent) reads it:
+    registers by gdb's numbers, memory as recorded."""
 
-    def __init__(self, tracee: Tracee) -> None:
-        self.tracee = tracee
+    def __init__(self, stopped: StoppedAt) -> None:
+        self.stopped = stopped
         self._registers: tuple[bytes, bytes] | None = None
 
     def register(self, number: int) -> int:
         if not 0 <= number < len(REGISTERS):
             raise IndexError(number)
         if self._registers is None:
-            self._registers = (registers_to_bytes(self.tracee.get_regs()),
-                               self.tracee.get_xstate())
+            self._registers = self.stopped.registers()
         return int.from_bytes(REGISTERS[number].extract(*self._registers), "little")
 
     def read_memory(self, addr: int, length: int) -> bytes:
-        return self.tracee.read_partial(addr, length)
+        return self.stopped.read_memory(addr, length)

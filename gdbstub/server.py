@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import agent, lldb, registers, signals
-from .codec import PACKET_SIZE, Interrupt, Packet, ProtocolError, RspCodec
+from .codec import PACKET_SIZE, Interrupt, Packet, ProtocolError, RspCodec, console_packets
 from .target import DebugTarget, Stop
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,12 @@ def _kills(payload: bytes) -> bool:
 def _moves(payload: bytes) -> int:
     """1 for a packet that may move the replay (what an interrupt is for), else 0."""
     return int(_split_name(payload)[0] in _MOVES)
+
+
+def _awaits_console(payload: bytes) -> bool:
+    """Whether gdb takes `O` console packets before the reply to ``payload``: those
+    of a resume (before the stop reply) and of qRcmd (before its OK)."""
+    return bool(_moves(payload)) and not _kills(payload)
 
 
 # Where a replay starts: stopped, as if by a breakpoint trap, before the first instruction.
@@ -402,15 +408,13 @@ class RspSession:
 
     def _resume(self, *, step: bool, reverse: bool, linux_signal: int) -> bytes | Reply:
         self.last_stop = stop = self.target.resume(step, reverse, linux_signal)
-        if not stop.console:
-            return self._stop_reply(stop)
         # What the target has to say on the way goes first, as `O` console output
         # packets, which the manual allows while the program runs.
-        text = stop.console.encode()
-        step_size = (self.packet_size - 1) // 2
-        console = [b"O" + text[i : i + step_size].hex().encode()
-                   for i in range(0, len(text), step_size)]
-        return Reply((*console, self._stop_reply(stop)))
+        return Reply((*self.console_packets(stop.console), self._stop_reply(stop)))
+
+    def console_packets(self, text: str) -> list[bytes]:
+        """``text`` for the debugger's console, in `O` packets this connection takes."""
+        return console_packets(text, self.packet_size)
 
     def _stop_reply(self, stop: Stop) -> bytes:
         process = b";process:%x" % self.target.pid if self._multiprocess else b""
@@ -547,10 +551,7 @@ class RspSession:
             output = self.target.monitor(command)
         except ValueError as error:
             output = f"retrograde: {error}\n"
-        text = output.encode()
-        step = (self.packet_size - 1) // 2
-        console = [b"O" + text[i : i + step].hex().encode() for i in range(0, len(text), step)]
-        return Reply((*console, b"OK"))
+        return Reply((*self.console_packets(output), b"OK"))
 
     def _r_debug_slot(self, args: bytes) -> bytes:
         slot = self.target.r_debug_slot()
@@ -773,6 +774,26 @@ class _Shell:
         moves_queued = 0
         moving = False
         hung_up = False
+        # What the target says while it moves (a long search's progress, from any
+        # thread) goes out at once as `O` packets, but only while gdb waits for the
+        # reply to a packet that allows them: at any other time gdb would take one
+        # for the reply to its next packet. Lines from a move go before its reply,
+        # since the target's calls reach this loop in the order they were made.
+        console_open = False
+        loop = asyncio.get_running_loop()
+
+        def send_console(text: str) -> None:
+            if console_open and not hung_up:
+                for console_payload in session.console_packets(text):
+                    writer.write(codec.packet(console_payload))
+
+        def to_console(text: str) -> None:
+            try:
+                loop.call_soon_threadsafe(send_console, text)
+            except RuntimeError:  # the loop has closed: the server is ending
+                pass
+
+        self.target.console = to_console
 
         async def receive() -> None:
             nonlocal moves_queued, hung_up
@@ -818,11 +839,12 @@ class _Shell:
                     # may send `k` and hang up at once).
                     continue
                 moving = bool(_moves(payload))
+                console_open = _awaits_console(payload)
                 try:
                     call = functools.partial(session.handle, payload)
                     reply = await asyncio.wrap_future(self.tracer.submit(call))
                 finally:
-                    moving = False
+                    moving = console_open = False
                 then = reply.then
                 for reply_payload in reply.payloads:
                     writer.write(codec.packet(reply_payload))

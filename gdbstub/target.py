@@ -7,6 +7,7 @@ blocks are the kernel's raw layouts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +56,10 @@ class DebugTarget(Protocol):
 
     pid: int
     tid: int
+    # Where the target says what a long move is doing while it runs (lines ending
+    # in a newline), from any thread: `serve` points it at the debugger's console.
+    # Only what is said during `resume` or `monitor` is shown; the rest is dropped.
+    console: Callable[[str], None]
 
     def registers(self) -> tuple[bytes, bytes]:
         """(user_regs_struct, the XSAVE area from PTRACE_GETREGSET NT_X86_XSTATE)."""

@@ -16,6 +16,7 @@ import bisect
 from dataclasses import dataclass, replace
 
 from retrograde.trace.events import MappingRecord
+from retrograde.tracee.cpu import RandomInstruction
 from retrograde.tracee.maps import KernelMapping, page_up
 
 STACK_SLACK = 8 << 20  # [stack] grows down on its own in both runs
@@ -62,14 +63,33 @@ def prot_perms(prot: int, shared: bool = False) -> str:
 
 
 class AddressSpace:
-    def __init__(self, records: list[MappingRecord]) -> None:
+    """The memory of one replayed process, shared by its tasks (threads).
+
+    Besides the mappings, it keeps what replay itself made in that memory: the
+    retrograde page's address, the emulated program break, the memfds behind
+    shared objects with several views (name: (fd, size)), the ud2 traps on
+    recorded rdrand/rdseed sites (pc: (instruction, original bytes)), and how
+    many mmap-family calls it has seen (Lizard's id(X) counts per process).
+    """
+
+    def __init__(self, records: list[MappingRecord], *, page: int = 0, brk: int = 0) -> None:
         self.mappings: list[Mapping] = sorted(
             (Mapping(r.start, r.end, r.perms, kind_of(r), r, r.offset) for r in records),
             key=lambda m: m.start)
+        self.page = page
+        self.brk = brk
+        self.shared_objects: dict[str, tuple[int, int]] = {}
+        self.random_traps: dict[int, tuple[RandomInstruction, bytes]] = {}
+        self.mmap_calls = 0
 
     def copy(self) -> AddressSpace:
-        clone = AddressSpace([])
+        """The model of a fork of this process (its memfds are its parent's until the
+        caller backs them anew)."""
+        clone = AddressSpace([], page=self.page, brk=self.brk)
         clone.mappings = list(self.mappings)
+        clone.shared_objects = dict(self.shared_objects)
+        clone.random_traps = dict(self.random_traps)
+        clone.mmap_calls = self.mmap_calls
         return clone
 
     def _cut(self, start: int, end: int) -> tuple[list[Mapping], list[Mapping]]:

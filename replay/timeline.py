@@ -1,22 +1,8 @@
 """The timeline: positions in a replay, checkpoints, and moving backwards.
 
-There are no performance counters, so a moment of the replay is named by a
-recipe that reaches it (DESIGN.md, "Time"): a ``Mark`` is an event boundary
-(the number of events completed) plus segments, each counted from where the
-previous one ended:
-
-    ("bp", addr, n)      run until the n-th arrival at addr
-    ("step", n)          single-step n instructions
-    ("watch", key, n)    run until the n-th trigger of watchpoint key
-    ("reach",)           run until the next event's stop, without carrying it out
-    ("state", pc, regs, digest)
-                         run until an arrival at pc in exactly this state (registers
-                         and a digest of memory): where an interrupt stopped a run
-
-Between two events execution is deterministic, so replaying a mark's segments
-from a checkpoint at its boundary always arrives at the same state. A segment
-never crosses an event: a run that completes an event starts a new mark at the
-new boundary.
+A position is a ``Mark`` (replay/marks.py): an event boundary plus a recipe of
+segments that reaches the moment from there, replayed from a checkpoint at
+that boundary.
 
 Going backwards is restoring a checkpoint and running forwards (seed 002):
 reverse-continue scans forward from the nearest earlier checkpoint to the
@@ -27,7 +13,9 @@ the present by single-stepping and seek to N before, in one seek.
 The timeline owns the live session, every checkpoint and the user's
 breakpoints and watchpoints. Invariant: checkpoints are stopped clones that
 never run and never hold a breakpoint (the session writes int3s only while
-running).
+running) nor an armed watchpoint. The debugger server sees the replay only
+through the timeline (``registers``, ``read_memory``, ``stopped_at``, ...),
+never a live task.
 """
 
 from __future__ import annotations
@@ -42,31 +30,45 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
-from retrograde.trace.events import ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
+from retrograde.trace.events import Event, ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
-from retrograde.tracee.perf import (
-    HW_BREAKPOINT_RW,
-    HW_BREAKPOINT_W,
-    PerfUnavailable,
-    Place,
-    counter_for,
-)
+from retrograde.tracee.perf import PerfUnavailable, Place
 from retrograde.tracee.process import TraceeError
-from retrograde.tracee.registers import registers_to_bytes
+from retrograde.tracee.registers import registers_from_bytes, registers_to_bytes
 
+from .address_space import Mapping
 from .flow import predecessors
+from .hardware import Watch
+from .marks import (
+    Arrivals,
+    Counted,
+    ExactState,
+    Key,
+    Mark,
+    Position,
+    Reach,
+    Segment,
+    Steps,
+    Triggers,
+    hits_of,
+    on_the_way,
+    remainder,
+)
 from .session import (
     ALL_SIGNALS,
     RESUME_FLAG,
     EchoFrontier,
     Interruption,
+    ReplayEnd,
     ReplaySession,
     RunStop,
+    StopReason,
 )
 
-Segment = tuple
-ATOMIC = ("reach", "state")  # segments without a count: done entirely or not at all
+__all__ = ["Arrival", "Mark", "StopReason", "StoppedAt", "Timeline", "Watch"]
+
 CHECKPOINT_INTERVAL_SECONDS = 0.05  # replay time between two boundary checkpoints
+CHECKPOINT_INTERVAL_EVENTS = 8  # or events: a reverse search from a stop replays fewer first
 MAX_BOUNDARY_CHECKPOINTS = 48
 MAX_RECENT_CLONES = 24
 CLONE_EVERY_STEPS = 256  # while counting instructions, leave a clone this often
@@ -77,8 +79,10 @@ WAYPOINTS_A_LEVEL = 2
 MAX_WAYPOINTS = 12
 ARRIVALS_BETWEEN_CLONES = 256  # while counting arrivals on perf counters, clone this often
 NEVER = 1 << 62  # a count no run reaches
-WHEN_COUNT_LIMIT = 50_000  # instructions a position is counted over (about a second)
-MAX_POSITIONS = 256
+WHEN_COUNT_LIMIT = 50_000  # first instructions of an interval named by their number (2 s)
+MAX_POSITIONS = 4096
+MAX_ARRIVALS_KNOWN = 4096
+MAX_FIRST_INSTRUCTIONS = 2  # intervals whose first instructions are kept
 COUNTED_PLACES = 3  # user breakpoints and watchpoints a scan counts: 4 debug registers, one
 #                     left for the run's own goal
 CLONES_A_WALK = 48  # clones a reverse search leaves among the hits of the interval it is in
@@ -87,96 +91,16 @@ PROGRESS_AFTER = 1.0  # seconds of reverse search before it says what it is doin
 
 
 @dataclass(frozen=True)
-class Mark:
-    """A position: ``event`` events completed, then ``steps`` from that boundary."""
-
-    event: int
-    steps: tuple[Segment, ...] = ()
-
-    def then(self, segment: Segment) -> Mark:
-        """This mark, then ``segment``. Counting segments of one kind and target merge:
-        the next arrival after the m-th arrival at a place is the (m+1)-th."""
-        if segment[0] not in ATOMIC and segment[-1] == 0:
-            return self
-        last = self.steps[-1] if self.steps else None
-        if last is not None and last[0] not in ATOMIC and last[:-1] == segment[:-1]:
-            return Mark(self.event, self.steps[:-1] + ((*last[:-1], last[-1] + segment[-1]),))
-        # A debugger steps over a breakpoint before it continues: the m-th arrival at
-        # a, one step, then the next arrival at a is the (m+1)-th arrival at a (one
-        # instruction cannot arrive at a again, unless it is a jump to itself).
-        if segment[0] == "bp" and len(self.steps) >= 2 and self.steps[-1] == ("step", 1):
-            before = self.steps[-2]
-            if before[0] == "bp" and before[1] == segment[1]:
-                return Mark(self.event, self.steps[:-2] + (("bp", segment[1],
-                                                            before[2] + segment[2]),))
-        return Mark(self.event, self.steps + (segment,))
-
-    def __str__(self) -> str:
-        def show(seg: Segment) -> str:
-            if seg[0] == "state":
-                return f"state at {seg[1]:#x}"
-            return " ".join(str(x if not isinstance(x, int) or x < 4096 else hex(x)) for x in seg)
-
-        inside = ", ".join(show(seg) for seg in self.steps)
-        return f"event {self.event}" + (f" + {inside}" if inside else "")
-
-
-def remainder(prefix: Mark, target: Mark) -> tuple[Segment, ...] | None:
-    """The segments that lead from ``prefix`` to ``target``, or None when ``prefix``
-    is not on the way to ``target``."""
-    if prefix.event != target.event or len(prefix.steps) > len(target.steps):
-        return None
-    if not prefix.steps:
-        return target.steps
-    i = len(prefix.steps) - 1
-    if prefix.steps[:i] != target.steps[:i]:
-        return None
-    last, goal = prefix.steps[i], target.steps[i]
-    if last == goal:
-        return target.steps[i + 1:]
-    if last[0] != goal[0] or last[:-1] != goal[:-1] or last[0] in ATOMIC or last[-1] > goal[-1]:
-        return None
-    return ((*goal[:-1], goal[-1] - last[-1]),) + target.steps[i + 1:]
-
-
-@dataclass(frozen=True)
-class Watch:
-    addr: int
-    length: int
-    kind: str  # "watch" | "rwatch" | "awatch"
-
-    @property
-    def key(self) -> tuple:
-        """How a mark's segment names this watchpoint's triggers."""
-        return ("watch", (self.addr, self.length, self.kind))
-
-    @property
-    def place(self) -> Place:
-        """The perf counter's view: x86 has no read-only data breakpoint, so rwatch
-        counts reads and writes, as its debug-register bits do."""
-        return Place(self.addr, HW_BREAKPOINT_W if self.kind == "watch" else HW_BREAKPOINT_RW,
-                     self.length)
-
-    @property
-    def dr7_bits(self) -> tuple[int, int]:
-        rw = {"watch": 0b01, "rwatch": 0b11, "awatch": 0b11}[self.kind]
-        size = {1: 0b00, 2: 0b01, 4: 0b11, 8: 0b10}[self.length]
-        return rw, size
-
-
-@dataclass(frozen=True)
 class Arrival:
     """What a timeline move ended at, in terms the debugger server translates."""
 
-    reason: str  # "breakpoint" | "step" | "watch" | "signal" | "end" | "exited" |
-    #              "history-begin" | "interrupted"
+    reason: StopReason  # not EVENT nor REACHED: a move goes on past those
     mark: Mark
     signo: int = 0
     watch: Watch | None = None
 
 
-Hit = tuple  # (Mark, the Watch that triggered, or None for a breakpoint)
-Key = tuple  # ("bp", addr) or Watch.key: what a hit is a hit of
+Hit = tuple[Mark, Watch | None]  # where, and the Watch that triggered (None: a breakpoint)
 
 
 @dataclass
@@ -192,39 +116,69 @@ class _Walk:
     and watchpoints (``armed``) are set.
     """
 
-    armed: tuple
+    armed: tuple[frozenset[int], tuple[Watch, ...]]
     start: int
     counts: dict[int, dict[Key, int]]
     at: dict[Mark, tuple[int, dict[Key, int]]]
     cloned: set[tuple[int, Key]]  # intervals and keys whose hits have clones among them
 
 
+class _Reporter:
+    """The one thread that speaks for long searches: started once, on the first search,
+    since starting a thread for each costs milliseconds of a hop that takes a few."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._current: SearchProgress | None = None
+        self._thread: threading.Thread | None = None
+
+    def watch(self, progress: SearchProgress | None) -> None:
+        with self._changed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._report, daemon=True,
+                                                name="search progress")
+                self._thread.start()
+            self._current = progress
+            self._changed.notify()
+
+    def _report(self) -> None:
+        while True:
+            with self._changed:
+                while self._current is None:
+                    self._changed.wait()
+                progress, wait = self._current, PROGRESS_AFTER
+                while self._current is progress:
+                    if not self._changed.wait(wait) and self._current is progress:
+                        # Said under the lock: the search's end waits for this line,
+                        # so every line comes before the one saying how long it took.
+                        progress.say_phase()
+                        wait = 1.0
+
+
+_REPORTER = _Reporter()
+
+
 class SearchProgress:
     """Says what a long reverse search is doing: after PROGRESS_AFTER seconds a line
-    every second (from a thread of its own: the search itself is a native run
-    that may not come back for a while), and at the end the time it took."""
+    every second (from a thread of its own, _REPORTER: the search itself is a
+    native run that may not come back for a while), and at the end the time it
+    took."""
 
     def __init__(self, announce: Callable[[str], None], what: str) -> None:
         self.announce = announce
         self.what = what
         self.phase = "starting"
         self.started = time.monotonic()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._report, daemon=True)
 
-    def _report(self) -> None:
-        wait = PROGRESS_AFTER
-        while not self._done.wait(wait):
-            self.announce(f"{self.what}: {self.phase} ({time.monotonic() - self.started:.0f} s)")
-            wait = 1.0
+    def say_phase(self) -> None:
+        self.announce(f"{self.what}: {self.phase} ({time.monotonic() - self.started:.0f} s)")
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        _REPORTER.watch(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
+        _REPORTER.watch(None)
         took = time.monotonic() - self.started
         if took >= PROGRESS_AFTER:
             ended = "interrupted after" if exc[0] is KeyboardInterrupt else "took"
@@ -273,17 +227,83 @@ class _Arrivals:
 
     def __init__(self, base: Mark) -> None:
         self.base = base
-        self.counts: dict[tuple, int] = {}
+        self.counts: dict[Key, int] = {}
 
     def hit(self, stop: RunStop, armed: list[Watch]) -> Hit:
-        if stop.reason == "watch":
-            watch: Watch | None = armed[stop.watch]
-            assert watch is not None
-            key: tuple = ("watch", (watch.addr, watch.length, watch.kind))
-        else:
-            watch, key = None, ("bp", stop.addr)
+        watch = armed[stop.watch] if stop.reason == StopReason.WATCH else None
+        key: Key = watch if watch is not None else stop.addr
         self.counts[key] = count = self.counts.get(key, 0) + 1
-        return self.base.then((*key, count)), watch
+        return self.base.then(hits_of(key, count)), watch
+
+
+class StoppedAt:
+    """A replay stopped at a breakpoint, as a condition reads it: registers and the
+    memory the recording saw. Valid until the replay moves."""
+
+    def __init__(self, session: ReplaySession) -> None:
+        self._session = session
+
+    @property
+    def pc(self) -> int:
+        return int(self._session.process.get_regs().rip)
+
+    def registers(self) -> tuple[bytes, bytes]:
+        """The general registers (struct user_regs_struct) and the XSAVE area."""
+        t = self._session.process
+        return registers_to_bytes(t.get_regs()), t.get_xstate()
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        """As much of [addr, addr + length) as is readable."""
+        return self._session.read_memory(addr, length)
+
+
+class _FirstInstructions:
+    """The first instructions of one event interval, single-stepped from its
+    boundary once and only as far as a question needs (at most
+    WHEN_COUNT_LIMIT): at which instruction each pc is arrived at, and after how
+    many instructions the event's stop comes. The stepping session is kept
+    until then, so the next question goes on from where the last one stopped."""
+
+    def __init__(self, session: ReplaySession, step: Callable[..., RunStop]) -> None:
+        self.session: ReplaySession | None = session
+        self._step = step
+        self.instructions = 0
+        self.arrivals: dict[int, list[int]] = {}  # pc -> instruction numbers it is at
+        self.stop: int | None = None  # instructions before the event's stop
+
+    def _extend(self, steps: int) -> None:
+        session = self.session
+        assert session is not None
+        for _ in range(min(steps, WHEN_COUNT_LIMIT - self.instructions)):
+            stop = self._step(session, step=True, stop_before_event=True, stop_at_end=False)
+            if stop.reason != StopReason.STEP:
+                self.stop = self.instructions if stop.reason == StopReason.REACHED else None
+                self.close()
+                return
+            self.instructions += 1
+            pc = int(session.process.get_regs().rip)
+            self.arrivals.setdefault(pc, []).append(self.instructions)
+        if self.instructions >= WHEN_COUNT_LIMIT:
+            self.close()
+
+    def instruction_of(self, pc: int, arrival: int) -> int | None:
+        """The number of the instruction at which ``pc`` is arrived at the
+        ``arrival``-th time; None beyond the first WHEN_COUNT_LIMIT."""
+        while len(self.arrivals.get(pc, ())) < arrival and self.session is not None:
+            self._extend(CLONE_EVERY_STEPS * 4)
+        at = self.arrivals.get(pc, [])
+        return at[arrival - 1] if len(at) >= arrival else None
+
+    def reach(self) -> int | None:
+        """The instructions before the event's stop; None beyond the first WHEN_COUNT_LIMIT."""
+        while self.session is not None:
+            self._extend(CLONE_EVERY_STEPS * 4)
+        return self.stop
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
 
 class Timeline:
@@ -303,14 +323,17 @@ class Timeline:
         self.walk_clones: OrderedDict[Mark, ReplaySession] = OrderedDict()
         self._walk: _Walk | None = None
         self._writers: dict[int, int] = {}  # pc after an access -> the instruction that made it
+        self._last_writer: dict[Key, int] = {}  # watchpoint -> the last writer found for it
         self.announce: Callable[[str], None] = _announce_on_stderr
-        self.positions: dict[Mark, int | None] = {}  # instructions from the event's boundary
+        self.positions: dict[Mark, Position | str] = {}
+        self._arrivals_known: dict[tuple[Mark, int], int] = {}  # (mark, pc): arrivals at pc
+        self._first: dict[int, _FirstInstructions] = {}
         self.breakpoints: set[int] = set()
         self.watches: list[Watch] = []
         # Asked at each arrival at a user breakpoint a scan passes (the session
         # stopped there): False makes the arrival no hit. It is still counted,
         # since marks name arrivals, and it is the caller's to skip going forwards.
-        self.breakpoint_holds: Callable[[ReplaySession, int], bool] = lambda session, addr: True
+        self.breakpoint_holds: Callable[[StoppedAt, int], bool] = lambda stopped, addr: True
         # Whether a breakpoint has a condition: counters count arrivals, not the ones
         # where it holds, so a search with one stops at every arrival instead.
         self.has_condition: Callable[[int], bool] = lambda addr: False
@@ -326,6 +349,10 @@ class Timeline:
                         *self.waypoints.values(), *self.walk_clones.values(),
                         *(s for _, s in self.named.values())]:
             session.close()
+        self.live.precise.close()
+        for first in self._first.values():
+            first.close()
+        self._first.clear()
         self.walk_clones.clear()
         self.boundary_checkpoints.clear()
         self.recent.clear()
@@ -347,6 +374,12 @@ class Timeline:
             return
         self.boundary_checkpoints[live.next_event] = live.clone()
         self._last_checkpoint_time = time.monotonic()
+        if len(self.boundary_checkpoints) > MAX_BOUNDARY_CHECKPOINTS:
+            self._thin_checkpoints()
+
+    def _keep_boundary(self, event: int, session: ReplaySession) -> None:
+        """Keep a clone of ``session`` (at ``event``'s boundary) as its checkpoint."""
+        self.boundary_checkpoints[event] = session.clone()
         if len(self.boundary_checkpoints) > MAX_BOUNDARY_CHECKPOINTS:
             self._thin_checkpoints()
 
@@ -391,14 +424,14 @@ class Timeline:
                                                       *self.waypoints.items(),
                                                       *self.walk_clones.items(),
                                                       *self.named.values()]
-                if remainder(mark, target) is not None]
+                if on_the_way(mark, target)]
 
     @staticmethod
     def _latest(marks: list[Mark]) -> Mark:
         """Of marks that all lie on the way to one place, the one nearest to it."""
         best = marks[0]
         for mark in marks[1:]:
-            if remainder(best, mark) is not None:  # best is on the way to mark
+            if on_the_way(best, mark):  # best is on the way to mark
                 best = mark
         return best
 
@@ -429,7 +462,7 @@ class Timeline:
 
     def seek(self, target: Mark) -> None:
         """Make the live session be at ``target``."""
-        if target == self.mark and self.live.tracee is not None:
+        if target == self.mark and self.live.started:
             return
         fresh = self._fresh_at(target)
         self.live.close()
@@ -437,16 +470,10 @@ class Timeline:
         self.mark = target
         self._remember(target, fresh)
 
-    def _apply_watches(self, session: ReplaySession, watches: list[Watch]) -> None:
-        t = session.tracee
-        if t is None or not t.alive:
-            return
-        dr7 = 0
-        for i, w in enumerate(watches[:4]):
-            t.set_debugreg(i, w.addr)
-            rw, size = w.dr7_bits
-            dr7 |= (1 << (2 * i)) | (rw << (16 + 4 * i)) | (size << (18 + 4 * i))
-        t.set_debugreg(7, dr7)
+    @staticmethod
+    def _apply_watches(session: ReplaySession, watches: list[Watch]) -> None:
+        if session.started:
+            session.task.hardware.arm(watches)
 
     @staticmethod
     def _step(session: ReplaySession, **how: object) -> RunStop:
@@ -454,7 +481,7 @@ class Timeline:
         interrupt abandons the move (the live session is left where it was)."""
         how.setdefault("report_signals", frozenset())
         stop = session.run(**how)  # type: ignore[arg-type]
-        if stop.reason == "interrupted":
+        if stop.reason == StopReason.INTERRUPTED:
             raise KeyboardInterrupt
         return stop
 
@@ -471,7 +498,7 @@ class Timeline:
             stop = self._step(session, breakpoints=bps, until_event=True, stop_at_end=False)
             if session.next_event != arrivals.base.event:
                 arrivals = _Arrivals(Mark(session.next_event))
-            elif stop.reason in ("breakpoint", "watch"):
+            elif stop.reason in (StopReason.BREAKPOINT, StopReason.WATCH):
                 hit = arrivals.hit(stop, watches)
                 if observe and hits is not None and self._is_hit(session, hit, stop.addr):
                     hits.append(hit)
@@ -494,9 +521,9 @@ class Timeline:
         from. A watchpoint's trigger there is a hit: it stops after the write,
         so going backwards from there crosses that write first.
         """
-        kind = segment[0]
         observing = hits is not None
         found: list[Hit] = hits if hits is not None else []
+        task = session.task
 
         def counts(done: int, total: int, watch: bool = False) -> bool:
             return observing and (done < total or not final or watch)
@@ -504,85 +531,93 @@ class Timeline:
         def at(progress: int) -> Mark:
             if progress == 0:
                 return cur
-            return Mark(cur.event, cur.steps + ((*segment[:-1], progress),))
+            assert isinstance(segment, Counted)
+            return Mark(cur.event, cur.steps + (segment.with_count(progress),))
 
         def observe(arrivals: _Arrivals, stop: RunStop, armed: list[Watch]) -> None:
             hit = arrivals.hit(stop, armed)
             if observing and self._is_hit(session, hit, stop.addr):
                 found.append(hit)
 
-        if kind == "reach":
+        trapped = (StopReason.BREAKPOINT, StopReason.WATCH)
+        if isinstance(segment, Reach):
             arrivals = _Arrivals(cur)
             while (stop := self._step(session, breakpoints=bps,
-                                      stop_before_event=True)).reason in ("breakpoint", "watch"):
+                                      stop_before_event=True)).reason in trapped:
                 observe(arrivals, stop, watches)
-            return cur.then(("reach",))
-        if kind == "state":
-            pc = segment[1]
+            return cur.then(Reach())
+        if isinstance(segment, ExactState):
+            pc = segment.pc
             arrivals = _Arrivals(cur)
             while True:
                 stop = self._step(session, breakpoints=bps | {pc}, stop_at_end=False)
-                if stop.reason == "breakpoint" and stop.addr == pc and \
+                if stop.reason == StopReason.BREAKPOINT and stop.addr == pc and \
                         self._in_state(session, segment):
                     return cur.then(segment)
-                if stop.reason not in ("breakpoint", "watch"):
+                if stop.reason not in trapped:
                     raise RuntimeError(f"lost the way to a state at {pc:#x} after {cur} ({stop})")
-                if stop.reason == "watch" or stop.addr in bps:
+                if stop.reason == StopReason.WATCH or stop.addr in bps:
                     observe(arrivals, stop, watches)
-        if kind == "step":
-            for done in range(1, segment[1] + 1):
+        if isinstance(segment, Steps):
+            for done in range(1, segment.count + 1):
                 stop = self._step(session, step=True, stop_at_end=False)
-                if counts(done, segment[1], watch=True) and stop.reason == "watch":
+                if counts(done, segment.count, watch=True) and stop.reason == StopReason.WATCH:
                     found.append((at(done), watches[stop.watch]))
-                elif counts(done, segment[1]) and (pc := session.process.get_regs().rip) in bps \
-                        and self.breakpoint_holds(session, pc):
+                elif counts(done, segment.count) and (pc := session.process.get_regs().rip) \
+                        in bps and self._holds(session, pc):
                     found.append((at(done), None))
-            return at(segment[1])
-        if kind in ("bp", "watch"):
-            count = segment[2]
-            if kind == "bp":
-                addr = segment[1]
+            return at(segment.count)
+        if isinstance(segment, Arrivals | Triggers):
+            count = segment.count
+            watch: Watch | None
+            if isinstance(segment, Arrivals):
+                addr = segment.addr
                 armed, run_bps, watch = watches, bps | {addr}, None
                 is_user_hit = addr in bps
 
                 def arrived(stop: RunStop) -> bool:
-                    return stop.reason == "breakpoint" and stop.addr == addr
+                    return stop.reason == StopReason.BREAKPOINT and stop.addr == addr
+
+                if not observing and not watches and task.quiet:
+                    task.run_to_arrival(addr, count)  # a seek: the fast way
+                    return at(count)
             else:
-                watch = Watch(*segment[1])
+                watch = segment.watch
                 armed, run_bps = (watches if watch in watches else [watch, *watches][:4]), bps
                 is_user_hit = watch in watches
 
                 def arrived(stop: RunStop) -> bool:
-                    return stop.reason == "watch" and armed[stop.watch] == watch
-            if kind == "bp" and not observing and not watches and session.reached is None \
-                    and not session.pending_signal:
-                session.run_to_arrival(segment[1], count)  # a seek: the fast way
-                return at(count)
-            if kind == "watch" and not observing and not watches and session.reached is None \
-                    and not session.pending_signal:
-                try:
-                    session.run_counting(Watch(*segment[1]).place, count, [])
-                    return at(count)
-                except PerfUnavailable:
-                    pass  # no free debug register for a counter: one stop a trigger
+                    return stop.reason == StopReason.WATCH and armed[stop.watch] == watch
+
+                if not observing and not watches and task.quiet:
+                    try:
+                        task.run_counting(watch.place, count, [])
+                        return at(count)
+                    except PerfUnavailable:
+                        pass  # no free debug register for a counter: one stop a trigger
             self._apply_watches(session, armed)
             for done in range(1, count + 1):
                 arrivals = _Arrivals(at(done - 1))
                 while not arrived(stop := self._step(session, breakpoints=run_bps,
                                                      stop_at_end=False)):
-                    if stop.reason not in ("breakpoint", "watch"):
-                        raise RuntimeError(f"lost the way to {segment[0]} {segment[1]} after "
+                    if stop.reason not in trapped:
+                        raise RuntimeError(f"lost the way to {segment} after "
                                            f"{arrivals.base} ({stop})")
                     observe(arrivals, stop, armed)
                 if counts(done, count, watch=watch is not None) and is_user_hit and (
-                        watch is not None or self.breakpoint_holds(session, segment[1])):
+                        watch is not None or (isinstance(segment, Arrivals)
+                                              and self._holds(session, segment.addr))):
                     found.append((at(done), watch))
             self._apply_watches(session, watches)
             return at(count)
         raise ValueError(f"unknown segment {segment}")
 
     def _is_hit(self, session: ReplaySession, hit: Hit, addr: int) -> bool:
-        return hit[1] is not None or self.breakpoint_holds(session, addr)
+        return hit[1] is not None or self._holds(session, addr)
+
+    def _holds(self, session: ReplaySession, addr: int) -> bool:
+        """Whether ``session``'s arrival at user breakpoint ``addr`` is a hit."""
+        return self.breakpoint_holds(StoppedAt(session), addr)
 
     def _after(self, start: Mark, session: ReplaySession, stop: RunStop,
                watches: list[Watch]) -> Mark:
@@ -590,24 +625,23 @@ class Timeline:
         if session.end is not None:
             return Mark(len(self.reader))
         base = start if session.next_event == start.event else Mark(session.next_event)
-        if stop.reason == "breakpoint":
-            return base.then(("bp", stop.addr, 1))
-        if stop.reason == "step":
-            return base.then(("step", 1)) if base is start else base
-        if stop.reason == "watch":
-            w = watches[stop.watch]
-            return base.then(("watch", (w.addr, w.length, w.kind), 1))
-        if stop.reason == "end" and session.next_event >= len(self.reader):
+        if stop.reason == StopReason.BREAKPOINT:
+            return base.then(Arrivals(stop.addr, 1))
+        if stop.reason == StopReason.STEP:
+            return base.then(Steps(1)) if base is start else base
+        if stop.reason == StopReason.WATCH:
+            return base.then(Triggers(watches[stop.watch], 1))
+        if stop.reason == StopReason.END and session.next_event >= len(self.reader):
             return Mark(session.next_event)  # the end of a cut-short trace: a boundary
-        if stop.reason in ("end", "reached"):
-            return base.then(("reach",))
+        if stop.reason in (StopReason.END, StopReason.REACHED):
+            return base.then(Reach())
         return base
 
     # -- what the debugger asks for -------------------------------------------------------------
     def forward(self, step: bool) -> Arrival:
         live = self.live
         if live.end is not None:
-            return Arrival("exited", self.mark)
+            return Arrival(StopReason.EXITED, self.mark)
         self._apply_watches(live, self.watches)
         bps = frozenset(self.breakpoints)
         try:
@@ -615,22 +649,24 @@ class Timeline:
                 start = self.mark
                 stop = live.run(step=step, breakpoints=bps, until_event=not step,
                                 report_signals=self.report_signals)
-                if stop.reason == "interrupted":
+                if stop.reason == StopReason.INTERRUPTED:
                     return self._interrupted_here(start)
                 self.mark = self._after(start, live, stop, self.watches)
-                if stop.reason == "event":
-                    if time.monotonic() - self._last_checkpoint_time > CHECKPOINT_INTERVAL_SECONDS:
+                if stop.reason == StopReason.EVENT:
+                    if time.monotonic() - self._last_checkpoint_time > \
+                            CHECKPOINT_INTERVAL_SECONDS or live.next_event - max(
+                                self.boundary_checkpoints, default=0) >= CHECKPOINT_INTERVAL_EVENTS:
                         self._checkpoint_boundary()
                     if self.interrupted.is_set():
                         self.interrupted.clear()
-                        return Arrival("interrupted", self.mark, signo=signal.SIGINT)
+                        return Arrival(StopReason.INTERRUPTED, self.mark, signo=signal.SIGINT)
                     continue
                 break
         finally:
             self._apply_watches(live, [])
-        watch = self.watches[stop.watch] if stop.reason == "watch" else None
+        watch = self.watches[stop.watch] if stop.reason == StopReason.WATCH else None
         arrival = Arrival(stop.reason, self.mark, signo=stop.signo, watch=watch)
-        if stop.reason == "step" or not self.mark.steps:
+        if stop.reason == StopReason.STEP or not self.mark.steps:
             self._checkpoint_boundary()
         return arrival
 
@@ -641,15 +677,15 @@ class Timeline:
         live = self.live
         base = start if live.next_event == start.event else Mark(live.next_event)
         regs = live.process.get_regs()
-        self.mark = base.then(("state", regs.rip, registers_to_bytes(regs), live.state_digest()))
+        self.mark = base.then(ExactState(regs.rip, registers_to_bytes(regs), live.state_digest()))
         self._remember(self.mark, live)
-        return Arrival("interrupted", self.mark, signo=signal.SIGINT)
+        return Arrival(StopReason.INTERRUPTED, self.mark, signo=signal.SIGINT)
 
     def reverse_continue(self) -> Arrival:
         """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes)."""
         with SearchProgress(self.announce, "reverse search") as progress:
             places = self._counted_places()
-            if places and not any(segment[0] == "state" for segment in self.mark.steps):
+            if places and not any(isinstance(segment, ExactState) for segment in self.mark.steps):
                 try:
                     return self._reverse_search(places, progress)
                 except (PerfUnavailable, _NotCountable):
@@ -662,8 +698,8 @@ class Timeline:
         has a condition."""
         if any(self.has_condition(addr) for addr in self.breakpoints):
             return None
-        places: dict[Key, Place] = {("bp", addr): Place(addr) for addr in sorted(self.breakpoints)}
-        places |= {w.key: w.place for w in self.watches}
+        places: dict[Key, Place] = {addr: Place(addr) for addr in sorted(self.breakpoints)}
+        places |= {w: w.place for w in self.watches}
         return places if len(places) <= COUNTED_PLACES else None
 
     def _reverse_continue_by_stops(self, progress: SearchProgress) -> Arrival:
@@ -680,7 +716,7 @@ class Timeline:
                 return self._arrive_backwards(*hits[-1])
             end = Mark(start)
         self.seek(self.start_mark)
-        return Arrival("history-begin", self.mark)
+        return Arrival(StopReason.HISTORY_BEGIN, self.mark)
 
     # -- reverse search on counters -------------------------------------------------------------
     def _reverse_search(self, places: dict[Key, Place], progress: SearchProgress) -> Arrival:
@@ -715,7 +751,7 @@ class Timeline:
                     return self._hop_to_last(walk, event, intervals[event], places, progress)
             end = Mark(start)
         self.seek(self.start_mark)
-        return Arrival("history-begin", self.mark)
+        return Arrival(StopReason.HISTORY_BEGIN, self.mark)
 
     def _hop_to_last(self, walk: _Walk, event: int, counts: dict[Key, int],
                      places: dict[Key, Place], progress: SearchProgress) -> Arrival:
@@ -741,7 +777,7 @@ class Timeline:
         counter on every place, read at every event.
 
         Counted as marks name them: an arrival the task stands at when counting
-        starts, or at a boundary, or where a "bp" segment of the recipe stopped,
+        starts, or at a boundary, or where an Arrivals segment of the recipe stopped,
         was counted already or is named from there, so it is skipped (resume
         flag); ``end``'s own arrival at a breakpoint is not a hit before it,
         while a watchpoint trigger at ``end`` is (it stops after the write).
@@ -751,8 +787,8 @@ class Timeline:
         counts: dict[int, dict[Key, int]] = {}
         try:
             with contextlib.ExitStack() as stack:
-                pid = session.process.pid
-                counters = {key: stack.enter_context(counter_for(pid, place))
+                hardware = session.task.hardware
+                counters = {key: stack.enter_context(hardware.counter(place))
                             for key, place in places.items()}
                 seen = dict.fromkeys(counters, 0)
 
@@ -767,23 +803,29 @@ class Timeline:
                     self._step(session, until_event=True, stop_at_end=False)
                     interval(event)
                     self._skip_arrival_here(session, places)
+                if end.event not in self.boundary_checkpoints and session.end is None \
+                        and session.task.quiet:
+                    # The hops that follow run from this boundary, not from the start
+                    # of the count: a forward run takes no checkpoint inside its stop's
+                    # interval, which is where reverse searches begin.
+                    self._keep_boundary(end.event, session)
                 cur = Mark(end.event)
                 for segment in rest:
                     cur = self._run_segment(session, cur, segment, frozenset(), [], None)
-                    if segment[0] == "bp":
+                    if isinstance(segment, Arrivals):
                         self._skip_arrival_here(session, places)
                 interval(end.event)
         finally:
             session.close()
-        if rest and rest[-1][0] == "bp" and ("bp", rest[-1][1]) in places:
-            counts[end.event][("bp", rest[-1][1])] -= 1
+        if rest and isinstance(rest[-1], Arrivals) and rest[-1].addr in places:
+            counts[end.event][rest[-1].addr] -= 1
         return counts
 
     @staticmethod
     def _skip_arrival_here(session: ReplaySession, places: dict[Key, Place]) -> None:
         """Let the next resume execute the instruction the task stands at without
         counting an arrival there (resume flag): it is not a hit after this place."""
-        if session.end is not None or session.reached is not None or session.pending_signal:
+        if session.end is not None or not session.task.quiet:
             return
         regs = session.process.get_regs()
         if any(p.executes and p.addr == regs.rip for p in places.values()):
@@ -800,7 +842,7 @@ class Timeline:
             others = [places[k] for k in keys if k != key]
             session = self._fresh_at(Mark(event))
             try:
-                made = session.run_counting(places[key], counts[key], others)
+                made = session.task.run_counting(places[key], counts[key], others)
             finally:
                 session.close()
             if all(made[places[k]] == counts[k] for k in keys if k != key):
@@ -811,16 +853,23 @@ class Timeline:
              places: dict[Key, Place]) -> Arrival:
         """Arrive backwards at hit ``n`` of ``key`` in ``event``'s interval."""
         if (event, key) not in walk.cloned:
-            self._clone_along(event, key, n, places[key])
+            if n > 1:  # with one hit, no later hop in this interval starts from a clone
+                self._clone_along(event, key, n, places[key])
             walk.cloned.add((event, key))
-        hit = Mark(event, ((*key, n),))
-        if key[0] == "bp":
+        hit = Mark(event, (hits_of(key, n),))
+        if not isinstance(key, Watch):
             self.seek(hit)
-            return Arrival("breakpoint", self.mark)
+            return Arrival(StopReason.BREAKPOINT, self.mark)
         # Going backwards, gdb expects to stop before the write, with the value it
         # had then: one instruction before the trigger.
-        self.seek(self._before_access(event, key, n, places[key]))
-        return Arrival("watch", self.mark, watch=Watch(*key[1]))
+        before = self._before_access(event, key, n, places[key])
+        kept = self.recent.pop(before, None)  # left there by the writer's trial
+        if kept is not None:
+            self.live.close()
+            self.live, self.mark = kept, before
+        else:
+            self.seek(before)
+        return Arrival(StopReason.WATCH, self.mark, watch=key)
 
     def _clone_along(self, event: int, key: Key, n: int, place: Place) -> None:
         """One native run from ``event``'s boundary to hit ``n`` of ``key`` that leaves
@@ -835,11 +884,12 @@ class Timeline:
                 regs = clone.process.get_regs()
                 regs.eflags &= ~RESUME_FLAG  # stopped between its debug trap and the instruction
                 clone.process.set_regs(regs)
-            self._keep_walk_clone(Mark(event, ((*key, made),)), clone)
+            self._keep_walk_clone(Mark(event, (hits_of(key, made),)), clone)
 
         try:
-            session.run_counting(place, n, [], {place: every}, pause)
-            self._keep_walk_clone(Mark(event, ((*key, n),)), session.clone())
+            session.task.run_counting(place, n, [], {place: every}, pause)
+            if Mark(event, (hits_of(key, n),)) not in self.walk_clones:  # a pause's own
+                self._keep_walk_clone(Mark(event, (hits_of(key, n),)), session.clone())
         finally:
             session.close()
 
@@ -860,17 +910,28 @@ class Timeline:
         stepped once, gives exactly the trigger's registers is the one (kept by
         the pc after it, so the next hop tries it first). Without one, the
         instructions are counted by single-stepping."""
-        hit = Mark(event, ((*key, n),))
-        source_mark, source = self._source_for(Mark(event, ((*key, n - 1),)) if n > 1
+        hit = Mark(event, (hits_of(key, n),))
+        source_mark, source = self._source_for(Mark(event, (hits_of(key, n - 1),)) if n > 1
                                                else Mark(event))
         if source_mark.event != event:
             source_mark, source = Mark(event), self._fresh_at(Mark(event))
             self._remember_clone(source_mark, source)
-        at_hit = self._fresh_at(hit)
+        # The run to the access counts the arrivals at the instruction that made the
+        # previous hop's access: in a walk through a loop, most often this one's too.
+        guess = self._last_writer.get(key)
+        at_hit = source.clone()
         try:
+            made = at_hit.task.run_counting(place, n - self._hits_in(source_mark, key),
+                                            [Place(guess)] if guess is not None else [])
             regs = at_hit.process.get_regs()
             regs.eflags &= ~RESUME_FLAG
             wanted = State(registers_to_bytes(regs), b"", regs.rsp, regs.rip)
+            tried = []
+            if guess is not None and made[Place(guess)] > 0:
+                before = self._writer_at(source_mark, guess, made[Place(guess)], key, wanted)
+                if before is not None:
+                    return before
+                tried.append(guess)
             known = self._writers.get(wanted.rip)
             # The writer found for this pc before first: decoding costs more than a hop.
             for decode in (False, True):
@@ -879,6 +940,7 @@ class Timeline:
                                   if p != known]
                 else:
                     candidates = [known] if known is not None else []
+                candidates = [p for p in candidates if p not in tried]
                 before = self._writer_among(candidates, source_mark, source, key, n, place,
                                             wanted)
                 if before is not None:
@@ -894,40 +956,50 @@ class Timeline:
         mark of that arrival."""
         if candidates:
             with source.clone() as runner:
-                made = runner.run_counting(place, n - self._hits_in(source_mark, key),
+                made = runner.task.run_counting(place, n - self._hits_in(source_mark, key),
                                            [Place(p) for p in candidates])
             for pc in candidates:
-                if made[Place(pc)] <= 0:
-                    continue
-                before = source_mark.then(("bp", pc, made[Place(pc)]))
-                with self._fresh_at(before) as trial:
-                    self._remember(before, trial)  # the seek there, if this is the one
-                    trial.single_steps(1)
-                    regs = trial.process.get_regs()
-                    regs.eflags &= ~RESUME_FLAG
-                    if registers_to_bytes(regs) == wanted.registers:
-                        self._writers[wanted.rip] = pc
+                if made[Place(pc)] > 0:
+                    before = self._writer_at(source_mark, pc, made[Place(pc)], key, wanted)
+                    if before is not None:
                         return before
         return None
+
+    def _writer_at(self, source_mark: Mark, pc: int, count: int, key: Key,
+                   wanted: State) -> Mark | None:
+        """``source_mark`` then ``count`` arrivals at ``pc``, if one step from there
+        gives ``wanted``'s registers (``pc`` made the access); kept for the seek."""
+        before = source_mark.then(Arrivals(pc, count))
+        with self._fresh_at(before) as trial:
+            self._remember(before, trial)  # the seek there, if this is the one
+            trial.task.single_steps(1)
+            regs = trial.process.get_regs()
+            regs.eflags &= ~RESUME_FLAG
+            if registers_to_bytes(regs) != wanted.registers:
+                return None
+        self._writers[wanted.rip] = pc
+        self._last_writer[key] = pc
+        return before
 
     @staticmethod
     def _hits_in(mark: Mark, key: Key) -> int:
         """The hits of ``key`` that ``mark`` (a boundary, or one hit segment) names."""
-        return mark.steps[0][-1] if mark.steps and mark.steps[0][:-1] == key else 0
+        first = mark.steps[0] if mark.steps else None
+        return first.count if isinstance(first, Counted) and first.key == key else 0
 
     def _hits_before(self, start: Mark, end: Mark) -> list[Hit]:
         """The user's breakpoint and watchpoint hits from ``start`` (a boundary
         with a checkpoint) to just before ``end``, in order.
 
         A scan runs ``end``'s recipe with the breakpoints armed. When the recipe
-        passes a waypoint (a "state" segment: an arrival in one exact state at a
+        passes a waypoint (an ExactState segment: an arrival in one exact state at a
         pc the long run it came from passed millions of times), the scan does
         not go through it: hits after the waypoint come from its clone, and the
         hits before it are those from ``start`` to the next event's stop less as
         many as the clone meets on its way there.
         """
         source = (start, self.boundary_checkpoints[start.event])
-        states = [i for i, segment in enumerate(end.steps) if segment[0] == "state"]
+        states = [i for i, segment in enumerate(end.steps) if isinstance(segment, ExactState)]
         waypoint = Mark(end.event, end.steps[:states[-1] + 1]) if states else None
         clone = self.waypoints.get(waypoint) or self.recent.get(waypoint) \
             if waypoint is not None else None
@@ -939,8 +1011,8 @@ class Timeline:
         if hits:
             return hits
         beyond: list[Hit] = []
-        self._fresh_at(waypoint.then(("reach",)), source=(waypoint, clone), hits=beyond).close()
-        self._fresh_at(Mark(end.event, (("reach",),)), source=source, hits=hits).close()
+        self._fresh_at(waypoint.then(Reach()), source=(waypoint, clone), hits=beyond).close()
+        self._fresh_at(Mark(end.event, (Reach(),)), source=source, hits=hits).close()
         del hits[len(hits) - len(beyond):]
         if hits and self._state_at(hits[-1][0]).same(self._state_of(clone)):
             hits.pop()  # the hit is the waypoint itself, which its clone does not meet
@@ -951,19 +1023,19 @@ class Timeline:
             # Going backwards, gdb expects to stop before the write, with the
             # value it had then: one instruction before the trigger.
             self.seek(self._instructions_before(hit, 1))
-            return Arrival("watch", self.mark, watch=watch)
+            return Arrival(StopReason.WATCH, self.mark, watch=watch)
         self.seek(hit)
-        return Arrival("breakpoint", self.mark)
+        return Arrival(StopReason.BREAKPOINT, self.mark)
 
     def reverse_step(self, count: int = 1) -> Arrival:
         """Go back ``count`` instructions in one seek (reverse-stepi, reverse-roll N)."""
         if self.mark == self.start_mark:
-            return Arrival("history-begin", self.mark)
+            return Arrival(StopReason.HISTORY_BEGIN, self.mark)
         target = self._instructions_before(self.mark, count)
         self.seek(target)
         if target == self.start_mark:
-            return Arrival("history-begin", self.mark)
-        return Arrival("step", self.mark)
+            return Arrival(StopReason.HISTORY_BEGIN, self.mark)
+        return Arrival(StopReason.STEP, self.mark)
 
     def _instructions_before(self, end: Mark, count: int) -> Mark:
         """The mark ``count`` instructions before ``end`` (the start, if fewer)."""
@@ -976,10 +1048,11 @@ class Timeline:
             # boundary: the step back from there is to the event that ended the
             # program (exit_group, a fatal signal), as gdb showed it before the exit.
             remaining -= 1
-            end = Mark(ended - 2, (("reach",),))
+            end = Mark(ended - 2, (Reach(),))
             if remaining == 0:
                 return end
         while True:
+            end = self._by_arrivals(end)
             if end in self.links:
                 # A waypoint: only its state names it, so no count reaches it from
                 # an earlier mark; the step back across it is found from its parent.
@@ -1009,14 +1082,14 @@ class Timeline:
                     end, closed_in = before, False
                 continue
             if distance >= remaining:
-                return anchor.then(("step", distance - remaining))
+                return anchor.then(Steps(distance - remaining))
             remaining -= distance
             back = 1
-            if len(rest) == 1 and rest[0][0] == "bp" and anchor.steps and \
-                    anchor.steps[-1][:2] == rest[0][:2]:
-                # Counted back over rest[0][2] arrivals of a loop: aim the next
+            if len(rest) == 1 and isinstance(rest[0], Arrivals) and \
+                    rest[0].same_kind(anchor.last or Reach()):
+                # Counted back over rest[0].count arrivals of a loop: aim the next
                 # anchor at enough arrivals for what remains, in one count.
-                per_arrival = max(1, distance // rest[0][2])
+                per_arrival = max(1, distance // rest[0].count)
                 back = -(-remaining // per_arrival) + 1
             if anchor.steps:
                 end = anchor
@@ -1029,7 +1102,22 @@ class Timeline:
             # its stop and the place it was delivered at are one state.
             if not isinstance(self.reader[anchor.event - 1], SignalEvent):
                 remaining -= 1
-            end = Mark(anchor.event - 1, (("reach",),))
+            end = Mark(anchor.event - 1, (Reach(),))
+
+    def _by_arrivals(self, end: Mark) -> Mark:
+        """``end``, or when it is the stop of a signal reached at a precise state
+        after n arrivals at its pc (replay/precise.py), the n-th arrival there:
+        the same state, named so that counting back from it takes a few passes
+        of the loop, not every instruction since the boundary."""
+        if end.steps != (Reach(),) or end.event >= len(self.reader):
+            return end
+        event = self.reader[end.event]
+        if not (isinstance(event, SignalEvent) and event.where == "precise" and event.regs):
+            return end
+        arrivals = self.live.precise.arrivals(end.event)
+        if not arrivals:
+            return end
+        return Mark(end.event, (Arrivals(registers_from_bytes(event.regs).rip, arrivals),))
 
     def _anchor_before(self, end: Mark, back: int = 1) -> Mark:
         """The latest mark known to be on the way to ``end`` (not ``end`` itself).
@@ -1042,16 +1130,16 @@ class Timeline:
         """
         candidates = [Mark(end.event, end.steps[:i]) for i in range(max(1, len(end.steps)))]
         candidates += [m for m, _ in self._clones_on_the_way(end) if m != end]
-        if end.steps and end.steps[-1][0] == "bp" and end.steps[-1][2] > back:
-            kind, addr, count = end.steps[-1]
-            candidates.append(Mark(end.event, end.steps[:-1] + ((kind, addr, count - back),)))
+        last = end.last
+        if isinstance(last, Arrivals) and last.count > back:
+            candidates.append(Mark(end.event, end.steps[:-1] + (last.with_count(last.count - back),)))
         return self._latest(candidates)
 
     @staticmethod
-    def _in_state(session: ReplaySession, segment: Segment) -> bool:
+    def _in_state(session: ReplaySession, segment: ExactState) -> bool:
         regs = session.process.get_regs()
-        return regs.rip == segment[1] and registers_to_bytes(regs) == segment[2] and \
-            session.state_digest() == segment[3]
+        return regs.rip == segment.pc and registers_to_bytes(regs) == segment.registers and \
+            session.state_digest() == segment.digest
 
     def _count_steps(self, anchor: Mark, end: Mark, limit: int | None = None,
                      leave_clones: bool = True) -> int | None:
@@ -1077,41 +1165,42 @@ class Timeline:
         cur = anchor
         try:
             for segment in rest:
-                kind = segment[0]
-                if kind == "watch":
-                    self._apply_watches(session, [Watch(*segment[1])])
-                arrivals, wanted = 0, (1 if kind in ATOMIC else segment[-1])
+                if isinstance(segment, Triggers):
+                    self._apply_watches(session, [segment.watch])
+                arrivals, wanted = 0, (segment.count if isinstance(segment, Counted) else 1)
                 while arrivals < wanted:
                     if limit is not None and steps >= limit:
                         return None
-                    if kind in ("step", "bp") and session.reached is None \
-                            and not session.pending_signal:
+                    if isinstance(segment, Steps | Arrivals) and session.task.quiet:
                         # Plain instructions up to the goal: the fast stepper.
                         chunk = CLONE_EVERY_STEPS - steps % CLONE_EVERY_STEPS
-                        if kind == "step":
+                        if isinstance(segment, Steps):
                             chunk = min(chunk, wanted - arrivals)
-                        done, arrived = session.single_steps(
-                            chunk, stop_at=segment[1] if kind == "bp" else None)
+                        done, arrived = session.task.single_steps(
+                            chunk, stop_at=segment.addr if isinstance(segment, Arrivals) else None)
                         steps += done
-                        cur = cur.then(("step", done))
-                        arrivals += done if kind == "step" else int(arrived)
+                        cur = cur.then(Steps(done))
+                        arrivals += done if isinstance(segment, Steps) else int(arrived)
                         if steps % CLONE_EVERY_STEPS == 0:
                             remember(cur, session)
                         continue
-                    stop = self._step(session, step=True, stop_before_event=kind == "reach",
+                    stop = self._step(session, step=True,
+                                      stop_before_event=isinstance(segment, Reach),
                                       stop_at_end=False)
-                    if stop.reason == "exited":
+                    if stop.reason == StopReason.EXITED:
                         raise RuntimeError(f"counting instructions from {anchor} to {end} ran "
                                            "past the end of the program")
-                    if stop.reason == "reached":
+                    if stop.reason == StopReason.REACHED:
                         break  # at the event's stop: no instruction was executed
                     steps += 1
-                    cur = cur.then(("step", 1))
+                    cur = cur.then(Steps(1))
                     if steps % CLONE_EVERY_STEPS == 0:
                         remember(cur, session)
-                    if kind == "step" or (kind == "watch" and stop.reason == "watch") or (
-                            kind == "bp" and session.process.get_regs().rip == segment[1]) or (
-                            kind == "state" and self._in_state(session, segment)):
+                    if isinstance(segment, Steps) or (
+                            isinstance(segment, Triggers) and stop.reason == StopReason.WATCH) or (
+                            isinstance(segment, Arrivals)
+                            and session.process.get_regs().rip == segment.addr) or (
+                            isinstance(segment, ExactState) and self._in_state(session, segment)):
                         arrivals += 1
                 self._apply_watches(session, [])
         finally:
@@ -1122,9 +1211,9 @@ class Timeline:
     def _closable(self, end: Mark) -> bool:
         """Whether ``end`` ends in a segment a native run can close in on: the n-th
         arrival at a place, or the stop of a syscall, rdtsc or fault."""
-        if not end.steps or end.steps[-1][0] not in ("bp", "reach"):
+        if not isinstance(end.last, Arrivals | Reach):
             return False
-        if end.steps[-1][0] == "bp":
+        if isinstance(end.last, Arrivals):
             return True
         event = self.reader[end.event] if end.event < len(self.reader) else None
         return isinstance(event, SyscallEvent | RdtscEvent) or (
@@ -1134,12 +1223,12 @@ class Timeline:
     @staticmethod
     def _goal(end: Mark) -> tuple[int | None, int]:
         """(place, arrivals) of ``end``'s last segment; (None, 0) for an event's stop."""
-        last = end.steps[-1]
-        return (last[1], last[2]) if last[0] == "bp" else (None, 0)
+        last = end.last
+        return (last.addr, last.count) if isinstance(last, Arrivals) else (None, 0)
 
     @staticmethod
     def _toward(mark: Mark, addr: int | None, count: int) -> Mark:
-        return mark.then(("bp", addr, count)) if addr is not None else mark.then(("reach",))
+        return mark.then(Arrivals(addr, count)) if addr is not None else mark.then(Reach())
 
     def _close_in(self, end: Mark) -> tuple[Mark, Mark | None]:
         """For ``end``, the n-th arrival at a place or an event's stop after a long
@@ -1198,7 +1287,7 @@ class Timeline:
     def _count_arrivals(self, start: Mark, end: Mark, addrs: list[int], keep: int,
                         less: dict[int, int] | None = None) -> dict[int, int]:
         """Arrivals at each of ``addrs`` from ``start`` to ``end`` (``start`` then
-        one "bp" or "reach" segment) in mark terms (not counting ``start``'s own position),
+        one Arrivals or Reach segment) in mark terms (not counting ``start``'s own position),
         less ``less``, counted on perf counters in one run.
 
         The run stops at every ARRIVALS_BETWEEN_CLONES-th arrival to clone; of
@@ -1221,7 +1310,7 @@ class Timeline:
 
         try:
             addr, count = self._goal(end)
-            raw = session.run_to_arrival_counting(
+            raw = session.task.run_to_arrival_counting(
                 addr, count, addrs, ARRIVALS_BETWEEN_CLONES if keep else NEVER, pause)
         except BaseException:
             for clones in kept.values():
@@ -1234,7 +1323,7 @@ class Timeline:
         for a, clones in kept.items():
             for arrivals, clone in clones:
                 if 0 < arrivals <= counts[a]:
-                    self._remember_clone(start.then(("bp", a, arrivals)), clone)
+                    self._remember_clone(start.then(Arrivals(a, arrivals)), clone)
                 else:
                     clone.close()
         return counts
@@ -1246,11 +1335,11 @@ class Timeline:
         for pc, n in arrivals.items():
             if n <= 0:
                 continue
-            before = start.then(("bp", pc, n))
+            before = start.then(Arrivals(pc, n))
             session = self._fresh_at(before)
             try:
                 self._remember(before, session)
-                session.single_steps(1)
+                session.task.single_steps(1)
                 if is_end(session):
                     return before
             finally:
@@ -1300,14 +1389,14 @@ class Timeline:
                     latest.append((runner.clone(), made + arrivals))
 
                 try:
-                    runner.run_to_arrival_in_slices(addr, count - made,
+                    runner.task.run_to_arrival_in_slices(addr, count - made,
                                                     WAYPOINT_FIRST_SLICE / 6 ** level, pause)
                 finally:
                     runner.close()
                 for clone, arrivals in latest:
                     regs = clone.process.get_regs()
-                    mark = (base.then(("bp", addr, arrivals)) if addr is not None else base).then(
-                        ("state", regs.rip, registers_to_bytes(regs), clone.state_digest()))
+                    mark = (base.then(Arrivals(addr, arrivals)) if addr is not None else base).then(
+                        ExactState(regs.rip, registers_to_bytes(regs), clone.state_digest()))
                     clone = self._keep_waypoint(mark, clone, Link(start_mark, count - made,
                                                                   count - arrivals, addr))
                     if start_mark == base:
@@ -1369,7 +1458,7 @@ class Timeline:
                      regs.rsp, regs.rip)
 
     def _state_at(self, mark: Mark) -> State:
-        if mark == self.mark and self.live.tracee is not None:
+        if mark == self.mark and self.live.started:
             return self._state_of(self.live)
         session = self._fresh_at(mark)
         try:
@@ -1379,29 +1468,174 @@ class Timeline:
 
     # -- canonical positions --------------------------------------------------------------------
     def position(self) -> str:
-        """The present as a canonical position, "event E, instruction I": I instructions
-        executed since event E's boundary (the end of the event before it), counted
-        by single-stepping from there. One moment has one position, whichever recipe
-        reached it, and positions order as (E, I). Past WHEN_COUNT_LIMIT instructions
-        (a place deep inside a long native run) the count is not made and the mark's
-        own recipe is shown, which names the moment but is not canonical."""
+        """The present as a canonical position (marks.Position): "event E, instruction
+        I" among the first WHEN_COUNT_LIMIT instructions after event E's boundary,
+        else "event E, arrival N at PC", N counted on a perf counter at the pc in one
+        native run (or none: what an earlier count left at a prefix of the recipe is
+        reused). One moment has one position, whichever recipe reached it. Without
+        counters, or for a recipe they cannot follow, the instructions are counted
+        by single-stepping up to WHEN_COUNT_LIMIT, and beyond it the mark's own
+        recipe is shown, which names the moment but is not canonical."""
         mark = self.mark
         if self.live.end is not None:
             return f"the end (after event {len(self.reader) - 1})"
         if mark not in self.positions:
-            try:
-                count = self._count_steps(Mark(mark.event), mark, limit=WHEN_COUNT_LIMIT,
-                                          leave_clones=False)
-            except TraceeError:
-                count = None
-            self.positions[mark] = count
+            self.positions[mark] = self._position_of(mark)
             if len(self.positions) > MAX_POSITIONS:
                 del self.positions[next(iter(self.positions))]
-        count = self.positions[mark]
+        return str(self.positions[mark])
+
+    def _position_of(self, mark: Mark) -> Position | str:
+        """The canonical position of ``mark``, the present."""
+        event = mark.event
+        if not mark.steps:
+            return Position(event, instruction=0)
+        try:
+            if mark.last == Reach():
+                instruction = self._first_instructions(event).reach()
+                return Position(event, instruction=instruction, at_stop=instruction is None)
+            if any(isinstance(s, ExactState) for s in mark.steps):
+                # An exact state is found by a stop at every arrival at its pc, which
+                # may be millions: no count is made (see below).
+                raise _NotCountable(event)
+            steps = [s.count for s in mark.steps if isinstance(s, Steps)]
+            if len(steps) == len(mark.steps) and sum(steps) <= WHEN_COUNT_LIMIT:
+                return Position(event, instruction=sum(steps))
+            pc = int(self.live.process.get_regs().rip)
+            arrival = self._arrivals_to(mark, pc)
+            instruction = self._first_instructions(event).instruction_of(pc, arrival) \
+                if arrival <= WHEN_COUNT_LIMIT else None
+            return Position(event, instruction=instruction, pc=pc, arrival=arrival)
+        except (PerfUnavailable, _NotCountable, TraceeError):
+            pass
+        try:
+            count = self._count_steps(Mark(event), mark, limit=WHEN_COUNT_LIMIT,
+                                      leave_clones=False)
+        except TraceeError:
+            count = None
         if count is None:
-            return f"{mark} (more than {WHEN_COUNT_LIMIT} instructions after event {mark.event}: " \
+            return f"{mark} (more than {WHEN_COUNT_LIMIT} instructions after event {event}: " \
                    "not counted)"
-        return f"event {mark.event}, instruction {count}"
+        return Position(event, instruction=count)
+
+    def _arrivals_to(self, mark: Mark, pc: int) -> int:
+        """The arrivals at ``pc`` from ``mark``'s boundary to ``mark`` (which stands
+        at ``pc``), its own included, counted on a perf counter.
+
+        Counts at the prefixes of recipes are kept (``_arrivals_known``): a hop of a
+        walk is a clone's mark and one Arrivals segment at the writing
+        instruction, so its count is the clone's plus that segment's, and the run
+        from the boundary to the clone is made once. Every count is of
+        arrivals after the boundary up to and including the prefix's own moment
+        (an arrival when it stands at ``pc``)."""
+        steps = mark.steps
+        known, start = 0, 0
+        for i in range(len(steps) - 1, 0, -1):
+            kept = self._arrivals_known.get((Mark(mark.event, steps[:i]), pc))
+            if kept is not None:
+                known, start = kept, i
+                break
+        rest = steps[start:]
+        if len(rest) == 1 and isinstance(rest[0], Arrivals) and rest[0].addr == pc:
+            return known + rest[0].count
+        cur = Mark(mark.event, steps[:start])
+        session = self._fresh_at(cur)
+        try:
+            if not session.task.quiet:
+                raise _NotCountable(mark.event)  # a signal to deliver first: counted by steps
+            for segment in rest:
+                # The arrival this place stands at is counted already: the next resume
+                # executes it without a new one (resume flag).
+                regs = session.process.get_regs()
+                if regs.rip == pc:
+                    regs.eflags |= RESUME_FLAG
+                    session.process.set_regs(regs)
+                with session.task.hardware.counter(Place(pc)) as counter:
+                    cur = self._run_segment(session, cur, segment, frozenset(), [], None)
+                    known += counter.count
+                arrived = isinstance(segment, Arrivals) and segment.addr == pc
+                if not arrived and session.process.get_regs().rip == pc:
+                    known += 1  # stopped before executing it: not counted yet
+                self._arrivals_known[(cur, pc)] = known
+                while len(self._arrivals_known) > MAX_ARRIVALS_KNOWN:
+                    del self._arrivals_known[next(iter(self._arrivals_known))]
+        finally:
+            session.close()
+        return known
+
+    def _first_instructions(self, event: int) -> _FirstInstructions:
+        """The first instructions of ``event``'s interval, stepped as far as asked."""
+        first = self._first.pop(event, None)
+        if first is None:
+            first = _FirstInstructions(self._fresh_at(Mark(event)), self._step)
+        self._first[event] = first
+        while len(self._first) > MAX_FIRST_INSTRUCTIONS:
+            self._first.pop(next(iter(self._first))).close()
+        return first
+
+    # -- what the debugger sees ---------------------------------------------------------------
+    # The server reads the replay through these, never through a live task: the
+    # process behind the present changes with every seek.
+    @property
+    def end(self) -> ReplayEnd | None:
+        """How the program ended, once the replay has carried out its end."""
+        return self.live.end
+
+    @property
+    def notes(self) -> list[str]:
+        """One line for each recorded state restored rather than reached (PreciseStates)."""
+        return self.live.precise.notes
+
+    def _alive(self) -> bool:
+        return self.live.started and self.live.end is None and self.live.process.alive
+
+    def registers(self) -> tuple[bytes, bytes] | None:
+        """The registers (general, XSAVE area) at the present; None with no live process.
+
+        At a syscall's stop reached but not carried out, the pc is shown at the
+        instruction itself, as a native debugger shows it before stepping over it."""
+        if not self._alive():
+            return None
+        task = self.live.task
+        regs = task.tracee.get_regs()
+        if task.reached is not None and task.reached.kind == "syscall":
+            regs.rip -= 2
+            regs.rax = regs.orig_rax
+        return registers_to_bytes(regs), task.tracee.get_xstate()
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        """The program's memory at the present, as recorded (as much as is readable);
+        OSError once the program has exited."""
+        if not self._alive():
+            raise OSError(5, "the program has exited")
+        return self.live.read_memory(addr, length)
+
+    def stopped_at(self) -> StoppedAt:
+        return StoppedAt(self.live)
+
+    def mappings(self) -> list[Mapping]:
+        """The address-space model at the present (empty before the first exec)."""
+        space = self.live.space
+        return list(space.mappings) if space is not None else []
+
+    def next_event(self) -> Event | None:
+        """The event the replay carries out next; None past the last one or the end."""
+        live = self.live
+        if live.end is not None or live.next_event >= len(self.reader):
+            return None
+        return self.reader[live.next_event]
+
+    def reached_event(self) -> Event | None:
+        """The next event, when the replay stands at its stop without carrying it out."""
+        if not self.live.started or self.live.task.reached is None:
+            return None
+        return self.next_event()
+
+    def pending_siginfo(self) -> bytes | None:
+        """The siginfo of the signal the next resume delivers, if one is pending."""
+        if not self.live.started or not self.live.task.pending_signal:
+            return None
+        return self.live.task.pending_siginfo
 
     # -- breakpoints ------------------------------------------------------------------------------
     def add_watch(self, watch: Watch) -> bool:

@@ -1,4 +1,4 @@
-"""The command line: record, replay, ls, dump.
+"""The command line: record, replay, ls, ps, dump.
 
 Every error a user can cause ends in one line on stderr and a non-zero exit,
 never a traceback.
@@ -74,6 +74,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise UserError(f"cannot record {prog}: no such program", 127)
     if os.path.isdir(path):
         raise UserError(f"cannot record {prog}: it is a directory", 126)
+    allowed = sorted(os.sched_getaffinity(0))
+    if args.bind_to_cpu is not None and args.bind_to_cpu not in allowed:
+        raise UserError(f"cannot bind the recording to CPU {args.bind_to_cpu}: this process "
+                        f"may run on CPUs {_cpu_list(allowed)} only", EXIT_USAGE)
     if not os.access(path, os.X_OK):
         raise UserError(f"cannot record {prog}: not executable", 126)
     made_dir = True
@@ -90,7 +94,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         previous_latest = _latest_target(trace_dir.parent)
         _point_latest_at(trace_dir, trace_dir.name)
     # Before the signals change below: the program starts with what we were given.
-    recorder = Recorder([path, *args.command[1:]], trace_dir, strict=args.strict)
+    recorder = Recorder([path, *args.command[1:]], trace_dir, strict=args.strict,
+                        bound_cpu=args.bind_to_cpu)
     try:
         return _record(recorder, prog, trace_dir)
     finally:
@@ -104,19 +109,33 @@ def cmd_record(args: argparse.Namespace) -> int:
                 _point_latest_at(trace_dir, previous_latest)
 
 
+# Signals whose default action ends a process, but SIGTERM (it ends a recording
+# with a valid trace), the uncatchable SIGKILL, and the faults a process raises
+# itself (SIGSEGV and friends), which must not be ignored.
+GROUP_SIGNALS = [signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGABRT, signal.SIGUSR1,
+                 signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO,
+                 signal.SIGPWR, signal.SIGSTKFLT, signal.SIGXCPU,
+                 *range(signal.SIGRTMIN, signal.SIGRTMAX + 1)]
+
+
+def _cpu_list(cpus: Sequence[int]) -> str:
+    return ",".join(str(n) for n in cpus)
+
+
 def _record(recorder: Recorder, prog: str, trace_dir: Path) -> int:
     # Ctrl-C and Ctrl-\ reach the program (same process group) and are recorded as
     # its signals; the recorder stays to write them down. SIGTERM ends the recording
     # with a valid trace.
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
-    old_term = signal.signal(signal.SIGTERM, _terminate)
+    # A program may signal its whole process group (kill(0, SIGABRT)), which holds
+    # the recorder too: the signals that would end the recorder by default are
+    # ignored while it records (the program starts with its own dispositions).
+    old = {signo: signal.signal(signo, signal.SIG_IGN) for signo in GROUP_SIGNALS}
+    old[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = recorder.run()
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGQUIT, old_quit)
-        signal.signal(signal.SIGTERM, old_term)
+        for signo, handler in old.items():
+            signal.signal(signo, handler)
     if result.error:
         where = f" (trace up to there in {trace_dir})" if result.events else ""
         print(f"retrograde: {result.error}{where}", file=sys.stderr)
@@ -305,7 +324,48 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.autopilot:
         return replay_autopilot(path, echo=not args.no_echo, verbose=args.verbose,
                                 check_maps=args.check_maps)
+    _refuse_several_tasks(path)
     return serve_replay(path, args)
+
+
+def _refuse_several_tasks(path: Path) -> None:
+    """The debugger sees one task: a trace of threads or child processes is replayed
+    with -a only, until gdb is told of every thread."""
+    from retrograde.trace.format import TraceReader
+    from retrograde.trace.tasks import task_count
+
+    with TraceReader(path) as reader:
+        tasks = task_count(reader.events())
+    if tasks > 1:
+        raise UserError(f"cannot debug {path}: it records {tasks} tasks (threads or "
+                        "processes), and the debugger follows one task only yet; "
+                        "replay -a replays it")
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """The processes of a trace: pid, parent, exit status and command, in creation order."""
+    from retrograde.trace.dump import signal_name
+    from retrograde.trace.format import TraceReader
+    from retrograde.trace.tasks import process_tree
+
+    path = resolve_trace(args.trace)
+    with TraceReader(path) as reader:
+        processes = process_tree(reader.events())
+    rows = [("PID", "PPID", "EXIT", "CMD")]
+    for p in processes:
+        if p.exit_signal is not None:
+            status = signal_name(p.exit_signal)
+        elif p.exit_status is not None:
+            status = str(p.exit_status)
+        else:
+            status = "-"
+        # One line per process: a newline inside an argument is shown as \n.
+        rows.append((str(p.pid), str(p.parent), status,
+                     " ".join(p.argv).replace("\n", "\\n")))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(col.ljust(w) for col, w in zip(row[:3], widths)) + "  " + row[3])
+    return 0
 
 
 GDB_COMMANDS = Path(__file__).with_name("retrograde.gdb")
@@ -397,34 +457,44 @@ def cmd_history(args: argparse.Namespace) -> int:
     and gdb in batch mode running the command file's `history`."""
     import json
     import subprocess
+    import tempfile
+    import threading
 
     path = resolve_trace(args.trace)
     gdb_path = shutil.which("gdb")
     if gdb_path is None:
         raise UserError("retrograde history needs gdb: install it (apt-get install gdb)")
-    server = subprocess.Popen([sys.executable, "-m", "retrograde", "replay", "-s", "0",
-                               "--no-echo", str(path)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        first = server.stdout.readline()
-        if not first.startswith("listening on "):
+
+    # The server's stderr goes to a file, not a pipe: a long walk's progress lines
+    # would fill a pipe nobody reads and stop the server mid-write. Its stdout
+    # (one line, then nothing) is drained by a thread for the same reason.
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        server = subprocess.Popen([sys.executable, "-m", "retrograde", "replay", "-s", "0",
+                                   "--no-echo", str(path)], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=errors, text=True)
+        try:
+            assert server.stdout is not None
+            first = server.stdout.readline()
+            if not first.startswith("listening on "):
+                server.wait()
+                errors.seek(0)
+                error = errors.read().strip().splitlines()
+                raise UserError((error[-1] if error else f"cannot replay {path}")
+                                .removeprefix("retrograde: "))
+            threading.Thread(target=server.stdout.read, daemon=True).start()
+            address = first.split()[-1]
+            to_start = (["-ex", f"break {args.at}", "-ex", "continue", "-ex", "delete"]
+                        if args.at else ["-ex", "continue"])  # no breakpoint: to the end
+            limit = f" {args.limit}" if args.limit else ""
+            gdb = subprocess.run(
+                [gdb_path, "-batch", "-nx", "-x", str(GDB_COMMANDS),
+                 "-ex", f"target remote {address}", *to_start,
+                 "-ex", f"history --json {args.expression}{limit}"],
+                check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        finally:
+            if server.poll() is None:
+                server.terminate()
             server.wait()
-            error = server.stderr.read().strip() if server.stderr else ""
-            raise UserError(error.removeprefix("retrograde: ") or f"cannot replay {path}")
-        address = first.split()[-1]
-        to_start = (["-ex", f"break {args.at}", "-ex", "continue", "-ex", "delete"]
-                    if args.at else ["-ex", "continue"])  # no breakpoint: to the end
-        limit = f" {args.limit}" if args.limit else ""
-        gdb = subprocess.run(
-            [gdb_path, "-batch", "-nx", "-x", str(GDB_COMMANDS),
-             "-ex", f"target remote {address}", *to_start,
-             "-ex", f"history --json {args.expression}{limit}"],
-            check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    finally:
-        if server.poll() is None:
-            server.terminate()
-        server.wait()
     lists = [line for line in gdb.stdout.splitlines() if line.startswith("[{") or line == "[]"]
     if not lists:
         why = (gdb.stderr.strip().splitlines() or ["gdb gave no history"])[-1]
@@ -453,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="stop at a syscall retrograde cannot record, instead of answering "
                         "it ENOSYS with a warning")
+    p.add_argument("--bind-to-cpu", type=int, metavar="CPU",
+                   help="the one CPU the program runs on, and replay with it (default: the "
+                        "highest-numbered CPU this process may use)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="PROG [ARGS...]")
     p.set_defaults(func=cmd_record)
     p = sub.add_parser(
@@ -490,6 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "be moved and replayed after the originals are gone.")
     p.add_argument("trace", nargs="?")
     p.set_defaults(func=cmd_pack)
+    p = sub.add_parser("ps", help="list the processes of a trace",
+                       description="PID, parent PID, exit status and command of every "
+                                   "process TRACE (default: latest-trace) recorded.")
+    p.add_argument("trace", nargs="?")
+    p.set_defaults(func=cmd_ps)
     p = sub.add_parser("dump", help="print a trace's events")
     p.add_argument("trace", nargs="?")
     p.add_argument("range", nargs="?", help="N, N-M, N- or -K (the last K)")

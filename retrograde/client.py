@@ -75,7 +75,15 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 from elftools.elf.segments import InterpSegment
 
-from retrograde.gdbstub.codec import PACKET_SIZE, Packet, ProtocolError, Role, RspCodec, unescape
+from retrograde.gdbstub.codec import (
+    PACKET_SIZE,
+    Packet,
+    ProtocolError,
+    Role,
+    RspCodec,
+    console_text,
+    unescape,
+)
 from retrograde.gdbstub.signals import from_gdb
 
 __all__ = [
@@ -593,10 +601,10 @@ class _Connection:
         while True:
             while self._replies:
                 payload = unescape(self._replies.pop(0))
-                if _is_console(payload):
-                    self.console += bytes.fromhex(payload[1:].decode()).decode(errors="replace")
-                    continue
-                return payload
+                text = console_text(payload)
+                if text is None:
+                    return payload
+                self.console += text
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
@@ -639,10 +647,6 @@ class _Connection:
         except OSError:
             pass
 
-
-def _is_console(payload: bytes) -> bool:
-    return payload[:1] == b"O" and len(payload) > 1 and \
-        re.fullmatch(rb"[0-9a-fA-F]+", payload[1:]) is not None
 
 
 class _ServedFile(io.RawIOBase):

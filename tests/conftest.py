@@ -1,4 +1,5 @@
-"""Fixtures for the whole suite: the compiled test programs, and a private trace directory."""
+"""Fixtures for the whole suite: the compiled test programs, a private trace directory,
+and the servers and gdbs of a test."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from gdb_driver import Debugging
 
 PROGRAMS_DIR = Path(__file__).parent / "programs"
 BUILD_DIR = PROGRAMS_DIR / "build"
 CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-Wall"]
-EXTRA_FLAGS = {"threads": ["-pthread"]}
+EXTRA_FLAGS = {"threads": ["-pthread"], "mt": ["-pthread"], "procs": ["-pthread"]}
 # Binaries built from another program's source: name -> (source stem, extra flags).
 VARIANTS = {"hello_static": ("hello", ["-static"])}
 
@@ -78,3 +80,10 @@ def trace_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("RETROGRADE_DIR", str(root))
     return root
+
+
+@pytest.fixture
+def debug() -> Iterator[Debugging]:
+    """debug.start(trace) -> (gdb, server); debug.gdb() -> one more gdb. All end with the test."""
+    with Debugging() as debugging:
+        yield debugging

@@ -242,6 +242,7 @@ class GdbSession:
             time_to_check_for_additional_output_sec=0.05,
         )
         self._token = 100
+        self._unread: list[dict[str, Any]] = []  # read while the program ran, for the next answer
         self.mi("-gdb-set confirm off")
         self.mi("-gdb-set pagination off")
         self.mi("-gdb-set width 0")
@@ -257,12 +258,10 @@ class GdbSession:
         self._token += 1
         token = self._token
         self.controller.write(f"{token}{command}", read_response=False)
-        answer = _Answer()
+        answer = self._answer()
         deadline = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < deadline:
-            answer.records += self.controller.get_gdb_response(
-                timeout_sec=0.05, raise_error_on_timeout=False
-            )
+            self._read(answer)
             result = answer.result(token)
             if any(r["type"] == "log" and "Remote connection closed" in r["payload"]
                    for r in answer.records):  # fmt: skip
@@ -278,6 +277,17 @@ class GdbSession:
             if not wait or answer.stopped() is not None:
                 return answer
         raise TimeoutError(f"gdb did not finish {command!r} in time: {answer.records}")
+
+    def _answer(self) -> _Answer:
+        """A new answer, with the records read ahead of it."""
+        answer = _Answer(self._unread)
+        self._unread = []
+        return answer
+
+    def _read(self, answer: _Answer) -> None:
+        answer.records += self.controller.get_gdb_response(
+            timeout_sec=0.05, raise_error_on_timeout=False
+        )
 
     def mi(self, command: str, *, timeout: float | None = None) -> dict[str, Any]:
         """An MI command's result payload."""
@@ -312,8 +322,41 @@ class GdbSession:
         return Stopped(stopped, answer.console(), answer.text("log"))
 
     def start(self, command: str) -> None:
-        """Resume the program and return at once (``^running``): for an interrupt to follow."""
+        """Resume the program and return at once (``^running``): for an interrupt
+        (`stop("-exec-interrupt")`) or a wait (`printed`, `stopped`) to follow."""
         self._send(command, until_stopped=False)
+
+    def printed(self, text: str, *, timeout: float | None = None) -> str:
+        """After `start`, while the program runs: wait until gdb prints a line with
+        ``text`` (console or target stream: the server's `O` packets); that line.
+        Fails if the program stops first. What was read stays for the next answer."""
+        answer = self._answer()
+        deadline = time.monotonic() + (timeout or self.timeout)
+        try:
+            while time.monotonic() < deadline:
+                self._read(answer)
+                for record in answer.records:
+                    if record["type"] == "notify" and record["message"] == "stopped":
+                        raise AssertionError(f"the program stopped before gdb printed {text!r}: "
+                                             f"{answer.console()!r}")
+                    if record["type"] in ("console", "target") and text in (record["payload"]
+                                                                            or ""):
+                        return record["payload"]
+        finally:
+            self._unread = answer.records
+        raise TimeoutError(f"gdb did not print {text!r} in time: {answer.console()!r}")
+
+    def stopped(self, *, timeout: float | None = None) -> Stopped:
+        """After `start`: how the program stopped, once it has."""
+        answer = self._answer()
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while time.monotonic() < deadline:
+            self._read(answer)
+            stopped = answer.stopped()
+            if stopped is not None:
+                return Stopped(stopped, answer.console(), answer.text("log"))
+        self._unread = answer.records
+        raise TimeoutError(f"the program did not stop in time: {answer.console()[-2000:]!r}")
 
     def python(self, code: str, *, timeout: float | None = None) -> list[Stopped]:
         """Run ``code`` in gdb's Python, which may resume the program many times
@@ -325,12 +368,10 @@ class GdbSession:
         self._token += 1
         self.controller.write(f"{self._token}-interpreter-exec console "
                               f"{_mi_string(f'python exec({script!r})')}", read_response=False)
-        answer = _Answer()
+        answer = self._answer()
         deadline = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < deadline:
-            answer.records += self.controller.get_gdb_response(
-                timeout_sec=0.05, raise_error_on_timeout=False
-            )
+            self._read(answer)
             result = answer.result(self._token)
             if result is not None and result["message"] == "error":
                 raise GdbError(answer.text("log", "console", "target") +
@@ -399,3 +440,15 @@ class Debugging:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def step_back_across_a_restored_signal(gdb: GdbSession) -> None:
+    """From the instruction a restored signal interrupted: reverse-stepi lands on
+    the syscall of the event before (the loop between them is not in the history),
+    stepi crosses that syscall in one instruction and stepi again meets the signal."""
+    gdb.stop("reverse-stepi")
+    assert gdb.cmd("x/i $pc").split("\t")[-1].strip() == "syscall"
+    before = gdb.pc()
+    gdb.stop("stepi")
+    assert gdb.pc() == before + 2  # one instruction: the syscall
+    assert gdb.stop("stepi").record.get("signal-name") == "SIGALRM"

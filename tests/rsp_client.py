@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import Self
 
-from retrograde.gdbstub.codec import Packet, Role, RspCodec, unescape
+from retrograde.gdbstub.codec import Packet, Role, RspCodec, console_text, unescape
 
 # Generous: a bound that only a hung server reaches, never a timing assertion.
 HANG = 120
@@ -40,10 +40,10 @@ class RspClient:
         while True:
             while self._replies:
                 payload = self._replies.pop(0)
-                if payload.startswith(b"O") and payload != b"OK":
-                    self.console += bytes.fromhex(payload[1:].decode()).decode(errors="replace")
-                    continue
-                return payload
+                text = console_text(payload)
+                if text is None:
+                    return payload
+                self.console += text
             data = self.socket.recv(1 << 16)
             if not data:
                 raise ServerHungUp(f"the server hung up; it sent {bytes(self.received[-200:])!r}")

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from retrograde.trace.events import ExitEvent
+from retrograde.trace.format import TraceReader
+
 RETROGRADE = [sys.executable, "-m", "retrograde"]
 
 # Real programs of this machine, recorded and replayed with unchanged output.
@@ -34,6 +37,16 @@ def record(argv: list[str], *, out: Path | None = None, strict: bool = False,
            **kw) -> subprocess.CompletedProcess:
     extra = (["-o", str(out)] if out else []) + (["--strict"] if strict else [])
     return run(RETROGRADE + ["record", *extra, "--", *[str(a) for a in argv]], **kw)
+
+
+def recorded(program: Path, trace_root: Path, *args: str) -> Path:
+    """``program args`` recorded into TRACE_ROOT/NAME; fails the test unless the
+    recording ran to the program's own end (a closed trace whose last event is its exit)."""
+    out = trace_root / program.name
+    got = record([program, *args], out=out)
+    with TraceReader(out) as trace:
+        assert trace.complete and isinstance(trace[len(trace) - 1], ExitEvent), got.stderr
+    return out
 
 
 def replay(trace: Path | None = None, *options: str, **kw) -> subprocess.CompletedProcess:

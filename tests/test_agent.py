@@ -292,5 +292,7 @@ def test_a_breakpoint_stops_where_any_condition_holds_or_one_cannot_be_evaluated
     broken = assemble("reg 0; const8 0; div_signed; end")
     either = Condition((is_7, is_9))
     assert [either.holds(Machine({0: v})) for v in (7, 8, 9)] == [True, False, True]
-    assert Condition((is_7, broken)).holds(Machine({0: 8}))  # gdb will decide
+    assert Condition((broken, is_7)).holds(Machine({0: 7}))
+    with pytest.raises(CannotEvaluate, match="division by zero"):  # a stop: gdb will decide
+        Condition((is_7, broken)).holds(Machine({0: 8}))
     assert not Condition((assemble("const8 0; end"),)).holds(Machine())

@@ -14,28 +14,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gdb_driver import Debugging, ReplayServer, outliving, session_processes, source_line
-from runner import children_of, record
+from gdb_driver import ReplayServer, outliving, session_processes, source_line
+from runner import children_of, recorded
 
 from retrograde import client
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture
-def debug() -> Iterator[Debugging]:
-    with Debugging() as debugging:
-        yield debugging
-
-
-def recorded(program: Path, trace_root: Path, *args: str) -> Path:
-    out = trace_root / program.name
-    assert record([program, *args], out=out).returncode is not None
-    return out
 
 
 @pytest.fixture

@@ -15,3 +15,13 @@ def test_exec_event_keeps_its_mappings():
     back = Event.from_wire(msgpack.unpackb(msgpack.packb(event.to_wire())))
     assert back == event
     assert back.mappings[0].contents == b"\0" * 16
+
+
+def test_task_events_survive_the_wire():
+    from retrograde.trace.events import CloneEvent, PreemptEvent, SyscallEntryEvent
+
+    for event in (CloneEvent(task=8, parent=7, process=7, flags=0x3D0F00,
+                             writes=((0x7000, b"\x08\0\0\0"),)),
+                  SyscallEntryEvent(task=8, nr=202, args=(0x7000, 0, 2, 0, 0, 0)),
+                  PreemptEvent(task=7, regs=b"r" * 216, xstate=b"x", digest=b"d")):
+        assert Event.from_wire(msgpack.unpackb(msgpack.packb(event.to_wire()))) == event

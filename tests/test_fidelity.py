@@ -8,6 +8,7 @@ and how it ended.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import re
@@ -115,6 +116,27 @@ def test_a_writer_into_a_closed_pipe_dies_by_sigpipe(programs, tmp_path):
         assert trace.metadata["exit_signal"] == signal.SIGPIPE
 
 
+def own_group() -> None:
+    """A parent's clean slate, in a process group of its own: what the program
+    signals with kill(0, ...) reaches it and `retrograde record`, not the tests."""
+    clean_slate()
+    os.setpgid(0, 0)
+
+
+def test_signals_to_the_programs_whole_group_leave_the_recorder_recording(programs,
+                                                                         tmp_path):
+    """groupkill handles kill(0, SIGUSR1) and dies by kill(0, SIGABRT); the recorder,
+    in that group too, outlives both and writes the whole trace."""
+    native, recorded, replayed = three_ways([programs.groupkill], tmp_path / "t", own_group)
+    assert native.returncode == -signal.SIGABRT
+    assert native.stdout == b"usr1 handled: 10\n"
+    assert recorded.returncode == replayed.returncode == 128 + signal.SIGABRT
+    assert recorded.stdout == replayed.stdout == native.stdout
+    assert messages(recorded.stderr) == (b"retrograde: groupkill terminated by signal "
+                                         b"SIGABRT; trace in " + str(tmp_path / "t").encode()
+                                         + b"\n")
+
+
 def test_ctrl_c_ends_a_recording_as_it_ends_the_program(programs, tmp_path):
     """The terminal sends SIGINT to the foreground process group: recorder and program."""
     trace = tmp_path / "t"
@@ -178,7 +200,11 @@ def test_numbers_the_kernel_lacks_and_ioctl_errors_replay_as_natively(programs, 
     native, recorded, replayed = three_ways([programs.nosys], tmp_path / "t")
     assert native.returncode == recorded.returncode == replayed.returncode == 0
     assert recorded.stdout == replayed.stdout == native.stdout
-    assert messages(recorded.stderr) == b""  # nothing the kernel implements was refused
+    # Only the unknown ioctl request is answered without the kernel (once warned about,
+    # used twice); every other call is the kernel's own answer.
+    assert re.fullmatch(rb"retrograde: warning: ioctl request 0x12345678 at event \d+ is not "
+                        rb"supported: the program was told ENOTTY \(record --strict stops "
+                        rb"instead\)\n", messages(recorded.stderr))
     lines = native.stdout.decode()
     for call in ("syscall(-1)", "syscall(1000)", "syscall(470)", "tuxcall"):
         assert re.search(rf"^{re.escape(call)} +-1 ENOSYS$", lines, re.MULTILINE), call
@@ -195,6 +221,71 @@ def test_a_call_the_kernel_has_and_retrograde_cannot_record_gets_enosys(programs
                         rb"supported: the program was told ENOSYS \(record --strict stops "
                         rb"instead\)\n", messages(recorded.stderr))
     assert recorded.returncode == replayed.returncode == 0
+
+
+def test_unmodelled_requests_get_the_answer_of_a_kernel_without_them(programs, tmp_path):
+    """ioctl, fcntl and prctl requests the table lacks are not run: ENOTTY, EINVAL and
+    EINVAL, one warning per request (naming it and the event), the same in replay."""
+    native, recorded, replayed = three_ways([programs.requests], tmp_path / "t")
+    assert native.returncode == recorded.returncode == replayed.returncode == 0
+    assert native.stdout.decode().splitlines() == [
+        "ioctl RNDGETENTCNT on /dev/urandom   0 ",
+        "ioctl RNDGETENTCNT again             0 ",
+        "ioctl RNDGETENTCNT on a bad fd       -1 EBADF",
+        "fcntl F_GETOWNER_UIDS                0 ",
+        "fcntl F_GETOWNER_UIDS on a bad fd    -1 EBADF",
+        "prctl PR_SVE_GET_VL                  -1 EINVAL",
+    ]
+    assert recorded.stdout == replayed.stdout
+    assert recorded.stdout.decode().splitlines() == [
+        "ioctl RNDGETENTCNT on /dev/urandom   -1 ENOTTY",
+        "ioctl RNDGETENTCNT again             -1 ENOTTY",
+        "ioctl RNDGETENTCNT on a bad fd       -1 EBADF",  # the descriptor comes first
+        "fcntl F_GETOWNER_UIDS                -1 EINVAL",
+        "fcntl F_GETOWNER_UIDS on a bad fd    -1 EBADF",
+        "prctl PR_SVE_GET_VL                  -1 EINVAL",
+    ]
+    warnings = messages(recorded.stderr).decode().splitlines()
+    ioctl, fcntl, prctl = (syscall_number(name) for name in ("ioctl", "fcntl", "prctl"))
+    with TraceReader(tmp_path / "t") as trace:
+        calls = [(i, e.nr, e.result) for i, e in enumerate(trace)
+                 if isinstance(e, SyscallEvent) and e.nr in (ioctl, fcntl, prctl)]
+    first = {nr: next(i for i, n, _ in calls if n == nr) for nr in (ioctl, fcntl, prctl)}
+    told = "is not supported: the program was told {} (record --strict stops instead)"
+    assert warnings == [
+        f"retrograde: warning: ioctl request 0x80045200 (_IOR('R', 0x0, 4)) at event "
+        f"{first[ioctl]} " + told.format("ENOTTY"),
+        f"retrograde: warning: fcntl command 17 (F_GETOWNER_UIDS) at event {first[fcntl]} "
+        + told.format("EINVAL"),
+        f"retrograde: warning: prctl option 51 (PR_SVE_GET_VL) at event {first[prctl]} "
+        + told.format("EINVAL"),
+    ]
+    assert [(nr, result) for _, nr, result in calls][-6:] == [
+        (ioctl, -errno.ENOTTY), (ioctl, -errno.ENOTTY), (ioctl, -errno.EBADF),
+        (fcntl, -errno.EINVAL), (fcntl, -errno.EBADF), (prctl, -errno.EINVAL)]
+
+
+@pytest.mark.parametrize("call", ["ioctl", "fcntl", "prctl"])
+def test_strict_recording_runs_unmodelled_requests_and_refuses_those_that_succeed(
+        programs, tmp_path, call):
+    trace = tmp_path / "t"
+    recorded = subprocess.run([*RETROGRADE, "record", "--strict", "-o", str(trace), "--",
+                               str(programs.requests), call], capture_output=True, timeout=120,
+                              preexec_fn=clean_slate, stdin=subprocess.DEVNULL)
+    if call == "prctl":  # the kernel's own EINVAL: nothing to refuse
+        assert recorded.returncode == 0
+        assert recorded.stdout == b"prctl PR_SVE_GET_VL                  -1 EINVAL\n"
+        assert messages(recorded.stderr) == b""
+        replayed = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)],
+                                  capture_output=True, timeout=120)
+        assert replayed.returncode == 0 and replayed.stdout == recorded.stdout
+        return
+    request = {"ioctl": "ioctl(0x80045200) (nr 16)", "fcntl": "fcntl(17) (nr 72)"}[call]
+    assert recorded.returncode == 1
+    assert recorded.stdout == b""
+    assert re.fullmatch(rf"retrograde: unsupported syscall {re.escape(request)} at event "
+                        rf"\d+ \(trace up to there in {re.escape(str(trace))}\)\n".encode(),
+                        recorded.stderr)
 
 
 def test_prctl_values_read_back_are_the_native_ones(programs, tmp_path):
@@ -282,6 +373,50 @@ def test_replay_on_another_cpu_warns_in_one_line(programs, tmp_path):
 def test_same_cpu_replays_without_a_warning(programs, tmp_path):
     native, recorded, replayed = three_ways([programs.sigstate], tmp_path / "t")
     assert replayed.returncode == 0 and replayed.stderr == b""
+
+
+def test_the_program_runs_on_one_cpu_and_sees_the_ones_it_would_natively(programs, tmp_path):
+    """record binds the program to one CPU (the highest it may use) and replay to the
+    same; sched_getaffinity still names the CPUs a native run would have, and what
+    the program binds itself to reads back as natively, refusals included."""
+    trace = tmp_path / "t"
+    native, recorded, replayed = three_ways([programs.affinity], trace)
+    assert native.returncode == recorded.returncode == replayed.returncode == 0
+    assert recorded.stdout == native.stdout and replayed.stdout == native.stdout
+    assert b"no online cpu: -1 Invalid argument" in native.stdout
+    assert b"unmapped mask: -1 Bad address" in native.stdout
+    assert replayed.stderr == b""
+    bound = max(os.sched_getaffinity(0))
+    with TraceReader(trace) as reader:
+        assert reader.metadata["bound_cpu"] == bound
+    where = subprocess.run([*RETROGRADE, "record", "-o", str(tmp_path / "grep"), "grep",
+                            "Cpus_allowed_list", "/proc/self/status"], capture_output=True)
+    assert where.stdout.decode().split() == ["Cpus_allowed_list:", str(bound)]
+
+
+def test_binding_to_a_cpu_this_process_may_not_use_is_one_line(programs, tmp_path):
+    cpus = sorted(os.sched_getaffinity(0))
+    got = subprocess.run([*RETROGRADE, "record", "--bind-to-cpu", "4096", "-o",
+                          str(tmp_path / "t"), str(programs.affinity)], capture_output=True)
+    assert got.returncode == 2 and got.stdout == b""
+    assert got.stderr.decode() == ("retrograde: cannot bind the recording to CPU 4096: this "
+                                   f"process may run on CPUs {','.join(map(str, cpus))} only\n")
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_replay_that_cannot_use_the_recorded_cpu_says_so_in_one_line(programs, tmp_path):
+    trace = tmp_path / "t"
+    native, recorded, _ = three_ways([programs.affinity], trace)
+    elsewhere = os.cpu_count() or 1  # one past the last CPU: nowhere this replay may run
+    rewrite_metadata(trace, lambda metadata: metadata.update(bound_cpu=elsewhere))
+    got = subprocess.run([*RETROGRADE, "replay", "-a", str(trace)], capture_output=True,
+                         timeout=60)
+    assert got.returncode == 0 and got.stdout == native.stdout
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    assert got.stderr.decode() == (
+        f"retrograde: warning: the trace was recorded on CPU {elsewhere}, which this replay "
+        f"may not use (it may use {cpus}): signals inside long loops will be reached by "
+        f"restoring their state; replay where CPU {elsewhere} is free to use\n")
 
 
 def test_cpuid_differences_leave_out_the_core_the_process_ran_on():

@@ -5,7 +5,6 @@ nothing is mapped yet. Real gdb 13 on the MI against the real server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,6 @@ def traces(programs, tmp_path_factory) -> dict[str, Path]:
     for name, status in statuses.items():
         assert record([programs[name]], out=root / name).returncode == status
     return {name: root / name for name in statuses}
-
-
-@pytest.fixture
-def debug() -> Iterator[Debugging]:
-    with Debugging() as debugging:
-        yield debugging
 
 
 def moment(gdb: GdbSession) -> dict[str, str]:

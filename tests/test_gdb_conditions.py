@@ -7,27 +7,12 @@ whole run (`set debug remote 1` shows the packets)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from gdb_driver import Debugging, GdbSession, Stopped, source_line
-from runner import record
+from gdb_driver import GdbSession, ReplayServer, Stopped, source_line
+from runner import recorded
 
 BODY = source_line("hundreds", "// loop: body")
 SLOW = 180  # seconds for a run that judges tens of thousands of arrivals
-
-
-@pytest.fixture
-def debug() -> Iterator[Debugging]:
-    with Debugging() as debugging:
-        yield debugging
-
-
-def recorded(program: Path, trace_root: Path, *args: str) -> Path:
-    out = trace_root / program.name
-    assert record([program, *args], out=out).returncode == 0
-    return out
 
 
 def traced(gdb: GdbSession, command: str) -> Stopped:
@@ -72,7 +57,8 @@ def breakpoint_address(gdb: GdbSession) -> int:
 
 def test_break_if_stops_where_the_condition_holds_forwards_and_backwards(
         programs, trace_root, debug):
-    gdb, _ = debug.start(recorded(programs.hundreds, trace_root))
+    """The issue's loop: 10^5 iterations with no syscall, a global written every 100th."""
+    gdb, _ = debug.start(recorded(programs.hundreds, trace_root, "100000"))
     gdb.cmd("set breakpoint condition-evaluation target")
     at_main(gdb)
     gdb.cmd(f"break hundreds.c:{BODY} if i == 31300")
@@ -159,9 +145,18 @@ def test_several_conditions_at_one_place_stop_where_any_holds_and_new_ones_repla
     assert conditions_sent(stop, address) == []
 
 
+def cannot_evaluate(stop: Stopped, server: ReplayServer) -> list[str]:
+    """The server's lines about conditions it cannot evaluate, as gdb showed them on
+    the way to ``stop``; each is on the server's console too."""
+    lines = [line for line in stop.console.splitlines()
+             if line.startswith("retrograde: cannot evaluate")]
+    assert set(lines) <= set(server.stderr.splitlines()), (lines, server.stderr)
+    return lines
+
+
 def test_conditions_gdb_cannot_compile_or_the_server_cannot_evaluate_are_gdbs(
         programs, trace_root, debug):
-    gdb, _ = debug.start(recorded(programs.hundreds, trace_root, "3000"))
+    gdb, server = debug.start(recorded(programs.hundreds, trace_root, "3000"))
     gdb.cmd("set breakpoint condition-evaluation target")
     at_main(gdb)
     gdb.cmd("monitor checkpoint start")
@@ -174,7 +169,8 @@ def test_conditions_gdb_cannot_compile_or_the_server_cannot_evaluate_are_gdbs(
     assert continues(stop) == 1 * 301
 
     # Compiled, but address 8 cannot be read once i > 5: the server reports
-    # that arrival, as gdb stops where its own evaluation of a condition fails.
+    # that arrival, as gdb stops where its own evaluation of a condition fails,
+    # and says why in one line.
     for evaluation in ("host", "target"):
         gdb.cmd(f"set breakpoint condition-evaluation {evaluation}")
         gdb.cmd("monitor restart start")
@@ -182,6 +178,32 @@ def test_conditions_gdb_cannot_compile_or_the_server_cannot_evaluate_are_gdbs(
         gdb.cmd(f"break hundreds.c:{BODY} if i > 5 && *(int *)8 == 1")
         stop = traced(gdb, "continue")
         assert (evaluation, stop.line, gdb.value("i")) == (evaluation, BODY, "6")
+        assert "Cannot access memory at address 0x8" in stop.log  # gdb's own evaluation
         if evaluation == "target":
-            assert conditions_sent(stop, breakpoint_address(gdb))
+            address = breakpoint_address(gdb)
+            assert conditions_sent(stop, address)
             assert continues(stop) == 1
+            said = cannot_evaluate(stop, server)
+            assert len(said) == 1 and re.fullmatch(
+                f"retrograde: cannot evaluate the condition at {address:#x} in the server: "
+                r"cannot read 4 bytes at 0x8 \(bytecode offset \d+\); each arrival there "
+                "stops for gdb to evaluate it", said[0]), said
+
+
+    # `($calls, i == 300)` compiles to bytecode that reads the trace state variable
+    # $calls (getv), which only a tracing experiment has: the server says once that
+    # it cannot evaluate it and reports every arrival, and gdb, which evaluates the
+    # comma expression itself, goes on until i == 300.
+    gdb.cmd("monitor restart start")
+    gdb.cmd("delete")
+    gdb.cmd("tvariable $calls")
+    gdb.cmd(f"break hundreds.c:{BODY} if ($calls, i == 300)")
+    stop = traced(gdb, "continue")
+    assert (stop.reason, stop.line, gdb.value("i")) == ("breakpoint-hit", BODY, "300")
+    address = breakpoint_address(gdb)
+    assert conditions_sent(stop, address)  # compiled and sent...
+    assert continues(stop) == 301  # ...yet judged by gdb, arrival by arrival
+    assert cannot_evaluate(stop, server) == [
+        f"retrograde: cannot evaluate the condition at {address:#x} in the server: "
+        "no trace state variable 1 (bytecode offset 0); each arrival there stops for gdb "
+        "to evaluate it"]

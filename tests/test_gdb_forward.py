@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,13 +52,6 @@ def recordings(programs, tmp_path_factory) -> Recordings:
     assert recorded["signals"].status == 16 and recorded["fatal"].status == 128 + signal.SIGSEGV
     assert recorded["sigstep"].status == 23
     return recorded
-
-
-@pytest.fixture
-def debug() -> Iterator[Debugging]:
-    """debug.start(trace) -> (gdb, server); debug.gdb() -> one more gdb. All end with the test."""
-    with Debugging() as debugging:
-        yield debugging
 
 
 def printed(recording: Recording, pattern: str) -> dict[str, str]:

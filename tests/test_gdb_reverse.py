@@ -7,33 +7,18 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from gdb_driver import Debugging, GdbSession, Stopped, source_line
-from runner import RETROGRADE, record
+from gdb_driver import GdbSession, Stopped, source_line, step_back_across_a_restored_signal
+from runner import RETROGRADE, record, recorded
 
 from retrograde.gdbstub.codec import PACKET_SIZE, Packet, Role, RspCodec
+from retrograde.replay.precise import LIMIT_VARIABLE
 from retrograde.trace.events import ExitEvent, SignalEvent
 from retrograde.trace.format import TraceReader
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SLOW = 180  # seconds for a command that counts instructions over a long stretch
-
-
-@pytest.fixture
-def debug() -> Iterator[Debugging]:
-    with Debugging() as debugging:
-        yield debugging
-
-
-def recorded(program: Path, trace_root: Path, *args: str) -> Path:
-    out = trace_root / program.name
-    got = record([program, *args], out=out)
-    with TraceReader(out) as trace:  # the recording ran to the program's own end
-        assert trace.complete and isinstance(trace[len(trace) - 1], ExitEvent), got.stderr
-    return out
 
 
 def buggy_line(text: str) -> int:
@@ -439,13 +424,16 @@ def test_when_names_a_moment_the_same_whatever_path_reached_it(programs, trace_r
     assert position(gdb) == (second[0], second[1] + 1) > second
 
 
-def test_a_signal_after_a_long_loop_is_restored_and_says_so(programs, trace_root, debug):
+def test_a_signal_after_a_long_loop_is_restored_and_says_so(programs, trace_root, debug,
+                                                             monkeypatch):
     """longloop.c spins 2*10^7 iterations or more, SIGALRM from setitimer landing far
     inside: too far to find the recorded pass by execution, so the replay writes the
     recorded state at the loop's start and says so once (replay -a's stderr, gdb's
     console). The history around it is consistent: stepping into the handler and
     back, and back over the restore to the setitimer, then forwards one instruction
     at a time to the signal again."""
+    # Beyond the default bound too (10^6 arrivals); a lower one says so sooner.
+    monkeypatch.setenv(LIMIT_VARIABLE, "200")
     trace = trace_root / "longloop"
     recording = record([programs.longloop], out=trace)
     assert recording.returncode == 24
@@ -470,13 +458,7 @@ def test_a_signal_after_a_long_loop_is_restored_and_says_so(programs, trace_root
     assert where(gdb.stop("stepi")) == ("on_alarm", source_line("longloop", "// enter: alarm"))
     gdb.stop("reverse-stepi")
     assert (gdb.pc(), gdb.value("i")) == (signal_pc, at_alarm[1])  # back in the loop
-    gdb.stop("reverse-stepi")
-    # Back from the signal: the loop before it is not in the history, the setitimer is.
-    assert gdb.cmd("x/i $pc").split("\t")[-1].strip() == "syscall"
-    before = gdb.pc()
-    gdb.stop("stepi")
-    assert gdb.pc() == before + 2  # one instruction: the syscall
-    assert gdb.stop("stepi").record.get("signal-name") == "SIGALRM"
+    step_back_across_a_restored_signal(gdb)  # to the setitimer
     assert (gdb.pc(), gdb.value("i")) == (signal_pc, at_alarm[1])
     gdb.cmd("handle SIGALRM nostop noprint pass")
     assert gdb.stop("continue").reason == "no-history"

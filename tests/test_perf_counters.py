@@ -5,6 +5,7 @@ a stop is in: the n-th arrival at loop_head has rcx = ITERATIONS - n + 1."""
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from runner import latest, record
 from retrograde.replay.session import ReplaySession
 from retrograde.trace.events import ExecEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
-from retrograde.tracee.perf import ArrivalCounter
+from retrograde.tracee.perf import SAMPLED_REGISTERS, ArrivalCounter, ArrivalSampler
+from retrograde.tracee.process import PTRACE_SYSEMU
 
 ITERATIONS = 30000
 NR_WRITE = 1
@@ -48,11 +50,11 @@ def before_the_loop(programs, trace_root) -> Iterator[tuple[ReplaySession, int, 
 
 def test_arrivals_are_counted_and_the_nth_one_stops_the_task(programs, trace_root):
     with before_the_loop(programs, trace_root) as (session, head, after):
-        session.run_to_arrival(head, 1000)  # one stop, on a counter
+        session.task.run_to_arrival(head, 1000)  # one stop, on a counter
         regs = session.process.get_regs()
         assert (regs.rip, regs.rcx) == (head, ITERATIONS - 999)
         with ArrivalCounter(session.process.pid, head) as counter:
-            session.run_to_arrival(after, 1)
+            session.task.run_to_arrival(after, 1)
             # resuming at loop_head executes it: the one the task stood at counts too
             assert counter.count == 1 + ITERATIONS - 1000
         assert session.process.get_regs().rcx == 0
@@ -65,5 +67,46 @@ def test_a_counter_stop_is_the_state_a_breakpoint_gives(programs, trace_root):
         with ArrivalCounter(other.process.pid, head, stop_at=500) as counter:
             other.run(step=True)  # one instruction, not an arrival
             assert counter.count == 0
-            other.run_to_arrival(head, 500)
+            other.task.run_to_arrival(head, 500)
         assert one.state_digest() == other.state_digest()
+
+
+def test_every_arrival_is_sampled_with_its_registers_and_stack(programs, trace_root):
+    """An ArrivalSampler at loop_head, paced by a counter that stops the task at the
+    2000th arrival: 2000 records, the n-th with rcx = ITERATIONS - n + 1, and
+    ``find`` names the last one from the registers and stack bytes the task
+    stops with."""
+    with before_the_loop(programs, trace_root) as (session, head, _):
+        t = session.process
+        with ArrivalSampler(t.pid, head, stack=64, pages=256) as sampler, \
+                session.task.hardware.arrivals(head, stop_at=2000):
+            session._next_trap(PTRACE_SYSEMU, "sampling roll's loop")
+            records = sampler.drain()
+        regs = t.get_regs()
+        assert (regs.rip, regs.rcx) == (head, ITERATIONS - 1999)
+        assert len(records) == 2000 * sampler.record_size
+        rcx = SAMPLED_REGISTERS.index("rcx")
+        first = struct.unpack_from(f"{len(SAMPLED_REGISTERS)}Q", records, 16)
+        assert (first[SAMPLED_REGISTERS.index("rip")], first[rcx]) == (head, ITERATIONS)
+        assert first[SAMPLED_REGISTERS.index("rsp")] == regs.rsp
+        stack = t.read(regs.rsp, 64)
+        assert sampler.find(records, sampler.key(regs, stack)) == (2000, [2000])
+        assert [struct.unpack_from("Q", records, at + 16 + 8 * rcx)[0]
+                for at in range(0, len(records), sampler.record_size)] == \
+            list(range(ITERATIONS, ITERATIONS - 2000, -1))
+
+
+def test_a_trap_of_a_counter_the_replay_did_not_open_is_not_the_programs(programs, trace_root):
+    """PERF_TRAP (replay/hardware.py): a perf SIGTRAP whose token is of no counter the
+    task's debug hardware has open is suppressed, whatever opened it; the
+    replay's own counters still stop the task. Without the rule the first
+    foreign trap would be taken for the program's, a divergence."""
+    with before_the_loop(programs, trace_root) as (session, head, after):
+        with ArrivalCounter(session.process.pid, head, stop_at=7000) as foreign:
+            session.task.run_to_arrival(head, 10000)  # past the foreign trap at 7000
+            assert session.process.get_regs().rcx == ITERATIONS - 9999
+            end = session.run_to_end()  # and past 14000, 21000, 28000
+            # The 10,000th arrival counts twice: it is run again without the
+            # resume flag, as after a breakpoint.
+            assert foreign.count == ITERATIONS + 1
+        assert end.exit_status == 25

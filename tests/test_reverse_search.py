@@ -1,30 +1,16 @@
 """Reverse search on perf counters, from real gdb: a watchpoint's whole history walked
-backwards through a loop with no syscall in it, and a search interrupted."""
+backwards through a loop with no syscall in it, and a search interrupted; a long
+search's progress, in gdb and on the server's console."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from gdb_driver import Debugging, GdbSession, source_line
-from runner import record
+from gdb_driver import GdbSession, source_line
+from runner import recorded
 
 WRITES = 1000  # history.c writes g_last every 100th of its 10^5 iterations
 PATIENCE = 120  # seconds for a command that goes far (the machine is shared)
-
-
-@pytest.fixture
-def debug() -> Iterator[Debugging]:
-    with Debugging() as debugging:
-        yield debugging
-
-
-def recorded(program: Path, trace_root: Path, *args: str) -> Path:
-    out = trace_root / program.name
-    assert record([program, *args], out=out).returncode == 0
-    return out
 
 
 def at_the_end_of_the_loop(gdb: GdbSession) -> None:
@@ -98,3 +84,61 @@ def test_an_interrupt_stops_a_long_reverse_search_where_it_began(programs, trace
     stop = gdb.stop("-exec-interrupt", timeout=10)
     assert stop.record.get("signal-name") == "SIGINT"
     assert (registers(gdb), gdb.value("g_last"), gdb.value("sum")) == before
+
+
+# hundreds.c's loop body, arrived at once an iteration. A breakpoint there with a
+# condition the server evaluates is searched backwards with a ptrace stop at every
+# arrival (counters count arrivals, not where a condition holds): 10^5 arrivals
+# take seconds on any machine (tens of microseconds each), so a search over them is
+# sure to pass PROGRESS_AFTER, the second after which it reports.
+BODY = source_line("hundreds", "// loop: body")
+PROGRESS = re.compile(r"retrograde: reverse search: .* \(\d+ s\)")
+TOOK = re.compile(r"retrograde: reverse search (took|interrupted after) \d+\.\d s")
+
+
+def progress_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines()
+            if PROGRESS.fullmatch(line) or TOOK.fullmatch(line)]
+
+
+def at_the_end_with_a_condition(gdb: GdbSession, condition: str) -> None:
+    gdb.cmd("set breakpoint condition-evaluation target")
+    assert gdb.stop("continue", timeout=PATIENCE).reason == "no-history"
+    gdb.cmd(f"break hundreds.c:{BODY} if {condition}")
+
+
+def test_a_long_reverse_search_shows_its_progress_in_gdb_and_on_the_servers_console(
+        programs, trace_root, debug):
+    """reverse-continue to i == 100 over 10^5 arrivals: while it runs, gdb prints what
+    it is doing (`O` packets before the stop reply), then how long it took; the
+    server's console has the same lines."""
+    gdb, server = debug.start(recorded(programs.hundreds, trace_root, "100000"))
+    at_the_end_with_a_condition(gdb, "i == 100")
+    gdb.start("-exec-continue --reverse")
+    first = gdb.printed("retrograde: reverse search: ", timeout=PATIENCE)
+    assert PROGRESS.fullmatch(first.rstrip("\n")), first
+    stop = gdb.stopped(timeout=4 * PATIENCE)
+    assert (stop.reason, stop.line, gdb.value("i")) == ("breakpoint-hit", BODY, "100")
+    shown = progress_lines(stop.console)
+    assert shown[0] == first.rstrip("\n") and TOOK.fullmatch(shown[-1]), stop.console
+    assert shown[-1].split()[3] == "took"
+    assert all(PROGRESS.fullmatch(line) for line in shown[:-1])
+    assert progress_lines(server.stderr) == shown
+
+
+def test_an_interrupt_ends_a_search_that_has_run_for_a_while_where_it_began(
+        programs, trace_root, debug):
+    """A reverse search over 10^6 arrivals for a condition that never holds, interrupted
+    once gdb has shown that it is under way: SIGINT, the replay where the search began,
+    and the search's last line says after how long it was interrupted."""
+    gdb, server = debug.start(recorded(programs.hundreds, trace_root, "1000000"))
+    at_the_end_with_a_condition(gdb, "i == -1")
+    before = registers(gdb), gdb.value("sum"), gdb.value("hundreds")
+    gdb.start("-exec-continue --reverse")
+    gdb.printed("retrograde: reverse search: ", timeout=PATIENCE)
+    stop = gdb.stop("-exec-interrupt", timeout=PATIENCE)
+    assert stop.record.get("signal-name") == "SIGINT"
+    assert (registers(gdb), gdb.value("sum"), gdb.value("hundreds")) == before
+    shown = progress_lines(stop.console)
+    assert shown[-1].split()[3:5] == ["interrupted", "after"], stop.console
+    assert progress_lines(server.stderr) == shown

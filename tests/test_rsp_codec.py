@@ -17,6 +17,8 @@ from retrograde.gdbstub.codec import (
     Role,
     RspCodec,
     checksum,
+    console_packets,
+    console_text,
     escape,
     run_length_decode,
     run_length_encode,
@@ -225,3 +227,18 @@ def test_a_packet_after_garbage_still_arrives(garbage: bytes) -> None:
     stub = RspCodec()
     events = stub.receive_data(garbage + frame(b"vCont?"))
     assert events[-1] == Packet(b"vCont?")
+
+
+@given(st.text(max_size=300), st.integers(min_value=3, max_value=64))
+def test_console_text_survives_its_packets(text: str, packet_size: int) -> None:
+    packets = console_packets(text, packet_size)
+    assert all(len(packet) <= packet_size for packet in packets)
+    data = b"".join(bytes.fromhex(packet[1:].decode()) for packet in packets)
+    assert data.decode() == text
+    assert all(console_text(packet) is not None for packet in packets)
+
+
+def test_only_o_and_hex_is_console_output() -> None:
+    assert console_text(b"O" + b"retrograde: took 1.5 s\n".hex().encode()) == \
+        "retrograde: took 1.5 s\n"
+    assert [console_text(p) for p in (b"OK", b"O", b"O4", b"O4g", b"T05", b"E01")] == [None] * 6

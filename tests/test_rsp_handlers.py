@@ -905,6 +905,55 @@ def test_an_interrupt_sent_with_the_resume_still_stops_it(served: Any) -> None:
     thread.join(5)
 
 
+def test_what_the_target_says_while_it_runs_reaches_the_client_at_once() -> None:
+    """Console lines the target says during a resume (a long search's progress) come
+    as `O` packets while the resume still runs, before its stop reply; said during a
+    query they are dropped, since the client would take them for its reply."""
+
+    class Talking(FakeTarget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.go_on = threading.Event()
+
+        def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+            self.console("searching (1 s)\n")
+            assert self.go_on.wait(30)  # a bound only a hung test reaches
+            self.console("took 1.5 s\n")
+            return Stop("breakpoint")
+
+        def registers(self) -> tuple[bytes, bytes]:
+            self.console("not now\n")
+            return super().registers()
+
+    target = Talking()
+    ports: queue.Queue[int] = queue.Queue()
+    thread = threading.Thread(target=serve, args=(target,), daemon=True,
+                              kwargs={"on_listening": lambda host, port: ports.put(port)})
+    thread.start()
+    client, codec = raw_client(ports.get(timeout=5))
+    client.sendall(codec.packet(b"bc"))
+    assert receive(client, codec, 1) == [b"O" + b"searching (1 s)\n".hex().encode()]
+    target.go_on.set()  # the resume was still running
+    assert receive(client, codec, 2) == [b"O" + b"took 1.5 s\n".hex().encode(),
+                                         b"T05thread:1093;"]
+    # The registers, with no `O` packet before them.
+    assert exchange(client, codec, b"g") == registers.g_packet(*FakeTarget().registers())
+    client.sendall(codec.packet(b"k"))
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def receive(client: socket.socket, codec: RspCodec, count: int) -> list[bytes]:
+    """The next ``count`` packets from the server, acknowledged."""
+    packets: list[bytes] = []
+    while len(packets) < count:
+        data = client.recv(65536)
+        assert data, "the server hung up"
+        packets += [e.payload for e in codec.receive_data(data) if isinstance(e, Packet)]
+        client.sendall(codec.data_to_send())
+    return packets
+
+
 def test_an_interrupt_with_a_query_is_for_no_resume(served: Any) -> None:
     target, port, thread = served
     client, codec = raw_client(port)

@@ -208,6 +208,26 @@ def test_a_mapped_100_gib_sparse_file_is_stored_by_its_data(programs, trace_root
     assert replayed.stdout == ran.stdout
 
 
+def test_a_writable_shared_view_of_a_100_gib_sparse_file_replays(programs, trace_root,
+                                                                  tmp_path):
+    """rr's large_hole: the whole file mapped shared and writable, a line stored
+    through it and read back with pread. Replay's private copy of that view must
+    not ask the kernel to reserve 100 GiB (it refused with ENOMEM)."""
+    sparse = tmp_path / "sparse.img"
+    _sparse_file(sparse)
+    args = ["-w", sparse, str(90 * GiB), "0"]
+    ran = native([programs.sparse_map, *args])
+    assert ran.returncode == 0, ran.stderr
+    assert b"pread: written through the map\n" in ran.stdout
+    _sparse_file(sparse)  # as it was before the run
+    recorded = record([programs.sparse_map, *args])
+    assert (recorded.returncode, recorded.stdout) == (0, ran.stdout), recorded.stderr
+    sparse.unlink()
+    replayed = replay(None, "--check-maps")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == ran.stdout
+
+
 def test_sparse_copies_are_named_by_content_not_by_where_the_holes_are(tmp_path):
     holes = tmp_path / "holes"
     with open(holes, "wb") as f:

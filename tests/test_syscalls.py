@@ -29,6 +29,7 @@ from retrograde.tracee.syscalls import (
     SYSCALL_NAMES,
     UnsupportedSyscall,
     ioctl_request_name,
+    unmodelled_request,
     is_supported,
     kernel_may_implement,
     output_regions,
@@ -331,6 +332,29 @@ def test_fiemap_counts_the_extents_the_kernel_filled():
     mem = FakeMemory()
     mem.put(M + 20, struct.pack("<II", 3, 32))  # fm_mapped_extents, fm_extent_count
     assert regions("ioctl", (3, 0xC020660B, M), 0, mem) == [(M, 32 + 3 * 56)]
+
+
+def test_unmodelled_requests_and_what_a_kernel_without_them_answers():
+    ioctl, fcntl, prctl = (syscall_number(n) for n in ("ioctl", "fcntl", "prctl"))
+    assert unmodelled_request(ioctl, (3, 0x5401, M)) is None  # TCGETS is modelled
+    assert unmodelled_request(fcntl, (3, 5, M)) is None  # F_GETLK
+    assert unmodelled_request(prctl, (16, M)) is None  # PR_GET_NAME
+    assert unmodelled_request(syscall_number("read"), (3, 0x1234, M)) is None
+    serial = unmodelled_request(ioctl, (3, 0xFFFF_FFFF_0000_541E, M))  # the low 32 bits
+    assert serial is not None and str(serial) == "ioctl request 0x541e (TIOCGSERIAL)"
+    assert serial.fd == 3 and serial.answer(0o2) == errno.ENOTTY
+    assert serial.answer(None) == errno.EBADF  # not open
+    assert serial.answer(0o10000000) == errno.EBADF  # O_PATH
+    encoded = unmodelled_request(ioctl, (3, 0xC0186201, M))
+    assert encoded is not None and encoded.name == "_IOWR('b', 0x1, 24)"
+    assert unmodelled_request(ioctl, (3, 0x12345678, M)).name is None  # type: ignore[union-attr]
+    uids = unmodelled_request(fcntl, (3, 17, M))
+    assert uids is not None and str(uids) == "fcntl command 17 (F_GETOWNER_UIDS)"
+    assert uids.answer(0) == errno.EINVAL
+    sve = unmodelled_request(prctl, (51, 0))
+    assert sve is not None and str(sve) == "prctl option 51 (PR_SVE_GET_VL)"
+    assert sve.fd is None and sve.answer(None) == errno.EINVAL  # prctl takes no descriptor
+    assert str(unmodelled_request(prctl, (0xFFFF_FFFF, 0))) == "prctl option -1"
 
 
 def test_fcntl_f_getlk_writes_the_flock():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -34,6 +35,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runner import record
 
+from retrograde.replay import timeline as timeline_module
+from retrograde.replay.marks import Arrivals
 from retrograde.replay.session import ReplaySession
 from retrograde.replay.timeline import Mark, Timeline
 from retrograde.trace.events import ExecEvent
@@ -48,7 +51,7 @@ XSTATE_BV = slice(512, 520)
 
 def state_digest(session: ReplaySession) -> bytes:
     """session.state_digest(), with the XSAVE header's XSTATE_BV left out (see above)."""
-    t = session.tracee
+    t = session.process
     xstate = bytearray(t.get_xstate())
     xstate[XSTATE_BV] = bytes(8)
     return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, bytes(xstate)),
@@ -141,14 +144,18 @@ def test_marks_past_waypoints_name_one_state(long_loop_trace, moves):
     by single-stepping: the marks there are named from waypoint clones."""
     reader, after_loop = long_loop_trace
     timeline = Timeline(reader)
-    try:
-        timeline.breakpoints = {after_loop}
-        assert timeline.forward(False).reason == "breakpoint"
-        timeline.breakpoints = set()
-        walk(timeline, [("reverse-stepi",), *moves], frozenset())
-        assert timeline.waypoints, "the first step back did not need a waypoint"
-    finally:
-        timeline.close()
+    # The loop runs natively in well under a millisecond on a fast idle CPU, less
+    # than the first slice between waypoint clones: slice it finer, so that the
+    # walk crosses waypoints however fast this machine is.
+    with mock.patch.object(timeline_module, "WAYPOINT_FIRST_SLICE", 0.0001):
+        try:
+            timeline.breakpoints = {after_loop}
+            assert timeline.forward(False).reason == "breakpoint"
+            timeline.breakpoints = set()
+            walk(timeline, [("reverse-stepi",), *moves], frozenset())
+            assert timeline.waypoints, "the first step back did not need a waypoint"
+        finally:
+            timeline.close()
     assert not _traced_by_me(), "replay processes outlived their Timeline"
 
 
@@ -188,13 +195,13 @@ def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int],
         elif move[0] == "continue":
             arrival = timeline.forward(False)
             if arrival.reason == "breakpoint":
-                assert timeline.live.tracee.get_regs().rip in breakpoints
+                assert timeline.live.process.get_regs().rip in breakpoints
         elif move[0] == "reverse-stepi":
             arrival = timeline.reverse_step(1)
         elif move[0] == "reverse-continue":
             arrival = timeline.reverse_continue()
             if arrival.reason == "breakpoint":
-                assert timeline.live.tracee.get_regs().rip in breakpoints
+                assert timeline.live.process.get_regs().rip in breakpoints
         elif move[0] == "reverse-roll":
             arrival = timeline.reverse_step(move[1])
         else:  # there-and-back: reverse_step(k), then k single steps forward
@@ -255,10 +262,10 @@ def test_counting_arrivals_with_a_debug_register_matches_counting_with_int3(prog
         for _ in range(3):
             timeline.forward(step=False)
             software.append(timeline.live.state_digest())
-        third = Mark(first.mark.event, first.mark.steps[:-1] + (("bp", address, 3),))
+        third = Mark(first.mark.event, first.mark.steps[:-1] + (Arrivals(address, 3),))
         timeline.recent.clear()  # seek from the boundary, through run_to_arrival
         timeline.seek(third)
         assert timeline.live.state_digest() == software[1]
-        fourth = Mark(third.event, third.steps[:-1] + (("bp", address, 4),))
+        fourth = Mark(third.event, third.steps[:-1] + (Arrivals(address, 4),))
         timeline.seek(fourth)  # from the clone at the 3rd arrival: starts on the address
         assert timeline.live.state_digest() == software[2]

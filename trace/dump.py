@@ -27,21 +27,26 @@ import signal
 from collections.abc import Callable
 
 from retrograde.trace.events import (
+    CloneEvent,
     Event,
     ExecEvent,
     ExitEvent,
     MappingRecord,
+    PreemptEvent,
     RandomEvent,
     RdtscEvent,
     SignalEvent,
+    SyscallEntryEvent,
     SyscallEvent,
 )
+from retrograde.tracee.registers import REGISTER_NAMES
 
 # Kernel-internal errnos (include/linux/errno.h) that a syscall can return to a
 # tracer at syscall exit before signal handling restarts it; errno.errorcode
 # does not know them.
 _KERNEL_ERRNOS = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND",
                   515: "ENOIOCTLCMD", 516: "ERESTART_RESTARTBLOCK"}
+CLONE_THREAD = 0x10000
 _MAX_ERRNO = 4095  # results in [-4095, -1] are errors (the kernel's IS_ERR_VALUE)
 
 
@@ -446,6 +451,19 @@ def _describe(event: Event, verbose: bool, memory: RecordedMemory | None) -> lis
         if event.retrograde_page:
             text += f", retrograde page {event.retrograde_page:#x}"
         return [text, *(_mapping(m) for m in event.mappings)] if verbose else [text]
+    if isinstance(event, CloneEvent):
+        what = "thread" if event.flags & CLONE_THREAD else "process"
+        text = f"new {what} of [{event.parent}] in process {event.process}, flags {event.flags:#x}"
+        if event.writes:
+            text += f"  wrote {sum(len(d) for _, d in event.writes)} bytes in the child"
+        return [text]
+    if isinstance(event, SyscallEntryEvent):
+        name = _syscall_name(event.nr)
+        return [f"{name}({', '.join(_number(a) for a in event.args)}) blocks: parked"]
+    if isinstance(event, PreemptEvent):
+        at = REGISTER_NAMES.index("rip") * 8
+        rip = int.from_bytes(event.regs[at:at + 8], "little")
+        return [f"end of its time slice at {rip:#x}"]
     if isinstance(event, ExitEvent):
         if event.signo is not None:
             return [f"killed by {signal_name(event.signo)}"]

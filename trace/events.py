@@ -159,7 +159,50 @@ class ExitEvent(Event):
     signo: int | None = None
 
 
+@dataclass(frozen=True)
+class CloneEvent(Event):
+    """A task was created: ``task`` is the new one (its kernel tid), ``parent`` the
+    task whose clone, clone3, fork or vfork made it, ``process`` its thread group id
+    (the parent's for CLONE_THREAD, its own otherwise) and ``flags`` the clone flags
+    (fork: SIGCHLD; vfork: CLONE_VM | CLONE_VFORK | SIGCHLD).
+
+    It comes right after the parent's SyscallEvent for the call, whose result is the
+    new tid and whose ``writes`` are what the kernel stored in the parent's memory.
+    ``writes`` here are what it stored in the child's at creation (CLONE_CHILD_SETTID).
+    """
+
+    kind: ClassVar[str] = "clone"
+    parent: int = 0
+    process: int = 0
+    flags: int = 0
+    writes: tuple[tuple[int, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class SyscallEntryEvent(Event):
+    """The task entered a syscall that blocked (or may block), and other tasks ran
+    while it waited: it is parked at the entry of call ``nr`` with ``args`` until
+    its SyscallEvent, later in the trace, completes it."""
+
+    kind: ClassVar[str] = "syscall-entry"
+    nr: int = 0
+    args: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreemptEvent(Event):
+    """The recorder stopped the task in user code at the end of its time slice and
+    let another run. ``regs``, ``xstate`` and ``digest`` (of writable memory) name
+    the state it was stopped in, as on a precise SignalEvent: replay reaches it by
+    execution (replay/precise.py)."""
+
+    kind: ClassVar[str] = "preempt"
+    regs: bytes = b""
+    xstate: bytes = b""
+    digest: bytes = b""
+
+
 EVENT_KINDS: dict[str, type[Event]] = {
     cls.kind: cls for cls in (ExecEvent, SyscallEvent, SignalEvent, RdtscEvent, RandomEvent,
-                               ExitEvent)
+                               ExitEvent, CloneEvent, SyscallEntryEvent, PreemptEvent)
 }

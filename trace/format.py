@@ -1,6 +1,6 @@
 """The on-disk trace: a directory that the recorder appends to and the replayer reads.
 
-Layout (format 2)::
+Layout (format 3)::
 
     TRACE/
       metadata.json     one JSON object: what ran, where, on what machine (the
@@ -25,7 +25,9 @@ zstd frame holding one msgpack array of the chunk's events (Event.to_wire())::
 
 (little-endian). Every byte of `events` is covered by a magic or a checksum, so a
 bit flip is an error that names the chunk, never a wrong event. Format 1 is
-format 2 without "crc32" and "files" in the metadata; it is still read.
+format 2 without "crc32" and "files" in the metadata; format 3 is format 2 with
+the events of several tasks (CloneEvent, SyscallEntryEvent, PreemptEvent).
+All three are read.
 
 Why a recorder killed by SIGKILL leaves a trace that opens: a frame is written
 and flushed in one piece once its chunk is complete, so `events` is always whole
@@ -70,7 +72,7 @@ import zstandard
 
 from retrograde.trace.events import Event
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: events of several tasks (clone, syscall-entry, preempt)
 OLDEST_FORMAT_VERSION = 1  # without "crc32" and "files" in the metadata
 
 METADATA_NAME = "metadata.json"

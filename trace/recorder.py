@@ -13,6 +13,10 @@ A syscall the table cannot record is not run: the program is told ENOSYS, as by
 an older kernel, with one warning (``strict`` stops the recording there instead).
 The program starts with the signal state and timer slack the recorder was given
 (``LaunchState``), and reads back its own PR_GET_TSC mode, not the recorder's.
+When the program stops (SIGTSTP, SIGSTOP, ...), the recorder stops with it and
+continues it when continued (trace/job_control.py). An ioctl, fcntl or prctl request
+the table does not model is answered like an unsupported syscall, with the error of a
+kernel that lacks it.
 
 Only one task is recorded; a clone, fork or vfork ends the recording with a
 one-line error and a trace that is valid up to that event.
@@ -20,6 +24,8 @@ one-line error and a trace that is valid up to that event.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import errno
 import os
 import platform
@@ -34,40 +40,72 @@ from pathlib import Path
 
 from ..tracee import cpu
 from ..tracee import page as rpage
-from ..tracee.maps import KernelMapping, memory_digest, page_up, parse_maps, writable_memory
+from ..tracee.maps import (
+    KernelMapping,
+    memory_digest,
+    page_up,
+    parse_maps,
+    writable_memory,
+    writable_memory_digest,
+)
 from ..tracee.process import (
+    PTRACE_EVENT_CLONE,
     PTRACE_EVENT_EXEC,
+    PTRACE_EVENT_FORK,
+    PTRACE_EVENT_STOP,
+    PTRACE_EVENT_VFORK,
     PTRACE_SYSCALL,
     LaunchState,
+    PtraceError,
+    Stop,
     Tracee,
     TraceeError,
     is_error,
+    tgkill,
 )
 from ..tracee.registers import Registers, registers_to_bytes, signed, syscall_args
 from ..tracee.syscalls import (
     MMAP_FAMILY,
     REFUSED_IN_RECORDING,
+    UnmodelledRequest,
     UnsupportedSyscall,
     is_supported,
     kernel_may_implement,
     output_regions,
     syscall_name,
     syscall_number,
+    unmodelled_request,
 )
 from ..tracee.vdso import patch_vdso
 from .events import (
+    CloneEvent,
     Event,
     ExecEvent,
     ExitEvent,
     MappingRecord,
+    PreemptEvent,
     RandomEvent,
     RdtscEvent,
     SignalEvent,
+    SyscallEntryEvent,
     SyscallEvent,
 )
 from .file_views import FileViews
 from .format import TraceWriter
-from .output import FROM_ANOTHER_FILE, EchoedFds, output_fd, peek_pipe, source
+from .job_control import JobControl, continue_pending
+from .output import FROM_ANOTHER_FILE, output_fd, peek_pipe, source
+from .scheduler import (
+    BLOCK_SECONDS,
+    MAX_SLICE,
+    NR_SCHED_YIELD,
+    SLICE,
+    RecordedProcess,
+    RecordedTask,
+    Run,
+    Scheduler,
+    now,
+    waits_by_nature,
+)
 
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
@@ -87,10 +125,18 @@ NR_SHMAT = syscall_number("shmat")
 NR_SENDFILE = syscall_number("sendfile")
 NR_CLONE = syscall_number("clone")
 NR_CLONE3 = syscall_number("clone3")
-TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")}
+NR_VFORK = syscall_number("vfork")
+TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), NR_VFORK}
 DEV_ZERO = os.makedev(1, 5)
-CLONE_THREAD = 0x10000
+CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
+CLONE_CHILD_SETTID = 0x01000000
+WAIT_ALL = 0x40000000  # __WALL
+# What a call broken by PTRACE_INTERRUPT returns at its exit stop before the kernel
+# enters it again: ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND (include/linux/errno.h).
+INTERRUPTED_CALL = frozenset({-512, -513, -514})
 NR_PRCTL = syscall_number("prctl")
+NR_SCHED_GETAFFINITY = syscall_number("sched_getaffinity")
+NR_SCHED_SETAFFINITY = syscall_number("sched_setaffinity")
 NR_RT_SIGRETURN = syscall_number("rt_sigreturn")
 NR_RESTART_SYSCALL = syscall_number("restart_syscall")
 NR_MPROTECT = syscall_number("mprotect")
@@ -102,6 +148,18 @@ DEBUG_ADDRESS_REGISTERS = range(4)
 ERESTART_RESTARTBLOCK = 516  # include/linux/errno.h; seen by ptrace at the exit stop
 PR_GET_TSC, PR_SET_TSC = 25, 26
 PR_TSC_ENABLE, PR_TSC_SIGSEGV = 1, 2
+
+
+CPU_MASK_BYTES = 128  # the kernel's largest cpumask (8192 CPUs); longer masks are cut
+
+
+def cpu_mask(cpus: set[int], size: int) -> bytes:
+    """The ``size``-byte cpumask with ``cpus`` set, as sched_getaffinity writes it."""
+    mask = bytearray(size)
+    for n in cpus:
+        if n < size * 8:
+            mask[n // 8] |= 1 << (n % 8)
+    return bytes(mask)
 
 
 class RecordingError(Exception):
@@ -119,10 +177,25 @@ class RecordingResult:
 
 @dataclass
 class _HeldSignal:
+    task: RecordedTask
     signo: int
     siginfo: bytes
     timer: threading.Timer
     raised: bool = False
+
+
+def _clone_arguments(nr: int, regs: Registers, tracee: Tracee) -> tuple[int, int]:
+    """The flags of a clone-family call at its entry, and where it stores the child's
+    tid in the child (CLONE_CHILD_SETTID)."""
+    if nr == NR_CLONE:
+        return regs.rdi, regs.r10  # flags, stack, parent_tid, child_tid, tls
+    if nr == NR_CLONE3:
+        # struct clone_args { u64 flags, pidfd, child_tid, parent_tid, ... }
+        head = tracee.read_partial(regs.rdi, 24).ljust(24, b"\0")
+        return int.from_bytes(head[:8], "little"), int.from_bytes(head[16:24], "little")
+    if nr == NR_VFORK:
+        return CLONE_VM | CLONE_VFORK | signal.SIGCHLD, 0
+    return signal.SIGCHLD, 0  # fork
 
 
 def _object_name(st: os.stat_result) -> str:
@@ -150,66 +223,100 @@ def trace_metadata(argv: Sequence[str], cwd: str, env: dict[str, str],
 
 
 class Recorder:
-    """Records one program into one trace directory. Owns the tracee and the writer."""
+    """Records one program, with every thread and process it starts, into one trace
+    directory. Owns the tasks (trace/scheduler.py) and the writer.
 
-    # Both exist for the whole of ``run`` (the tracee from its spawn on), which is
-    # where every other method is called from.
-    tracee: Tracee
+    ``task`` is the task whose stop is being handled: every method below the driver
+    works on it (its tracee, its process's mappings and files).
+    """
+
     writer: TraceWriter
-    views: FileViews
+    task: RecordedTask
 
     def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
                  cwd: str | None = None, launch: LaunchState | None = None,
-                 strict: bool = False) -> None:
+                 strict: bool = False, bound_cpu: int | None = None) -> None:
         self.argv = list(argv)
+        # The program runs on one CPU, which replay uses too: ld.so keeps the CPU's
+        # APIC id (cpuid leaf 1) in memory, so no state matches across CPUs. It is
+        # told the CPUs it would run on natively (sched_getaffinity), and what it
+        # asks for itself is kept for it without moving it (sched_setaffinity).
+        self.program_cpus = os.sched_getaffinity(0)
+        self.cpu = max(self.program_cpus) if bound_cpu is None else bound_cpu
         # Taken now, before a caller that constructs us changes its own signals.
         self.launch = LaunchState.of_this_process() if launch is None else launch
         self.strict = strict
         self.trace_dir = trace_dir
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd or os.getcwd()
-        self.mmap_count = 0
-        self.in_syscall = False
-        self.entry_nr = -1
-        self.entry_args: tuple[int, ...] = ()
-        self.exec_pending = False
-        self.last_regs: bytes | None = None  # registers at the last stop we resumed from
-        self.held: _HeldSignal | None = None
         self.held_lock = threading.Lock()
-        self.tsc_mode = PR_TSC_ENABLE  # the program's own PR_SET_TSC mode
-        # The call that returned -ERESTART_RESTARTBLOCK last: restart_syscall continues it.
-        self.restart: tuple[int, tuple[int, ...]] | None = None
         self.random_cpu = cpu.has_random_instructions()
-        self.watched: list[int] = []  # the rdrand/rdseed on debug registers 0-3
         self.random_sites: set[int] = set()  # every site ever watched: replay traps them
         self._last_flush = time.monotonic()
-        self.echoed = EchoedFds()
-        self.peeked: bytes | None = None  # what a pipe held at the entry of the call that drains it
+        self.warned: set[tuple[str, int]] = set()  # the unmodelled requests warned about
+        self.jobs = JobControl()
+        self.sched = Scheduler()
+        self.first = 0  # the program's pid: the recording ends with it
+        self.finished = False
+
+    @property
+    def tracee(self) -> Tracee:
+        return self.task.tracee
+
+    @property
+    def views(self) -> FileViews:
+        return self.task.process.views
 
     # -- driver -------------------------------------------------------------------
     def run(self) -> RecordingResult:
         metadata = trace_metadata(self.argv, self.cwd, self.env, self.launch)
+        metadata["bound_cpu"] = self.cpu
         self.writer = TraceWriter(self.trace_dir, metadata)
         result = RecordingResult(self.trace_dir, 0)
-        tracee: Tracee | None = None
+        # The scheduler sleeps in sigtimedwait for the next stop of any task.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
-            self.tracee = tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd,
-                                                launch=self.launch)
-            self.views = FileViews(tracee)
-            self._loop(result)
+            with self.jobs:
+                tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd,
+                                      launch=self.launch, seize=True, cpu=self.cpu)
+                process = RecordedProcess(tracee.pid, 0, FileViews(tracee))
+                self.task = RecordedTask(tracee.pid, tracee, process)
+                self.first = tracee.pid
+                self.sched.add(self.task)
+                self._loop(result)
         except (RecordingError, TraceeError) as error:
             result.error = str(error)
         except UnsupportedSyscall as error:
             result.error = f"{error} at event {self.writer.event_count}"
         finally:
             self._cancel_held()
-            if tracee is not None:
-                tracee.kill()
+            self._end_all()
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             result.events = self.writer.event_count
             self.writer.close(random_sites=sorted(self.random_sites),
                               exit_status=result.exit_status, exit_signal=result.exit_signal,
                               error=result.error)
         return result
+
+    def _end_all(self) -> None:
+        """Kill every task still alive and reap them all (a leader's death is reported
+        only once its threads are reaped, so they are reaped in any order)."""
+        tasks = list(self.sched.tasks.values())
+        for tid in [t.tid for t in tasks if t.tracee.alive] + list(self.sched.unclaimed):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(tid, signal.SIGKILL)
+        by_tid = {t.tid: t for t in tasks}
+        while any(t.tracee.alive for t in tasks) or self.sched.unclaimed:
+            try:
+                pid, status = os.waitpid(-1, WAIT_ALL)
+            except ChildProcessError:
+                break
+            if pid in by_tid:
+                by_tid[pid].tracee.decode(status)
+            elif os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self.sched.unclaimed.pop(pid, None)
+        for t in tasks:
+            t.tracee.forget()
 
     def _append(self, event: Event) -> None:
         self.writer.append(event)
@@ -219,52 +326,309 @@ class Recorder:
             self._last_flush = now
 
     def _loop(self, result: RecordingResult) -> None:
-        t = self.tracee
-        self.exec_pending = True  # spawn stopped us at PTRACE_EVENT_EXEC of the first exec
-        self.in_syscall = True
-        self.entry_nr = NR_EXECVE
-        deliver = 0
+        t = self.task
+        t.exec_pending = True  # spawn stopped it at PTRACE_EVENT_EXEC of the first exec
+        t.in_syscall = True
+        t.entry_nr = NR_EXECVE
+        while not self.finished:
+            task = self.sched.pick()
+            if task is None:
+                if not self.sched.collect(None):
+                    raise RecordingError("every task of the program is gone, but its end "
+                                         "was never reported")
+                continue
+            self._run(task, result)
+
+    def _run(self, task: RecordedTask, result: RecordingResult) -> None:
+        """Run ``task`` alone until it blocks, exits, stops or its slice is over."""
+        self.task = task
+        task.process.views.tracee = task.tracee
+        task.slice_start = now()
         while True:
-            t.resume(PTRACE_SYSCALL, deliver)
-            deliver = 0
-            stop = t.wait()
+            if task.pending:
+                stop = task.pending.popleft()
+            else:
+                if task.run is Run.STOPPED:
+                    self._resume(task)
+                got = self._wait(task)
+                if got is None:
+                    return
+                stop = got
+            try:
+                going_on = self._handle(task, stop, result)
+            except (PtraceError, ProcessLookupError) as error:
+                if getattr(error, "errno", errno.ESRCH) != errno.ESRCH:
+                    raise
+                task.run = Run.EXITING  # killed under us (exit_group, SIGKILL): its death comes
+                return
+            if not going_on or self.finished:
+                return
+            if (not task.in_syscall and self.sched.others_ready(task)
+                    and now() - task.slice_start > task.slice):
+                self._leave(task)
+                return
+
+    def _resume(self, task: RecordedTask) -> None:
+        try:
+            if task.armed != len(task.process.watched):
+                self._arm_watched(task)
+            task.tracee.resume(PTRACE_SYSCALL, task.deliver)
+        except (PtraceError, ProcessLookupError):
+            task.run = Run.EXITING
+            return
+        task.deliver = 0
+        task.run = Run.RUNNING
+        if task.in_syscall:
+            task.entered_at = now()
+
+    def _wait(self, task: RecordedTask) -> Stop | None:
+        """The running task's next stop; None once it has been parked in its call."""
+        while True:
+            if task.pending:
+                return task.pending.popleft()
+            timeout = None
+            if task.run is Run.RUNNING and self.sched.others_ready(task):
+                if task.in_syscall:
+                    left = 0.0 if task.waits else task.entered_at + BLOCK_SECONDS - now()
+                    if left <= 0:
+                        self._park(task)
+                        return None
+                    timeout = left
+                elif not task.interrupting:
+                    left = task.slice_start + task.slice - now()
+                    if left <= 0:
+                        with contextlib.suppress(PtraceError, ProcessLookupError):
+                            task.tracee.interrupt()
+                        task.interrupting = True
+                        continue
+                    timeout = left
+            self.sched.collect(timeout)
+
+    def _park(self, task: RecordedTask) -> None:
+        """Leave ``task`` in the call it is blocked in and let the others run."""
+        if not task.entry_recorded:
+            self._append(SyscallEntryEvent(task=task.tid, nr=task.entry_nr,
+                                           args=task.entry_args))
+            task.entry_recorded = True
+        task.run = Run.PARKED
+        task.slice = SLICE
+        self._announce_child(task)
+
+    def _leave(self, task: RecordedTask) -> None:
+        """Switch away from ``task``, stopped in user code: a PreemptEvent names where,
+        unless it is still where its last event left it."""
+        t = task.tracee
+        regs = registers_to_bytes(t.get_regs())
+        if regs != task.last_regs:
+            self._append(PreemptEvent(task=task.tid, regs=regs, xstate=t.get_xstate(),
+                                      digest=writable_memory_digest(t)))
+            task.last_regs = None
+        task.run = Run.STOPPED
+
+    def _handle(self, task: RecordedTask, stop: Stop, result: RecordingResult) -> bool:
+        """Record what ``stop`` says; whether the task goes on running."""
+        if stop.kind in ("exited", "killed"):
+            self._died(task, stop, result)
+            return False
+        if task.run is Run.EXITING:
+            return False  # a stop that raced its death: it is killed, not resumed
+        task.run = Run.STOPPED
+        if task.fresh:
+            # Its first stop, in user mode right after the clone: nothing happened yet.
+            task.fresh = False
+            task.last_regs = registers_to_bytes(task.tracee.get_regs())
+            if stop.kind == "signal" and stop.signo not in (signal.SIGSTOP, signal.SIGTRAP):
+                task.deliver = self._signal(stop.signo)
+            return True
+        if stop.kind == "syscall":
+            if task.in_syscall:
+                return self._syscall_exit_stop(task)
+            going_on = self._syscall_entry_stop(task)
+            if task.entry_nr == NR_EXIT and task.tid != task.tracee.tgid:
+                self._await_death(task, result)
+            return going_on
+        if stop.kind == "event":
+            return self._event(task, stop)
+        if stop.kind == "group-stop":
+            self._stop_with_program(stop.signo)
+            return False
+        if task.restarting is not None:
+            # A signal came with our interrupt: the call it broke ended for real.
+            nr, args, value = task.restarting
+            task.restarting = None
+            self._append(SyscallEvent(task=task.tid, nr=nr, args=args, result=value))
+            task.entry_recorded = False
+        task.deliver = self._signal(stop.signo)
+        return True
+
+    def _await_death(self, task: RecordedTask, result: RecordingResult) -> None:
+        """A thread that exits dies before another task runs. Its death clears its
+        clear-tid word and wakes the futex a join waits on: were the joiner run
+        first, the trace would have it see the word cleared before the exit that
+        clears it, and its replay would find the word still set."""
+        while True:
+            stop = self.sched.wait_for(task)
+            task.pending.popleft()
+            if stop.kind in ("exited", "killed"):
+                self._died(task, stop, result)
+                return
+            # A stop on its way out (a signal that came meanwhile): it dies anyway.
+            with contextlib.suppress(PtraceError, ProcessLookupError):
+                task.tracee.resume(PTRACE_SYSCALL, 0)
+
+    def _died(self, task: RecordedTask, stop: Stop, result: RecordingResult) -> None:
+        if task.tid == task.tracee.tgid:
+            # The kernel reports a leader's death only after its other threads', but
+            # the scheduler may come to the leader first: theirs are recorded first,
+            # as replay reaps them (and the first leader's death ends the recording).
+            for other in [o for o in self.sched.tasks.values()
+                          if o is not task and o.process is task.process]:
+                death = next((s for s in other.pending if s.kind in ("exited", "killed")),
+                             None)
+                if death is not None:
+                    other.pending.clear()
+                    self._died(other, death, result)
+        if stop.kind == "exited":
+            self._append(ExitEvent(task=task.tid, status=stop.status))
+        else:
+            self._append(ExitEvent(task=task.tid, signo=stop.signo))
+        held = task.held
+        if isinstance(held, _HeldSignal):
+            held.timer.cancel()
+        self.sched.remove(task)
+        if task.tid == self.first:
             if stop.kind == "exited":
                 result.exit_status = stop.status
-                self._append(ExitEvent(task=t.pid, status=stop.status))
-                return
-            if stop.kind == "killed":
-                result.exit_signal = stop.signo
-                self._append(ExitEvent(task=t.pid, signo=stop.signo))
-                return
-            if stop.kind == "syscall":
-                if self.in_syscall:
-                    self._syscall_exit()
-                else:
-                    self._syscall_entry()
-            elif stop.kind == "event":
-                if stop.event == PTRACE_EVENT_EXEC:
-                    t.reopen_memory()
-                    self.exec_pending = True
             else:
-                deliver = self._signal(stop.signo)
+                result.exit_signal = stop.signo
+            self.finished = True
+
+    def _syscall_entry_stop(self, task: RecordedTask) -> bool:
+        if task.restarting is not None:
+            task.restarting = None  # the call our interrupt broke, entered again
+        self._syscall_entry()
+        nr = task.entry_nr
+        task.waits = waits_by_nature(nr, task.entry_args)
+        if nr in (NR_EXIT, NR_EXIT_GROUP):
+            self._resume(task)
+            task.run = Run.EXITING
+            if nr == NR_EXIT_GROUP:
+                for other in self.sched.tasks.values():
+                    if other.process is task.process:
+                        other.run = Run.EXITING
+                        other.pending = collections.deque(
+                            s for s in other.pending if s.kind in ("exited", "killed"))
+            return False
+        return True
+
+    def _syscall_exit_stop(self, task: RecordedTask) -> bool:
+        if task.interrupting:
+            value = signed(task.tracee.get_regs().rax)
+            if value in INTERRUPTED_CALL:
+                # Our PTRACE_INTERRUPT broke the call: once the trap is reported the
+                # kernel enters it again, so the program never sees this exit.
+                task.restarting = (task.entry_nr, task.entry_args, value)
+                task.in_syscall = False
+                return True
+        self._syscall_exit()
+        task.entry_recorded = False
+        self._announce_child(task)
+        # sched_yield gives the others their turn.
+        return not (task.entry_nr == NR_SCHED_YIELD and self.sched.others_ready(task))
+
+    def _event(self, task: RecordedTask, stop: Stop) -> bool:
+        t = task.tracee
+        if stop.event == PTRACE_EVENT_EXEC:
+            former = t.geteventmsg()
+            if former != task.tid and former in self.sched.tasks:
+                self._exec_by_thread(task, self.sched.tasks[former])
+                return False
+            t.reopen_memory()
+            task.exec_pending = True
+            return True
+        if stop.event in (PTRACE_EVENT_CLONE, PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK):
+            return self._cloned(task, t.geteventmsg())
+        if stop.event == PTRACE_EVENT_STOP:
+            if task.restarting is not None:
+                task.interrupting = False  # the trap after the broken call: go on into it
+                return True
+            if task.interrupting:
+                task.interrupting = False
+                if self.sched.others_ready(task):
+                    task.slice = min(task.slice * 2, MAX_SLICE)
+                    self._leave(task)
+                    return False
+            # Otherwise continued from a group-stop (SIGCONT): go on.
+        return True
+
+    def _exec_by_thread(self, leader: RecordedTask, execer: RecordedTask) -> None:
+        """A thread other than the leader exec'd: every other thread is gone (the others
+        report their deaths, the leader does not) and the thread goes on with the
+        leader's tid, which is the pid."""
+        self._append(ExitEvent(task=leader.tid, status=0))
+        rest = leader.pending
+        self.sched.remove(leader)
+        leader.tracee.forget()
+        tid = leader.tid
+        execer.exec_from = execer.tid
+        self.sched.rename(execer, tid)
+        execer.tracee.pid = tid
+        execer.tracee.reopen_memory()
+        execer.pending.extend(rest)
+        execer.exec_pending = True
+        execer.run = Run.STOPPED
+
+    def _cloned(self, parent: RecordedTask, tid: int) -> bool:
+        """The parent's clone made task ``tid``: follow it from its first stop on.
+
+        It runs only once its CloneEvent is in the trace, after the parent's call
+        (or its SyscallEntryEvent, when the call blocks the parent: vfork)."""
+        flags = parent.clone_flags
+        tracee = Tracee.attach_new(tid)
+        if flags & CLONE_THREAD:
+            process = parent.process
+        else:
+            process = parent.process.fork(tid, tracee)
+        child = RecordedTask(tid, tracee, process, announced=False, fresh=True)
+        child.process.tsc_mode = parent.process.tsc_mode
+        self.sched.add(child)
+        parent.child = tid
+        if flags & CLONE_VFORK:
+            # The parent's call returns once the child has exec'd or exited.
+            self._resume(parent)
+            self._park(parent)
+            return False
+        return True
+
+    def _announce_child(self, parent: RecordedTask) -> None:
+        """Append the CloneEvent of the task the parent's clone made, if not yet done."""
+        tid, parent.child = parent.child, None
+        if tid is None:
+            return
+        flags = parent.clone_flags
+        child = self.sched.tasks.get(tid)
+        writes: tuple[tuple[int, bytes], ...] = ()
+        if child is not None:
+            first = self.sched.wait_for(child)
+            if flags & CLONE_CHILD_SETTID and parent.clone_ctid and \
+                    first.kind not in ("exited", "killed"):
+                writes = ((parent.clone_ctid, child.tracee.read_partial(parent.clone_ctid, 4)),)
+            child.announced = True
+        process = parent.process.pid if flags & CLONE_THREAD else tid
+        self._append(CloneEvent(task=tid, parent=parent.tid, process=process, flags=flags,
+                                writes=writes))
 
     # -- syscalls -------------------------------------------------------------------
     def _syscall_entry(self) -> None:
         t = self.tracee
         regs = t.get_regs()
         nr = regs.orig_rax
-        self.in_syscall = True
-        self.entry_nr = nr
-        self.entry_args = syscall_args(regs)  # execve's are gone at its exit
+        self.task.in_syscall = True
+        self.task.entry_nr = nr
+        self.task.entry_args = syscall_args(regs)  # execve's are gone at its exit
         event_no = self.writer.event_count
         if nr in TASK_CREATORS:
-            if nr == NR_CLONE3:
-                flags = int.from_bytes(t.read(regs.rdi, 8), "little")
-            else:
-                flags = regs.rdi if nr == NR_CLONE else 0
-            what = "multi-threaded" if flags & CLONE_THREAD else "multi-process"
-            raise RecordingError(f"{syscall_name(nr)} at event {event_no}: {what} recording "
-                                 "is not supported yet")
+            self.task.clone_flags, self.task.clone_ctid = _clone_arguments(nr, regs, t)
         if not is_supported(nr):
             # Never let the kernel run what could not be replayed. Answered ENOSYS
             # the program sees an older kernel (or exactly this one, for a number it
@@ -276,66 +640,95 @@ class Recorder:
                       "is not supported: the program was told ENOSYS (record --strict stops "
                       "instead)", file=sys.stderr, flush=True)
             self._skip(regs, errno.ENOSYS)
-        if self.held is not None:
-            self._raise_held()
+        if self.task.held is not None:
+            self._raise_held(self.task)
+        request = None if self.strict else unmodelled_request(nr, syscall_args(regs))
         if nr in REFUSED_IN_RECORDING:
             # The kernel would write into the program's memory outside any
             # syscall stop (rseq, io_uring): skip the call, and exit sees -errno.
             self._skip(regs, REFUSED_IN_RECORDING[nr])
+        elif request is not None:
+            self._answer_unmodelled(request, regs)
         elif nr == NR_PRCTL and (regs.rdi & 0xFFFFFFFF) in (PR_GET_TSC, PR_SET_TSC):
             self._tsc_prctl_entry(regs)
         elif nr == NR_RT_SIGRETURN:
-            self.restart = None  # sigreturn resets the task's restart block
+            self.task.restart = None  # sigreturn resets the task's restart block
+        elif nr == NR_SCHED_SETAFFINITY and self._is_own(regs.rdi):
+            self._setaffinity_entry(regs)
         if nr in (NR_EXIT, NR_EXIT_GROUP):
             self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
-        self.peeked = self._peek_echoed_pipe(nr, self.entry_args)
+        self.task.peeked = self._peek_echoed_pipe(nr, self.task.entry_args)
 
     def _syscall_exit(self) -> None:
         t = self.tracee
         regs = t.get_regs()
-        nr = self.entry_nr
-        self.in_syscall = False
+        nr = self.task.entry_nr
+        self.task.in_syscall = False
         result = signed(regs.rax)
-        args = self.entry_args
-        if self.exec_pending and nr in (NR_EXECVE, NR_EXECVEAT) and result == 0:
-            self.exec_pending = False
+        args = self.task.entry_args
+        if self.task.exec_pending and nr in (NR_EXECVE, NR_EXECVEAT) and result == 0:
+            self.task.exec_pending = False
             if self.writer.event_count:  # the first exec is the start of the trace, not an event
-                self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=0))
+                # A thread that exec'd made the call under its own tid (exec_from).
+                caller = self.task.exec_from or t.pid
+                self.task.exec_from = None
+                self._append(SyscallEvent(task=caller, nr=nr, args=args, result=0))
             self._after_exec(regs)
-            self.last_regs = registers_to_bytes(t.get_regs())
+            self.task.last_regs = registers_to_bytes(t.get_regs())
             return
         rule_nr, rule_args = nr, args
-        if nr == NR_RESTART_SYSCALL and self.restart is not None:
-            rule_nr, rule_args = self.restart  # it continues that call, and writes what it does
+        if nr == NR_RESTART_SYSCALL and self.task.restart is not None:
+            rule_nr, rule_args = self.task.restart  # it continues that call, and writes what it does
         if nr == NR_PRCTL and not is_error(result) and (args[0] & 0xFFFFFFFF) == PR_GET_TSC:
             # The kernel said PR_TSC_SIGSEGV, which is ours; the program's own mode is this.
-            t.write(args[1], self.tsc_mode.to_bytes(4, "little"))
+            t.write(args[1], self.task.process.tsc_mode.to_bytes(4, "little"))
+        if nr == NR_SCHED_GETAFFINITY and result > 0 and self._is_own(args[0]):
+            t.write(args[2], cpu_mask(self.program_cpus, result))
         if result == -ERESTART_RESTARTBLOCK:
-            self.restart = (rule_nr, rule_args)
+            self.task.restart = (rule_nr, rule_args)
         writes = tuple((addr, t.read_partial(addr, size))
                        for addr, size in output_regions(rule_nr, rule_args, result, t.read)
                        if size > 0)
         mmap_id = mapping = None
         if nr in MMAP_FAMILY:
-            mmap_id = self.mmap_count
-            self.mmap_count += 1
+            mmap_id = self.task.process.mmap_count
+            self.task.process.mmap_count += 1
             if not is_error(result):
                 mapping = self._mapping_made(nr, args, result)
         writes += tuple(self.views.changes(nr, args, result))
         echo = self._echo_from_another_file(nr, args, result)
-        self.echoed.follow(nr, args, result)
+        self.task.process.echoed.follow(nr, args, result)
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
                                   mmap_id=mmap_id, mapping=mapping, echo=echo))
         if nr in MAKES_EXECUTABLE and not is_error(result) and args[2] & PROT_EXEC:
             start = result if nr == NR_MMAP else args[0]
             self._watch_random_instructions(start, start + page_up(args[1]))
-        self.last_regs = registers_to_bytes(regs)
+        self.task.last_regs = registers_to_bytes(regs)
 
     def _skip(self, regs: Registers, error: int) -> None:
         """Make the kernel skip the call at this entry stop; its exit sees -``error``."""
         regs.orig_rax = 0xFFFFFFFFFFFFFFFF
         regs.rax = -error & 0xFFFFFFFFFFFFFFFF
         self.tracee.set_regs(regs)
+
+    def _answer_unmodelled(self, request: UnmodelledRequest, regs: Registers) -> None:
+        """Skip an ioctl, fcntl or prctl whose request the table does not model, with the
+        answer of a kernel without it; warn once per request, naming the first event."""
+        flags = None
+        if request.fd is not None:
+            try:
+                with open(f"/proc/{self.tracee.pid}/fdinfo/{request.fd}") as f:
+                    flags = int(next(line for line in f if line.startswith("flags:"))
+                                .split()[1], 8)
+            except (OSError, StopIteration, ValueError):
+                flags = None  # not open: EBADF, whatever the request
+        error = request.answer(flags)
+        if error != errno.EBADF and (request.call, request.request) not in self.warned:
+            self.warned.add((request.call, request.request))
+            print(f"retrograde: warning: {request} at event {self.writer.event_count} is "
+                  f"not supported: the program was told {errno.errorcode[error]} (record "
+                  "--strict stops instead)", file=sys.stderr, flush=True)
+        self._skip(regs, error)
 
     def _tsc_prctl_entry(self, regs: Registers) -> None:
         """PR_SET_TSC and PR_GET_TSC see the program's own mode, not the recorder's.
@@ -347,8 +740,29 @@ class Recorder:
         skipped, an invalid one runs for the kernel's own EINVAL.
         """
         if (regs.rdi & 0xFFFFFFFF) == PR_SET_TSC and regs.rsi in (PR_TSC_ENABLE, PR_TSC_SIGSEGV):
-            self.tsc_mode = regs.rsi
+            self.task.process.tsc_mode = regs.rsi
             self._skip(regs, 0)
+
+    def _is_own(self, pid: int) -> bool:
+        """Whether an affinity call's pid argument names a task of the program."""
+        return signed(pid) == 0 or signed(pid) in self.sched.tasks
+
+    def _setaffinity_entry(self, regs: Registers) -> None:
+        """Keep the CPUs the program asks for as its own and skip the call, with the
+        kernel's answers: EFAULT for an unreadable mask, EINVAL for one without an
+        online CPU."""
+        try:
+            mask = self.tracee.read(regs.rdx, min(regs.rsi, CPU_MASK_BYTES))
+        except OSError:
+            self._skip(regs, errno.EFAULT)
+            return
+        online = set(range(os.cpu_count() or 1))
+        wanted = {n for n in range(len(mask) * 8) if mask[n // 8] >> (n % 8) & 1} & online
+        if not wanted:
+            self._skip(regs, errno.EINVAL)
+            return
+        self.program_cpus = wanted
+        self._skip(regs, 0)
 
     def _mapping_made(self, nr: int, args: tuple[int, ...], result: int) -> MappingRecord | None:
         """The region a successful mmap-family call made that replay cannot make from
@@ -431,7 +845,7 @@ class Recorder:
         them out of it now without consuming them. Bytes that arrive while the
         call blocks are not seen (a single process rarely waits on its own pipe).
         """
-        if nr not in FROM_ANOTHER_FILE or self.echoed.stream(output_fd(nr, args)) is None:
+        if nr not in FROM_ANOTHER_FILE or self.task.process.echoed.stream(output_fd(nr, args)) is None:
             return None
         fd, _ = source(nr, args)
         path = f"/proc/{self.tracee.pid}/fd/{fd}"
@@ -445,9 +859,9 @@ class Recorder:
     def _echo_from_another_file(self, nr: int, args: tuple[int, ...],
                                 result: int) -> bytes | None:
         """The bytes sendfile, splice or copy_file_range moved to stdout or stderr."""
-        peeked, self.peeked = self.peeked, None
+        peeked, self.task.peeked = self.task.peeked, None
         if nr not in FROM_ANOTHER_FILE or result <= 0 or \
-                self.echoed.stream(output_fd(nr, args)) is None:
+                self.task.process.echoed.stream(output_fd(nr, args)) is None:
             return None
         if peeked is not None:
             return peeked[:result]
@@ -478,7 +892,7 @@ class Recorder:
                 patch_vdso(t, m.start, m.end)
         records = [self._mapping_record(m, page_addr) for m in mappings
                    if m.name != "[vsyscall]"]
-        self.watched = []  # execve cleared the debug registers with the old address space
+        self.task.process.watched = []  # execve cleared the debug registers with the old address space
         for m in mappings:
             if "x" in m.perms and m.name not in ("[vdso]", "[vsyscall]") and m.start != page_addr:
                 self._watch_random_instructions(m.start, m.end)
@@ -526,6 +940,31 @@ class Recorder:
         return MappingRecord(m.start, m.end, m.perms, m.offset, m.name, file_hash, contents)
 
     # -- signals --------------------------------------------------------------------
+    def _stop_with_program(self, signo: int) -> None:
+        """The program is in a group-stop (its stop signal was delivered and recorded):
+        leave it stopped, stop the recorder with it, and when the recorder is continued,
+        see that the program is too (trace/job_control.py).
+
+        The program's next stop is the kernel's report of its SIGCONT (PTRACE_EVENT_STOP),
+        from which the loop resumes it; the SIGCONT itself is then delivered, and
+        recorded, like any signal. Nothing is recorded for the stop itself: the program
+        cannot tell it from time passing.
+
+        Every thread of every stopped process reports its group-stop and is left in it;
+        the recorder stops with the program's first thread, the one it started.
+        """
+        t = self.tracee
+        t.listen()
+        self.task.run = Run.LISTENING
+        if self.task.tid != self.first:
+            return
+        self.writer.flush()  # a recording killed while stopped keeps its trace to here
+        if self.jobs.stop_with(signo, t.pid) and not continue_pending(t.pid):
+            # Continued alone (`kill -CONT` of the recorder): the program with it.
+            # A `fg` signals the whole group at once, so its SIGCONT is pending by now.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(t.pid, signal.SIGCONT)
+
     def _signal(self, signo: int) -> int:
         """Handle a signal-delivery-stop; returns the signal to deliver (0: none)."""
         t = self.tracee
@@ -535,63 +974,67 @@ class Recorder:
             return 0  # a group-stop, not a delivery: just resume
         regs = t.get_regs()
         si_code = int.from_bytes(siginfo[8:12], "little", signed=True)
-        if signo == signal.SIGSEGV and si_code > 0 and self.tsc_mode == PR_TSC_ENABLE:
+        if signo == signal.SIGSEGV and si_code > 0 and self.task.process.tsc_mode == PR_TSC_ENABLE:
             insn = cpu.decode_rdtsc(t.read_partial(regs.rip, 3))
             if insn is not None:
                 self._emulate_rdtsc(regs, *insn)
                 return 0
-        if signo == signal.SIGTRAP and si_code == TRAP_HWBKPT and self.watched:
+        if signo == signal.SIGTRAP and si_code == TRAP_HWBKPT and self.task.process.watched:
             dr6 = t.get_debugreg(6)
             slot = (dr6 & 0xF).bit_length() - 1
-            if slot >= 0 and slot < len(self.watched) and self.watched[slot] == regs.rip:
+            if slot >= 0 and slot < len(self.task.process.watched) and self.task.process.watched[slot] == regs.rip:
                 t.set_debugreg(6, 0)
                 self._emulate_random(regs)
                 return 0
         if signo in SYNCHRONOUS_SIGNALS and si_code > 0:
             self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="sync"))
-            self.last_regs = None
+            self.task.last_regs = None
             return signo
         with self.held_lock:
-            held = self.held
+            held = self.task.held
             if held is not None and held.signo == signo:
                 held.timer.cancel()
-                self.held = None
+                self.task.held = None
                 siginfo = held.siginfo
                 t.set_siginfo(siginfo)
-        if self.last_regs == registers_to_bytes(regs):
+        if self.task.last_regs == registers_to_bytes(regs):
             self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="boundary"))
-        elif held is None and self.held is None:
+        elif held is None and self.task.held is None:
             self._hold(signo, siginfo)
             return 0
         else:
             memory = writable_memory(t)
             self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="precise",
                                      regs=registers_to_bytes(regs), xstate=t.get_xstate(),
-                                     digest=memory_digest(memory), memory=tuple(memory)))
-        self.last_regs = None
+                                     digest=memory_digest(memory, regs.rsp), memory=tuple(memory)))
+        self.task.last_regs = None
         return signo
 
     def _hold(self, signo: int, siginfo: bytes) -> None:
         """Discard the signal now and raise it again at the next syscall or after a while."""
-        timer = threading.Timer(HOLD_SECONDS, self._raise_held)
+        task = self.task
+        timer = threading.Timer(HOLD_SECONDS, self._raise_held, args=(task,))
         timer.daemon = True
-        self.held = _HeldSignal(signo, siginfo, timer)
+        task.held = _HeldSignal(task, signo, siginfo, timer)
         timer.start()
 
-    def _raise_held(self) -> None:
+    def _raise_held(self, task: RecordedTask) -> None:
+        """Send the held signal again, to the task that was to get it."""
         with self.held_lock:
-            held = self.held
-            if held is None or held.raised or not self.tracee.alive:
+            held = task.held
+            if not isinstance(held, _HeldSignal) or held.raised or not task.tracee.alive:
                 return
             held.timer.cancel()
             held.raised = True
-            os.kill(self.tracee.pid, held.signo)
+            with contextlib.suppress(ProcessLookupError, OSError):
+                tgkill(task.process.pid, task.tracee.pid, held.signo)
 
     def _cancel_held(self) -> None:
         with self.held_lock:
-            if self.held is not None:
-                self.held.timer.cancel()
-                self.held = None
+            for task in self.sched.tasks.values():
+                if isinstance(task.held, _HeldSignal):
+                    task.held.timer.cancel()
+                task.held = None
 
     # -- rdrand and rdseed ------------------------------------------------------------
     def _watch_random_instructions(self, start: int, end: int) -> None:
@@ -605,17 +1048,28 @@ class Recorder:
         whole recording), and the sites beyond four run unrecorded, as before: a
         replay that diverges after one names it.
         """
-        if len(self.watched) >= len(DEBUG_ADDRESS_REGISTERS) or not self.random_cpu:
+        watched = self.task.process.watched
+        if len(watched) >= len(DEBUG_ADDRESS_REGISTERS) or not self.random_cpu:
             return
         code = self.tracee.read_partial(start, end - start)
         for addr, _ in cpu.find_random_instructions(code, start):
-            if addr in self.watched or len(self.watched) >= len(DEBUG_ADDRESS_REGISTERS):
+            if addr in watched or len(watched) >= len(DEBUG_ADDRESS_REGISTERS):
                 continue
-            self.tracee.set_debugreg(len(self.watched), addr)
-            self.watched.append(addr)
+            watched.append(addr)
             self.random_sites.add(addr)
-            # Ln enables slot n; RW and LEN 00: on execution, one byte.
-            self.tracee.set_debugreg(7, sum(1 << 2 * n for n in range(len(self.watched))))
+        self._arm_watched(self.task)  # the other threads of the process before they run
+
+    def _arm_watched(self, task: RecordedTask) -> None:
+        """Debug registers are the thread's own (a clone starts without them): put the
+        process's watched sites on ``task``, stopped."""
+        watched = task.process.watched
+        armed, task.armed = task.armed, len(watched)
+        if not watched or armed == len(watched):
+            return
+        for n, addr in enumerate(watched):
+            task.tracee.set_debugreg(n, addr)
+        # Ln enables slot n; RW and LEN 00: on execution, one byte.
+        task.tracee.set_debugreg(7, sum(1 << 2 * n for n in range(len(watched))))
 
     def _emulate_random(self, regs: Registers) -> None:
         t = self.tracee
@@ -632,7 +1086,7 @@ class Recorder:
         self._append(RandomEvent(task=t.pid, pc=pc, value=value, mnemonic=insn.mnemonic,
                                  carry=carry))
         t.set_regs(regs)
-        self.last_regs = registers_to_bytes(regs)
+        self.task.last_regs = registers_to_bytes(regs)
 
     def _emulate_rdtsc(self, regs: Registers, which: str, length: int) -> None:
         t = self.tracee
@@ -646,4 +1100,4 @@ class Recorder:
         self._append(RdtscEvent(task=t.pid, pc=regs.rip, value=value, aux=aux))
         regs.rip += length
         t.set_regs(regs)
-        self.last_regs = registers_to_bytes(regs)
+        self.task.last_regs = registers_to_bytes(regs)

@@ -9,7 +9,9 @@ bytes of machine code in an executable anonymous mapping, called via ctypes.
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +64,28 @@ def cpuid(leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
     out = (ctypes.c_uint32 * 4)()
     _cpuid(leaf, subleaf, ctypes.byref(out))
     return tuple(out)  # type: ignore[return-value]
+
+
+@functools.cache
+def xsave_size() -> int:
+    """The size of the XSAVE area for every state component this CPU supports
+    (CPUID.0DH.0:ECX), which bounds what PTRACE_GETREGSET gives for NT_X86_XSTATE."""
+    return max(cpuid(0xD, 0)[2], 4096)
+
+
+@functools.cache
+def xsave_components() -> tuple[tuple[int, int, int], ...]:
+    """(bit, offset, size) of each user state component past x87 and SSE in the
+    standard XSAVE layout a signal frame uses (CPUID.0DH.i: EAX size, EBX offset;
+    ECX bit 0 marks supervisor components, which a frame never holds)."""
+    supported = cpuid(0xD, 0)[0] | cpuid(0xD, 0)[3] << 32
+    components = []
+    for bit in range(2, 64):
+        if supported & (1 << bit):
+            size, offset, flags, _ = cpuid(0xD, bit)
+            if size and not flags & 1:
+                components.append((bit, offset, size))
+    return tuple(components)
 
 
 def cpuid_leaves() -> dict[str, list[int]]:
@@ -122,6 +146,23 @@ def cpuid_warning(recorded: object) -> str | None:
     more = f" and {len(differences) - 1} more" if len(differences) > 1 else ""
     return (f"warning: this CPU is not the recording's (CPUID {differences[0]}{more}): a "
             "program that chooses code by CPU features may diverge")
+
+
+def replay_cpu(recorded: object) -> tuple[int, str | None]:
+    """The CPU to replay on, the one the trace was recorded on where this process may
+    use it, and one line for the user when it may not (else None).
+
+    ld.so keeps the CPU's APIC id (cpuid leaf 1, EBX) in memory, and cpuid cannot be
+    trapped here: on another CPU the memory differs, so no state of the recording is
+    ever matched, and signals inside long loops are reached by restoring the state.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    if recorded in allowed or not isinstance(recorded, int):
+        return (recorded if isinstance(recorded, int) else allowed[-1]), None
+    return allowed[-1], (f"warning: the trace was recorded on CPU {recorded}, which this "
+                         f"replay may not use (it may use {','.join(map(str, allowed))}): "
+                         "signals inside long loops will be reached by restoring their "
+                         f"state; replay where CPU {recorded} is free to use")
 
 
 # rdrand and rdseed are 0F C7 with a register ModRM (mod 11) and reg 6 or 7, after

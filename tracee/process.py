@@ -28,6 +28,8 @@ from ptrace.binding.func import ptrace as _ptrace
 from ptrace.binding.func import ptrace_getregs, ptrace_setregs
 from ptrace.error import PtraceError
 
+from .cpu import xsave_size
+from .perf import perf_trap_token
 from .registers import Registers, signed
 
 PTRACE_TRACEME = 0
@@ -41,6 +43,9 @@ PTRACE_GETSIGINFO = 0x4202
 PTRACE_SETSIGINFO = 0x4203
 PTRACE_GETREGSET = 0x4204
 PTRACE_SETREGSET = 0x4205
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_LISTEN = 0x4208
 PTRACE_POKEUSER = 6
 PTRACE_PEEKUSER = 3
 NT_X86_XSTATE = 0x202
@@ -56,6 +61,9 @@ PTRACE_EVENT_FORK = 1
 PTRACE_EVENT_VFORK = 2
 PTRACE_EVENT_CLONE = 3
 PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_STOP = 128
+# The signals whose default action is a group-stop (signal(7)).
+STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
 DEFAULT_OPTIONS = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEFORK
                    | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL)
@@ -162,7 +170,9 @@ class Stop:
 
     kind: "syscall" (a syscall-entry or -exit stop; TRACESYSGOOD), "event"
     (PTRACE_EVENT_*; ``event``), "signal" (signal-delivery-stop; ``signo``),
-    "exited" (``status``), "killed" (``signo``).
+    "group-stop" (a seized tracee stopped by a stop signal; ``signo``, the signal),
+    "exited" (``status``), "killed" (``signo``). A tracee spawned without ``seize``
+    reports a group-stop as a "signal" stop whose siginfo cannot be read.
     """
 
     kind: str
@@ -174,11 +184,23 @@ class Stop:
 class Tracee:
     """A process this tool traces. Owns its /proc/PID/mem handle; ``kill`` ends it."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, tgid: int | None = None) -> None:
         self.pid = pid
+        self._tgid = tgid
         self._mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self.alive = True
         self.last_stop = Stop("event")
+
+    @property
+    def tgid(self) -> int:
+        """The id of the process (thread group) this thread is in."""
+        if self._tgid is None:
+            self._tgid = thread_group_of(self.pid)
+        return self._tgid
+
+    def stop_thread(self) -> None:
+        """Send SIGSTOP to this thread alone (a kill(2) would go to its whole group)."""
+        tgkill(self.tgid, self.pid, signal.SIGSTOP)
 
     def reopen_memory(self) -> None:
         """After an exec: a /proc/PID/mem handle stays bound to the old address space."""
@@ -190,7 +212,8 @@ class Tracee:
     def spawn(cls, argv: Sequence[str], *, env: dict[str, str] | None = None,
               cwd: str | None = None, trap_tsc: bool = True,
               options: int = DEFAULT_OPTIONS, isolate: bool = False,
-              launch: LaunchState | None = None) -> Tracee:
+              launch: LaunchState | None = None, seize: bool = False,
+              cpu: int | None = None) -> Tracee:
         """Fork and exec ``argv`` under ptrace; return it stopped at PTRACE_EVENT_EXEC.
 
         The child stops itself before exec so that the options (EXITKILL above
@@ -200,9 +223,18 @@ class Tracee:
         terminal's Ctrl-C, and without core dumps. ``launch`` is the signal
         state and timer slack the program starts with (default: what a fork
         of this process would pass on, which is Python's, not its parent's).
+
+        ``seize`` attaches with PTRACE_SEIZE instead of PTRACE_TRACEME: group-stops
+        are then told apart from signal deliveries ("group-stop") and the tracee can
+        be left stopped with PTRACE_LISTEN (ptrace(2), "Group-stop"). The child then
+        waits for the attach on a pipe rather than stopping itself, which would leave
+        its process group stopped as far as job control is concerned.
+
+        ``cpu`` binds the program, and every task it will make, to that one CPU.
         """
         path = argv[0]
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        attached, go = os.pipe2(os.O_CLOEXEC) if seize else (-1, -1)
         pid = os.fork()
         if pid == 0:  # child: only simple calls until execve
             try:
@@ -213,13 +245,20 @@ class Tracee:
                 # Until the tracer has set EXITKILL, the parent-death signal ends us
                 # if the tracer dies first.
                 _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-                _ptrace(PTRACE_TRACEME)
-                os.kill(os.getpid(), signal.SIGSTOP)
+                if seize:
+                    os.close(go)
+                    if os.read(attached, 1) != b"+":
+                        os._exit(127)  # the tracer gave up
+                else:
+                    _ptrace(PTRACE_TRACEME)
+                    os.kill(os.getpid(), signal.SIGSTOP)
                 # EXITKILL holds from here on. The parent-death signal would survive
                 # execve, and the program would read it back (PR_GET_PDEATHSIG).
                 _libc.prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
                 if cwd:
                     os.chdir(cwd)
+                if cpu is not None:
+                    os.sched_setaffinity(0, {cpu})
                 environment = env if env is not None else dict(os.environ)
                 if launch is not None:
                     launch.apply_to_this_process()
@@ -234,21 +273,31 @@ class Tracee:
                 os._exit(127)
         os.close(write_end)
         try:
-            _, status = os.waitpid(pid, 0)
-            if not os.WIFSTOPPED(status):
-                raise TraceeError(f"cannot start {path}: the child ended before exec")
-            # Opened while the child is stopped: once resumed, a failed exec may end it
+            if seize:
+                os.close(attached)
+                _ptrace(PTRACE_SEIZE, pid, 0, options)
+            else:
+                _, status = os.waitpid(pid, 0)
+                if not os.WIFSTOPPED(status):
+                    raise TraceeError(f"cannot start {path}: the child ended before exec")
+            # Opened while the child waits: once it goes on, a failed exec may end it
             # at once, and a dead process's memory can no longer be opened.
-            tracee = cls(pid)
+            tracee = cls(pid, pid)
         except BaseException:
             os.close(read_end)
+            if seize:
+                os.close(go)
             with contextlib.suppress(ProcessLookupError, ChildProcessError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             raise
         try:
-            _ptrace(PTRACE_SETOPTIONS, pid, 0, options)
-            _ptrace(PTRACE_CONT, pid, 0, 0)
+            if seize:
+                os.write(go, b"+")
+                os.close(go)
+            else:
+                _ptrace(PTRACE_SETOPTIONS, pid, 0, options)
+                _ptrace(PTRACE_CONT, pid, 0, 0)
             while True:
                 stop = tracee.wait()
                 if stop.kind == "event" and stop.event == PTRACE_EVENT_EXEC:
@@ -265,6 +314,15 @@ class Tracee:
             raise
         finally:
             os.close(read_end)
+
+    @classmethod
+    def attached(cls, tid: int, tgid: int) -> Tracee:
+        """A task PTRACE_O_TRACECLONE (or _FORK, _VFORK) attached, at its first stop
+        (a SIGSTOP signal-delivery-stop: its next resume must not deliver it)."""
+        _, status = os.waitpid(tid, 0x40000000)  # __WALL
+        tracee = cls(tid, tgid)
+        tracee.last_stop = tracee._decode(status)
+        return tracee
 
     def wait(self) -> Stop:
         _, status = os.waitpid(self.pid, 0x40000000)  # __WALL
@@ -286,23 +344,55 @@ class Tracee:
         if pid:
             self.last_stop = self._decode(status)
             return self.last_stop
-        os.kill(self.pid, signal.SIGSTOP)
+        self.stop_thread()
         return self.wait()
 
     def _decode(self, status: int) -> Stop:
-        if os.WIFEXITED(status):
+        stop = self.decode_status(status)
+        if stop.kind in ("exited", "killed"):
             self._gone()
+        return stop
+
+    def decode(self, status: int) -> Stop:
+        """What a waitpid status of this task (collected by someone else) says."""
+        self.last_stop = self._decode(status)
+        return self.last_stop
+
+    @staticmethod
+    def decode_status(status: int) -> Stop:
+        if os.WIFEXITED(status):
             return Stop("exited", status=os.WEXITSTATUS(status))
         if os.WIFSIGNALED(status):
-            self._gone()
             return Stop("killed", signo=os.WTERMSIG(status))
         sig = os.WSTOPSIG(status)
         if sig == signal.SIGTRAP | 0x80:
             return Stop("syscall")
         event = status >> 16
+        if event == PTRACE_EVENT_STOP and sig in STOP_SIGNALS:
+            return Stop("group-stop", signo=sig)
         if sig == signal.SIGTRAP and event:
             return Stop("event", signo=sig, event=event)
         return Stop("signal", signo=sig)
+
+    @classmethod
+    def attach_new(cls, tid: int) -> Tracee:
+        """A task the kernel attached to us (PTRACE_O_TRACECLONE and friends); one that
+        is already gone is returned dead."""
+        try:
+            return cls(tid)
+        except OSError:
+            tracee = cls.__new__(cls)
+            tracee.pid, tracee.alive, tracee.last_stop = tid, False, Stop("exited")
+            return tracee
+
+    def interrupt(self) -> None:
+        """Stop the running task where it is (PTRACE_EVENT_STOP with SIGTRAP); seized
+        tasks only."""
+        _ptrace(PTRACE_INTERRUPT, self.pid, 0, 0)
+
+    def forget(self) -> None:
+        """Stop following this task (it is dead, or someone else reaps it)."""
+        self._gone()
 
     def _gone(self) -> None:
         if self.alive:
@@ -327,6 +417,11 @@ class Tracee:
     def resume(self, request: int = PTRACE_SYSCALL, signo: int = 0) -> None:
         _ptrace(request, self.pid, 0, signo)
 
+    def listen(self) -> None:
+        """Leave a seized tracee in its group-stop, not running, until a SIGCONT (or
+        SIGKILL) ends it; that is its next stop: PTRACE_EVENT_STOP with SIGTRAP."""
+        _ptrace(PTRACE_LISTEN, self.pid, 0, 0)
+
     def geteventmsg(self) -> int:
         value = ctypes.c_ulong()
         _ptrace(PTRACE_GETEVENTMSG, self.pid, 0, ctypes.addressof(value))
@@ -340,14 +435,20 @@ class Tracee:
         ptrace_setregs(self.pid, regs)
 
     def get_xstate(self) -> bytes:
-        buf = ctypes.create_string_buffer(8192)
-        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 8192)
+        """The XSAVE area, as large as this CPU's (over 8 KiB with AMX tiles)."""
+        size = xsave_size()
+        buf = ctypes.create_string_buffer(size)
+        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), size)
         _ptrace(PTRACE_GETREGSET, self.pid, NT_X86_XSTATE, ctypes.addressof(iov))
         return buf.raw[: iov[1]]
 
     def set_xstate(self, data: bytes) -> None:
-        buf = ctypes.create_string_buffer(data, len(data))
-        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), len(data))
+        """Set the XSAVE area. The kernel takes only an area of its own full size: a
+        shorter one (from a CPU with fewer state components) is padded with zeros,
+        which its header marks as the components' initial state."""
+        size = max(len(data), xsave_size())
+        buf = ctypes.create_string_buffer(data, size)
+        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), size)
         _ptrace(PTRACE_SETREGSET, self.pid, NT_X86_XSTATE, ctypes.addressof(iov))
 
     def get_siginfo(self) -> bytes:
@@ -441,20 +542,10 @@ def fork_clone(tracee: Tracee, syscall_insn: int) -> Tracee:
     checkpoint would use up the process table.
     """
     saved = tracee.get_regs()
-    regs = tracee.get_regs()
-    regs.rip, regs.rax, regs.orig_rax = syscall_insn, NR_CLONE, 0xFFFFFFFFFFFFFFFF
-    regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8 = CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0
-    tracee.set_regs(regs)
-    stop = _continue_past_strays(tracee)
-    if stop.kind != "event" or stop.event != PTRACE_EVENT_FORK:
-        raise TraceeError(f"fork of process {tracee.pid} failed ({stop})")
-    child_pid = tracee.geteventmsg()
-    stop = _continue_past_strays(tracee)
-    if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
-        raise TraceeError(f"process {tracee.pid} did not return from fork ({stop})")
-    tracee.set_regs(saved)
+    child_pid = _injected_clone(tracee, syscall_insn, CLONE_PARENT | signal.SIGCHLD,
+                                PTRACE_EVENT_FORK, "fork")
     _, status = os.waitpid(child_pid, 0x40000000)
-    child = Tracee(child_pid)
+    child = Tracee(child_pid, child_pid)
     child.last_stop = child._decode(status)
     child.set_regs(saved)
     return child
@@ -462,6 +553,53 @@ def fork_clone(tracee: Tracee, syscall_insn: int) -> Tracee:
 
 NR_CLONE = 56
 CLONE_PARENT = 0x8000
+# A thread as pthread_create makes one (CLONE_VM | CLONE_FS | CLONE_FILES |
+# CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM), without the tid words and TLS,
+# which the caller sets itself.
+THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000
+
+
+def thread_clone(tracee: Tracee, syscall_insn: int) -> Tracee:
+    """A new thread in ``tracee``'s process, made by an injected clone and left at
+    its first stop (a SIGSTOP signal-delivery-stop, PTRACE_O_TRACECLONE attached
+    it) before it ran an instruction: the caller gives it its registers. It
+    shares ``tracee``'s stack until then, which it never touches."""
+    child_tid = _injected_clone(tracee, syscall_insn, THREAD_FLAGS, PTRACE_EVENT_CLONE,
+                                "a thread clone")
+    return Tracee.attached(child_tid, tracee.tgid)
+
+
+def _injected_clone(tracee: Tracee, syscall_insn: int, flags: int, event: int,
+                    what: str) -> int:
+    """Run clone(``flags``) in ``tracee`` from the syscall instruction at
+    ``syscall_insn``, expecting ptrace ``event``; put its registers back and return
+    the new task's id."""
+    saved = tracee.get_regs()
+    regs = tracee.get_regs()
+    regs.rip, regs.rax, regs.orig_rax = syscall_insn, NR_CLONE, 0xFFFFFFFFFFFFFFFF
+    regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8 = flags, 0, 0, 0, 0
+    tracee.set_regs(regs)
+    stop = _continue_past_strays(tracee)
+    if stop.kind != "event" or stop.event != event:
+        raise TraceeError(f"{what} in process {tracee.pid} failed ({stop})")
+    new_id = tracee.geteventmsg()
+    stop = _continue_past_strays(tracee)
+    if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
+        raise TraceeError(f"process {tracee.pid} did not return from {what} ({stop})")
+    tracee.set_regs(saved)
+    return new_id
+
+
+def thread_group_of(tid: int) -> int:
+    """The thread group id of live thread ``tid``, from /proc."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid
 
 
 _original_timer_slack: int | None = None
@@ -486,17 +624,32 @@ def _continue_past_strays(tracee: Tracee) -> Stop:
     """PTRACE_CONT until a stop other than a stray asynchronous signal.
 
     A checkpoint's copies are its children: when one ends, the checkpoint gets
-    a SIGCHLD nobody recorded. Such signals are discarded here.
+    a SIGCHLD nobody recorded. Such signals are discarded here, and so is a perf
+    counter's SIGTRAP (replay/hardware.py, PERF_TRAP).
     """
     while True:
         tracee.resume(PTRACE_CONT)
         stop = tracee.wait()
+        if stop.kind == "signal" and stop.signo == signal.SIGTRAP and \
+                perf_trap_token(tracee.get_siginfo()) is not None:
+            continue  # a perf counter's: the injected code is never counted
         if stop.kind != "signal" or stop.signo == signal.SIGTRAP:
             return stop
+
+
+NR_TGKILL = 234
+
+
+def tgkill(tgid: int, tid: int, signo: int) -> None:
+    """Send ``signo`` to thread ``tid`` of process ``tgid`` alone."""
+    if _libc.syscall(NR_TGKILL, tgid, tid, signo) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
 
 
 def is_error(result: int) -> bool:
     return -4095 <= result < 0
 
 
-__all__ = ["LaunchState", "PtraceError", "Stop", "Tracee", "TraceeError", "fork_clone", "is_error"]
+__all__ = ["STOP_SIGNALS", "LaunchState", "PtraceError", "Stop", "Tracee", "TraceeError", "fork_clone",
+           "is_error", "tgkill", "thread_clone"]

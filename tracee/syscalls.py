@@ -28,7 +28,9 @@ Conventions, from the kernel rather than the man pages where the two disagree:
   :class:`UnsupportedSyscall` when it succeeds. When it fails, it stored nothing, with one
   exception: an unknown syscall *number* is only known to be harmless when it failed with
   ENOSYS, because only then did no kernel code run for it. (The recorder does not let such
-  a number run at all: see :func:`kernel_may_implement`.)
+  a number run at all: see :func:`kernel_may_implement`; nor an ioctl, fcntl or prctl
+  request the table lacks: see :class:`UnmodelledRequest`. Under ``record --strict`` both
+  run, and one that succeeds stops the recording.)
 * ``restart_syscall`` continues the call that an earlier stop of the same task reported
   with -ERESTART_RESTARTBLOCK and writes what that call writes (``poll``'s revents,
   ``nanosleep``'s remaining time): the recorder passes the original number and arguments
@@ -62,6 +64,7 @@ __all__ = [
     "STRUCT_SIZES",
     "SYSCALL_NAMES",
     "Region",
+    "UnmodelledRequest",
     "UnsupportedSyscall",
     "ioctl_request_name",
     "is_supported",
@@ -69,6 +72,7 @@ __all__ = [
     "output_regions",
     "syscall_name",
     "syscall_number",
+    "unmodelled_request",
 ]
 
 Region = tuple[int, int]
@@ -1010,6 +1014,17 @@ def ioctl_request_name(request: int) -> str:
     return known.name if known else f"0x{request & 0xFFFF_FFFF:x}"
 
 
+# Requests of <asm-generic/ioctls.h> the table does not model (serial lines, the
+# console, the extended termios of a few ports): named in the recorder's warning.
+_UNMODELLED_IOCTL_NAMES: Final[Mapping[int, str]] = {
+    0x541C: "TIOCLINUX", 0x541E: "TIOCGSERIAL", 0x541F: "TIOCSSERIAL",
+    0x542E: "TIOCGRS485", 0x542F: "TIOCSRS485", 0x5432: "TCGETX", 0x5433: "TCSETX",
+    0x5434: "TCSETXF", 0x5435: "TCSETXW", 0x5453: "TIOCSERCONFIG", 0x5454: "TIOCSERGWILD",
+    0x5455: "TIOCSERSWILD", 0x5458: "TIOCSERGSTRUCT", 0x545A: "TIOCSERGETMULTI",
+    0x545B: "TIOCSERSETMULTI", 0x545C: "TIOCMIWAIT", 0x545D: "TIOCGICOUNT",
+}
+
+
 _FCNTL_OUTPUTS: Final[Mapping[int, Rule]] = {
     5: _struct(2, _S["struct flock"]),  # F_GETLK (also F_GETLK64 on x86-64)
     36: _struct(2, _S["struct flock"]),  # F_OFD_GETLK
@@ -1083,6 +1098,89 @@ _PRCTL_OUTPUTS: Final[Mapping[int, Rule]] = {
 def _prctl(c: _Exit) -> Iterable[Region]:
     option = c.int_arg(0)
     return _dispatch(c, _PRCTL_OUTPUTS, option, f"prctl({option})")
+
+
+# Options of <linux/prctl.h> the table does not model. On x86-64 the kernel answers
+# every one of them EINVAL (they are arm64's), so the recorder's answer is the native one.
+_UNMODELLED_PRCTL_NAMES: Final[Mapping[int, str]] = {
+    50: "PR_SVE_SET_VL", 51: "PR_SVE_GET_VL", 54: "PR_PAC_RESET_KEYS",
+    60: "PR_PAC_SET_ENABLED_KEYS", 61: "PR_PAC_GET_ENABLED_KEYS", 63: "PR_SME_SET_VL",
+    64: "PR_SME_GET_VL",
+}
+# Commands of <asm-generic/fcntl.h> the table does not model: the flock64 ones exist
+# only for 32-bit tasks (EINVAL here); F_GETOWNER_UIDS (checkpoint/restore) stores two
+# uids through its argument.
+_UNMODELLED_FCNTL_NAMES: Final[Mapping[int, str]] = {
+    12: "F_GETLK64", 13: "F_SETLK64", 14: "F_SETLKW64", 17: "F_GETOWNER_UIDS",
+}
+_O_PATH = 0o10000000
+
+
+@dataclass(frozen=True)
+class UnmodelledRequest:
+    """A request of ioctl, fcntl or prctl that the table cannot say the writes of.
+
+    The recorder does not let the kernel run it (it could store anywhere the request's
+    structure points): the program gets what a kernel without that request answers,
+    ENOTTY from ioctl and EINVAL from fcntl and prctl, as it gets ENOSYS for a syscall
+    the table lacks. Such a kernel still looks the descriptor up first: one that is not
+    open, or is an O_PATH descriptor (which neither ioctl nor these fcntl commands
+    accept), is EBADF whatever the request, exactly as natively.
+    """
+
+    call: str  # "ioctl", "fcntl" or "prctl"
+    request: int
+    name: str | None  # its name in the kernel's headers, when it has one we know
+    error: int  # what a kernel without the request answers
+    fd: int | None  # the descriptor the kernel looks up before the request
+
+    def answer(self, open_flags: int | None) -> int:
+        """The errno for the call, given the flags ``fd`` was opened with (None: not open)."""
+        if self.fd is not None and (open_flags is None or open_flags & _O_PATH):
+            return errno.EBADF
+        return self.error
+
+    def __str__(self) -> str:
+        what = {"ioctl": "request", "fcntl": "command", "prctl": "option"}[self.call]
+        number = f"0x{self.request:x}" if self.call == "ioctl" else str(self.request)
+        return f"{self.call} {what} {number}" + (f" ({self.name})" if self.name else "")
+
+
+def _ioc_text(request: int) -> str | None:
+    """An encoded ioctl number as the _IOC macro that makes it, e.g. _IOR('T', 0x2a, 44)."""
+    direction, size = request >> 30, request >> 16 & 0x3FFF
+    kind, nr = request >> 8 & 0xFF, request & 0xFF
+    if not direction or request >> 32:
+        return None  # a legacy number: the bits say nothing
+    macro = {1: "_IOW", 2: "_IOR", 3: "_IOWR"}[direction]
+    letter = f"'{chr(kind)}'" if 0x20 < kind < 0x7F else f"0x{kind:x}"
+    return f"{macro}({letter}, 0x{nr:x}, {size})"
+
+
+def unmodelled_request(nr: int, args: Sequence[int]) -> UnmodelledRequest | None:
+    """The request of this ioctl, fcntl or prctl call at its entry if the table does not
+    model it, else None (not one of those calls, or a request the table knows)."""
+    name = syscall_name(nr)
+    if name not in ("ioctl", "fcntl", "prctl"):
+        return None
+    words = tuple(a & 0xFFFF_FFFF_FFFF_FFFF for a in args) + (0,) * (6 - len(args))
+    if name == "ioctl":
+        request = words[1] & 0xFFFF_FFFF  # unsigned int cmd
+        if request in _IOCTLS:
+            return None
+        return UnmodelledRequest(name, request, _UNMODELLED_IOCTL_NAMES.get(request)
+                                 or _ioc_text(request), errno.ENOTTY, words[0] & 0xFFFF_FFFF)
+    if name == "fcntl":
+        cmd = words[1] & 0xFFFF_FFFF
+        if cmd in _FCNTL_OUTPUTS:
+            return None
+        return UnmodelledRequest(name, cmd, _UNMODELLED_FCNTL_NAMES.get(cmd), errno.EINVAL,
+                                 words[0] & 0xFFFF_FFFF)
+    option = _signed32(words[0])
+    if option in _PRCTL_OUTPUTS:
+        return None
+    return UnmodelledRequest(name, option, _UNMODELLED_PRCTL_NAMES.get(option), errno.EINVAL,
+                             None)
 
 
 # Codes from <asm/prctl.h>. ARCH_MAP_VDSO_* are left out on purpose: they map memory,

@@ -1,5 +1,5 @@
 /* fork(): the child prints and exits 7, the parent waits for it and exits 19.
- * A recorder that does not follow children yet must refuse it by name. */
+ */
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>

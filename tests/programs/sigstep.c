@@ -2,7 +2,11 @@
  *  - raise(SIGUSR1): delivered at the syscall boundary of the kill
  *  - SIGALRM from a one-shot setitimer while the program spins in user code
  *    (no syscall until the handler sets the flag): delivered at a precise state.
- *    50 ms, so that the recorder is not still at setitimer's exit when it comes.
+ *    5 ms, so that the recorder is not still at setitimer's exit when it comes.
+ *    A pass of the spin is a chain of 32 divisions (about 200 ns), all on one
+ *    line: the signal comes after some 10^5 passes of whatever instruction it
+ *    interrupts (replay reaches up to 10^6 arrivals by execution), and at the
+ *    spin's line wherever in the pass it lands.
  * Each handler's lines are marked ("// enter: NAME", "// handler: NAME") for a test to find.
  * Exit status 23. */
 #include <signal.h>
@@ -12,6 +16,7 @@
 
 static volatile sig_atomic_t usr1s, alarms;
 static volatile unsigned long spins, spins_at_alarm;
+static volatile unsigned long divisor = 1000003; /* volatile: a real division */
 
 static void on_usr1(int sig)
 { // enter: usr1
@@ -39,10 +44,11 @@ int main(void)
     handle(SIGALRM, on_alarm);
     raise(SIGUSR1);
     usr1s += 100; // after: raise
-    struct itimerval in_50ms = {{0, 0}, {0, 50000}};
-    setitimer(ITIMER_REAL, &in_50ms, NULL);
-    while (!alarms)
-        spins++; // spin
+    struct itimerval in_5ms = {{0, 0}, {0, 5000}};
+    setitimer(ITIMER_REAL, &in_5ms, NULL);
+    unsigned long x = 1;
+#define CHURN x = x * 31 % divisor; x = x * 31 % divisor; x = x * 31 % divisor; x = x * 31 % divisor;
+    while (!alarms) { spins++; CHURN CHURN CHURN CHURN CHURN CHURN CHURN CHURN } // spin
     printf("usr1s %d, alarms %d, spins at the alarm: %s\n", (int)usr1s, (int)alarms,
            spins_at_alarm > 0 ? "some" : "none");
     return 23;
