@@ -186,18 +186,21 @@ def test_a_signal_inside_the_handler_of_one_delivered_at_a_boundary(programs, tr
     assert "restoring" not in server.stderr
 
 
-def _stack_with_a_frame(trapno: int, xstate_bv: int, gap: int, xmm0: int) -> bytes:
+def _stack_with_a_frame(trapno: int, xstate_bv: int, gap: int, xmm0: int,
+                        reserved: int = 0x5a) -> bytes:
     """4 KiB of live stack at STACK holding a signal frame the way the kernel lays
     it out: sigcontext's err, trapno, oldmask, cr2 and fpstate pointer, then the
     XSAVE area at FPSTATE (64-byte aligned) with FP_XSTATE_MAGIC1 and its size.
-    The stack's stale bytes are 0x5a; AVX (bit 2) in use or not, its registers
-    are in their initial state."""
+    The stack's stale bytes are 0x5a, and ``reserved`` in the legacy area's
+    reserved bytes (416-463), which AMD's XSAVE does not write; AVX (bit 2) in
+    use or not, its registers are in their initial state."""
     data = bytearray(b"\x5a" * 4096)
     pointer = FPSTATE - 0x200 - STACK  # where sigcontext.fpstate lies
     data[pointer - 32:pointer] = struct.pack("<4Q", 14, trapno, 0x1234, 0xdead)
     data[pointer:pointer + 8] = struct.pack("<Q", FPSTATE)
     fp = FPSTATE - STACK
     data[fp + 160:fp + 168] = struct.pack("<Q", xmm0)  # XMM0, in the legacy area
+    data[fp + 416:fp + 464] = bytes([reserved]) * 48
     data[fp + 464:fp + 472] = struct.pack("<II", 0x46505853, 2444)
     data[fp + 576:fp + 2444] = bytes(2444 - 576)  # components past SSE: initial values
     data[fp + 512:fp + 520] = struct.pack("<Q", xstate_bv)
@@ -210,12 +213,13 @@ STACK, FPSTATE = 0x7FFF0000, 0x7FFF0600
 
 def test_a_live_frames_bytes_of_history_are_left_out_of_the_digest():
     """Two stacks whose frames differ only in what the thread went through (trapno,
-    XSTATE_BV, bytes XSAVE did not write) digest alike; a frame holding another
+    XSTATE_BV, bytes XSAVE did not write: gaps, the legacy area's reserved
+    bytes) digest alike; a frame holding another
     register value does not, and by the rule of older traces (frames=False) the
     history counts."""
     sp = STACK + RED_ZONE
     one = _stack_with_a_frame(trapno=13, xstate_bv=0x207, gap=1, xmm0=7)
-    other = _stack_with_a_frame(trapno=3, xstate_bv=0x203, gap=2, xmm0=7)
+    other = _stack_with_a_frame(trapno=3, xstate_bv=0x203, gap=2, xmm0=7, reserved=0x33)
     changed = _stack_with_a_frame(trapno=13, xstate_bv=0x207, gap=1, xmm0=8)
     assert memory_digest([(STACK, one)], sp) == memory_digest([(STACK, other)], sp)
     assert memory_digest([(STACK, one)], sp) != memory_digest([(STACK, changed)], sp)

@@ -77,6 +77,7 @@ FP_XSTATE_MAGIC1 = (0x46505853).to_bytes(4, "little")
 MAGIC1_OFFSET = 464  # in the fpstate
 XSTATE_BV_OFFSET = 512  # the XSAVE header's first word, in the fpstate
 XSAVE_HEADER_END = 576  # the legacy area and the header, which every frame has whole
+LEGACY_RESERVED = range(416, 464)  # the legacy area's reserved bytes, which XSAVE leaves alone
 HISTORY_BEFORE_POINTER = 32  # err, trapno, oldmask, cr2: the 32 bytes before fpstate
 OLDMASK_BEFORE_POINTER = 16
 
@@ -88,7 +89,9 @@ def frame_history(data: bytes, start: int) -> list[tuple[int, int]]:
     the int3 after an injected syscall and single steps, are not the
     recording's), the XSAVE header's XSTATE_BV (which components the CPU had in
     use, which a fork clone or a restored state changes) and the bytes of the
-    XSAVE area that XSAVE did not write."""
+    XSAVE area that XSAVE did not write: the legacy area's reserved bytes (AMD
+    leaves them as the stack held them), the areas of components not in use
+    and the gaps between areas."""
     ranges = []
     at = data.find(FP_XSTATE_MAGIC1)
     while at >= 0:
@@ -100,6 +103,7 @@ def frame_history(data: bytes, start: int) -> list[tuple[int, int]]:
             base = at - MAGIC1_OFFSET
             bv = base + XSTATE_BV_OFFSET
             ranges += [(pointer - HISTORY_BEFORE_POINTER, oldmask), (oldmask + 8, pointer),
+                       (base + LEGACY_RESERVED.start, base + LEGACY_RESERVED.stop),
                        (bv, bv + 8)]
             # XSAVE writes the components in use only: the others' areas and the
             # gaps between them hold whatever the stack held before the frame
