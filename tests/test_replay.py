@@ -7,11 +7,11 @@ import shutil
 import signal
 
 import pytest
-from runner import REAL_PROGRAMS, latest, record, replay
+from runner import REAL_PROGRAMS, latest, native, record, replay
 
 from retrograde.trace.events import SyscallEvent
 from retrograde.trace.format import TraceReader, TraceWriter
-from retrograde.tracee.syscalls import syscall_number
+from retrograde.tracee.syscalls import syscall_name, syscall_number
 
 PROGRAMS = {  # name -> extra arguments
     "hello": [], "hello_static": [], "pipes": [], "mmaps": [], "execself": [], "watch": [],
@@ -124,3 +124,35 @@ def test_newer_format_is_refused(programs, trace_root):
     replayed = replay()
     assert replayed.returncode == 1
     assert "newer retrograde" in replayed.stderr.decode()
+
+
+def test_stores_into_its_own_memory_through_the_kernel_replay(programs, trace_root):
+    """procmem.c writes code into a read-only executable page with pwrite and with
+    lseek + write on /proc/self/mem, rewrites a read-only constant with writev on
+    /proc/thread-self/mem and sets a global with process_vm_writev to its own pid,
+    then runs the code: the kernel's stores are kept as outputs of those calls, so
+    the replay runs the same code and prints the same values."""
+    assert native([programs.procmem]).stdout == b"procmem: 42 43 7 99\n"
+    recorded = record([programs.procmem])
+    assert (recorded.returncode, recorded.stdout) == (0, b"procmem: 42 43 7 99\n")
+    replayed = replay(None, "--check-maps")
+    assert (replayed.returncode, replayed.stdout, replayed.stderr) == (0, recorded.stdout, b"")
+    with TraceReader(latest(trace_root)) as trace:
+        stores = [e for e in trace if isinstance(e, SyscallEvent) and e.nr in
+                  {syscall_number(n) for n in ("pwrite64", "write", "writev",
+                                               "process_vm_writev")} and e.writes]
+    assert [(syscall_name(e.nr), [len(data) for _, data in e.writes]) for e in stores] == \
+        [("pwrite64", [4]), ("write", [4]), ("writev", [4]), ("process_vm_writev", [4])]
+
+
+def test_a_store_into_another_recorded_process_is_refused_with_a_warning(programs, trace_root):
+    """A child's process_vm_writev into its parent would change memory the parent's
+    replay never sees: the child is told ENOSYS, with one warning line, and the
+    recording replays as it ran."""
+    assert native([programs.procmem, "parent"]).stdout == b"child: 0\nparent: 99\n"
+    recorded = record([programs.procmem, "parent"])
+    assert recorded.stdout == b"child: Function not implemented\nparent: 1\n"
+    warnings = [line for line in recorded.stderr.decode().splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "process_vm_writev into process" in warnings[0]
+    replayed = replay()
+    assert (replayed.returncode, replayed.stdout) == (0, recorded.stdout)

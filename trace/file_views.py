@@ -18,6 +18,12 @@ of the program's next call that changed the file. (Changes made by others betwee
 two such calls are seen only at the next one; a single traced process that is the
 only writer is reproduced exactly.)
 
+One file is the program's memory itself: a write to /proc/PID/mem of its own
+process (/proc/self/mem, /proc/thread-self/mem) stores into its pages, read-only
+ones included, as a JIT or a debugger in the process may do (rr's jit_proc_mem).
+Replay emulates that write too, so the bytes it stored are kept as output of the
+call, read back from the memory it wrote (``_own_memory``).
+
 Sizes: pages beyond the end of a file raise SIGBUS. The trace's copy of a file
 mapped past its end is extended with a hole (format.add_file's ``size``), so in
 replay the whole mapping is readable and shows zeros past the end, as a file grown
@@ -28,7 +34,9 @@ divergence at that signal's event instead of the fault.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import stat
 
 from ..tracee.maps import PAGE_SIZE, parse_maps
@@ -53,6 +61,10 @@ _FALLOC_FL_ZERO_RANGE, _FALLOC_FL_INSERT_RANGE = 0x10, 0x20
 _AT_FDCWD = -100
 
 Write = tuple[int, bytes]
+
+# What readlink says of an fd open on a process's memory: /proc/self/mem is
+# /proc/TGID/mem, /proc/thread-self/mem is /proc/TGID/task/TID/mem.
+_MEMORY_FILE = re.compile(r"/proc/(\d+)(?:/task/(\d+))?/mem")
 
 
 class FileViews:
@@ -83,10 +95,10 @@ class FileViews:
 
     def changes(self, nr: int, args: tuple[int, ...], result: int) -> list[Write]:
         """What completed call ``nr`` changed in the program's mappings, as (address, bytes)."""
-        if result < 0 or not self.sizes:
+        if result < 0:
             return []
         if nr == _NR["madvise"]:
-            return self._dropped(args[0], args[1], args[2] & 0xFFFFFFFF)
+            return self._dropped(args[0], args[1], args[2] & 0xFFFFFFFF) if self.sizes else []
         if nr not in FILE_CHANGERS:
             return []
         target = self._target(nr, args, result)
@@ -96,6 +108,8 @@ class FileViews:
             st = os.stat(target)
         except OSError:
             return []
+        if st.st_dev == self._procfs and stat.S_ISREG(st.st_mode):
+            return self._own_memory(nr, args, result, target)
         key = (st.st_dev, st.st_ino)
         old_size = self.sizes.get(key)
         if old_size is None:
@@ -116,6 +130,32 @@ class FileViews:
         if not ranges:
             return []
         return self._read_views(st, ranges)
+
+    @functools.cached_property
+    def _procfs(self) -> int:
+        return os.stat("/proc/self/mem").st_dev
+
+    def _own_memory(self, nr: int, args: tuple[int, ...], result: int, target: str
+                    ) -> list[Write]:
+        """The bytes a write-like call stored into the program's own memory through
+        /proc/PID/mem, where ``target`` is such a file (any other procfs file: none)."""
+        if nr not in (_NR["write"], _NR["writev"], _NR["pwrite64"], _NR["pwritev"],
+                      _NR["pwritev2"]):
+            return []  # splice, sendfile and copy_file_range refuse mem files
+        try:
+            match = _MEMORY_FILE.fullmatch(os.readlink(target))
+        except OSError:
+            return []
+        if match is None or not self.is_own_process(int(match[1])):
+            return []
+        written = self._written(nr, args, result, 0, 0)
+        if written is None or result == 0:
+            return []
+        return [(written[0], self.tracee.read_partial(written[0], result))]
+
+    def is_own_process(self, pid: int) -> bool:
+        """Whether ``pid`` names a thread of the traced process (its task list has it)."""
+        return pid > 0 and os.path.exists(f"/proc/{self.tracee.pid}/task/{pid}")
 
     # -- which file, which bytes ------------------------------------------------------------
     def _fd_path(self, fd: int) -> str:

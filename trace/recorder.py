@@ -72,6 +72,7 @@ from ..tracee.syscalls import (
     is_supported,
     kernel_may_implement,
     output_regions,
+    remote_writes,
     syscall_name,
     syscall_number,
     unmodelled_request,
@@ -125,6 +126,7 @@ NR_SHMAT = syscall_number("shmat")
 NR_SENDFILE = syscall_number("sendfile")
 NR_CLONE = syscall_number("clone")
 NR_CLONE3 = syscall_number("clone3")
+NR_PROCESS_VM_WRITEV = syscall_number("process_vm_writev")
 NR_VFORK = syscall_number("vfork")
 TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), NR_VFORK}
 DEV_ZERO = os.makedev(1, 5)
@@ -655,6 +657,8 @@ class Recorder:
             self.task.restart = None  # sigreturn resets the task's restart block
         elif nr == NR_SCHED_SETAFFINITY and self._is_own(regs.rdi):
             self._setaffinity_entry(regs)
+        elif nr == NR_PROCESS_VM_WRITEV and self._writes_another_recorded_process(regs.rdi):
+            self._skip(regs, errno.ENOSYS)
         if nr in (NR_EXIT, NR_EXIT_GROUP):
             self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
         self.task.peeked = self._peek_echoed_pipe(nr, self.task.entry_args)
@@ -696,6 +700,9 @@ class Recorder:
             if not is_error(result):
                 mapping = self._mapping_made(nr, args, result)
         writes += tuple(self.views.changes(nr, args, result))
+        if nr == NR_PROCESS_VM_WRITEV and self.views.is_own_process(_pid_argument(args[0])):
+            writes += tuple((addr, t.read_partial(addr, size))
+                            for addr, size in remote_writes(args, result, t.read) if size > 0)
         echo = self._echo_from_another_file(nr, args, result)
         self.task.process.echoed.follow(nr, args, result)
         self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result, writes=writes,
@@ -742,6 +749,22 @@ class Recorder:
         if (regs.rdi & 0xFFFFFFFF) == PR_SET_TSC and regs.rsi in (PR_TSC_ENABLE, PR_TSC_SIGSEGV):
             self.task.process.tsc_mode = regs.rsi
             self._skip(regs, 0)
+
+    def _writes_another_recorded_process(self, pid: int) -> bool:
+        """Whether a process_vm_writev would store into another process of the
+        recording, which its replay would not see: the call is answered ENOSYS
+        instead, with a warning once."""
+        pid = _pid_argument(pid)
+        task = self.sched.tasks.get(pid)
+        if task is None or task.process is self.task.process:
+            return False
+        if ("process_vm_writev", -1) not in self.warned:
+            self.warned.add(("process_vm_writev", -1))
+            print(f"retrograde: warning: process_vm_writev into process {pid} at event "
+                  f"{self.writer.event_count} is not supported (the replay of that process "
+                  "would not see it): the program was told ENOSYS", file=sys.stderr,
+                  flush=True)
+        return True
 
     def _is_own(self, pid: int) -> bool:
         """Whether an affinity call's pid argument names a task of the program."""
@@ -1101,3 +1124,9 @@ class Recorder:
         regs.rip += length
         t.set_regs(regs)
         self.task.last_regs = registers_to_bytes(regs)
+
+
+def _pid_argument(value: int) -> int:
+    """A pid_t argument as the kernel takes it, from its register's low half."""
+    value &= 0xFFFF_FFFF
+    return value - (1 << 32) if value & 0x8000_0000 else value

@@ -70,6 +70,7 @@ __all__ = [
     "is_supported",
     "kernel_may_implement",
     "output_regions",
+    "remote_writes",
     "syscall_name",
     "syscall_number",
     "unmodelled_request",
@@ -440,6 +441,9 @@ _define("listxattrat", _result_bytes_unless_probe(3, 4))
 _define("listmount", _result_bytes(1, 8))
 _define("readv preadv preadv2", _iovecs(1, 2))
 _define("process_vm_readv", _iovecs(1, 2))
+# process_vm_writev stores into the process it names, not into the caller: nothing here.
+# When that process is the caller's own, the recorder keeps what it stored (remote_writes).
+_define("process_vm_writev", _nothing)
 # Reading from a pipe fills the iovecs; writing into one stores nothing. The call does not
 # say which, so take the larger: when it wrote, those bytes are the caller's own, unchanged.
 _define("vmsplice", _iovecs(1, 2))
@@ -1281,6 +1285,13 @@ def is_supported(nr: int) -> bool:
     the recorder refuses it (REFUSED_IN_RECORDING). For a multiplexed call such as ioctl,
     a given request may still be unknown to :func:`output_regions`."""
     return nr in _RULES or nr in REFUSED_IN_RECORDING
+
+
+def remote_writes(args: Sequence[int], result: int, read: ReadMemory) -> list[Region]:
+    """Where a completed process_vm_writev stored into the process it names: its
+    remote iovecs (arguments 3 and 4), filled in order up to the result."""
+    call = _Exit(_NUMBERS["process_vm_writev"], tuple(args), _signed64(result), read)
+    return [] if call.failed else call.iovec_prefix(args[3], args[4] & 0xFFFFFFFF, call.result)
 
 
 def output_regions(
