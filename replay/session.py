@@ -777,11 +777,17 @@ class ReplaySession:
         already reaped it, or else (a fatal signal, a kill) after resuming it to
         its death and reaping its whole process."""
         if task.gone is None and task.recorded_tid not in self._lingering:
-            signo, task.pending_signal = task.pending_signal, 0
-            if signo:
-                task.tracee.set_siginfo(task.pending_siginfo)
-            task.tracee.resume(PTRACE_CONT, signo)
-            self._reap(self._group_of(task))
+            # A fatal signal kills the whole group from the thread it is pending on,
+            # which need not be this one (a worker that never ran, killed by the
+            # main thread's abort): that thread is resumed into it too.
+            group = self._group_of(task)
+            for dying in [task, *(other for other in group
+                                  if other is not task and other.pending_signal)]:
+                signo, dying.pending_signal = dying.pending_signal, 0
+                if signo:
+                    dying.tracee.set_siginfo(dying.pending_siginfo)
+                dying.tracee.resume(PTRACE_CONT, signo)
+            self._reap(group)
         elif task.gone is None:
             self._reap([task])
         if task.gone is None:

@@ -12,11 +12,15 @@
  *   mt names      a thread names itself (prctl PR_SET_NAME), reads back its comm
  *   mt tgkill     SIGUSR1 sent to one thread alone (tgkill) runs the handler there
  *   mt exitgroup  a worker thread calls exit(3) while main waits: status 3
+ *   mt abort      main starts a worker that yields for ever and aborts at once:
+ *                 killed by SIGABRT, which kills the worker too (rr's
+ *                 async_signal_syscalls run without its argument)
  *   mt masks      a thread blocks SIGUSR2 for itself; a process-directed SIGUSR2
  *                 is taken by the thread that does not block it
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -166,6 +170,13 @@ static void *blocks_usr2(void *arg)
     return NULL;
 }
 
+static void *yields(void *arg)
+{
+    (void)arg;
+    for (;;)
+        sched_yield();
+}
+
 static void *exits_all(void *arg)
 {
     (void)arg;
@@ -265,6 +276,10 @@ int main(int argc, char **argv)
         pthread_create(&t[0], NULL, exits_all, NULL);
         for (;;)
             pause();
+    } else if (strcmp(mode, "abort") == 0) {
+        pthread_create(&t[0], NULL, yields, NULL);
+        printf("mt: aborting\n");
+        abort();
     } else {
         fprintf(stderr, "mt: unknown mode %s\n", mode);
         return 2;
