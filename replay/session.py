@@ -74,7 +74,15 @@ from .precise import (
     is_precise,
 )
 from .stub import write_stub
-from .syscalls import SyscallReplay, check_syscall, echo_output, format_call, rebacked, write_output
+from .syscalls import (
+    SyscallReplay,
+    check_syscall,
+    echo_output,
+    format_call,
+    rebacked,
+    temporary_mask,
+    write_output,
+)
 from .task import RESUME_FLAG, SYNCHRONOUS_SIGNALS, TRAP_FLAG, Interruption, Task
 
 __all__ = ["ALL_SIGNALS", "RESUME_FLAG", "SYNCHRONOUS_SIGNALS", "TRAP_FLAG", "Divergence",
@@ -512,12 +520,26 @@ class ReplaySession:
             # handler stops before this one is taken, and a real-time signal
             # raised twice would be queued twice.
             if task.raised != n:
+                self._under_temporary_mask(task, n)
                 tgkill(t.tgid, t.pid, event.signo)
                 task.raised = n
             expect = event.signo
         with task.breakpoints_armed(breakpoints):
             return task.resume_until(PTRACE_SYSEMU_SINGLESTEP if single else PTRACE_SYSEMU,
                                      expect=expect, interruptible=True)
+
+    def _under_temporary_mask(self, task: Task, n: int) -> None:
+        """Before signal event ``n`` is raised in ``task``: if it interrupted a call
+        that blocked with a temporary mask (the event before, of the same task),
+        block that mask for its delivery, and have the task put its mask from
+        before the call in the frame (TEMPORARY_MASK in replay/task.py)."""
+        call = self.reader[n - 1] if n else None
+        if not isinstance(call, SyscallEvent) or call.task != task.recorded_tid:
+            return
+        mask = temporary_mask(task, call)
+        if mask is not None:
+            task.frame_mask = task.tracee.get_sigmask()
+            task.tracee.set_sigmask(mask)
 
     def _classify_trap(self, stop: Stop, breakpoints: frozenset[int],
                        single: bool) -> RunStop | None:

@@ -14,8 +14,10 @@ stub. An execve that succeeded is emulated (replay/exec.py).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import struct
 import sys
 from collections.abc import Callable
 
@@ -305,6 +307,38 @@ class SyscallReplay:
         if got != record.start:
             raise Divergence(n, f"shmat at {record.start:#x} gave {got:#x} in replay")
         _space(task).map(record)
+
+
+# The calls that block with a temporary mask, and where it is: (pointer argument,
+# size argument); pselect6's last argument points to {const sigset_t *ss; size_t ss_len}.
+_MASK_ARGUMENTS = {syscall_number("rt_sigsuspend"): (0, 1), syscall_number("ppoll"): (3, 4),
+                   syscall_number("epoll_pwait"): (4, 5), syscall_number("epoll_pwait2"): (4, 5)}
+_PSELECT6 = syscall_number("pselect6")
+# What such a call returns when a signal interrupts it (the restart codes are seen by
+# ptrace only: a handler turns them into EINTR).
+_INTERRUPTED = frozenset({-errno.EINTR, -512, -513, -514})  # ERESTARTSYS, NOINTR, NOHAND
+
+
+def temporary_mask(task: Task, call: SyscallEvent) -> int | None:
+    """The mask ``call`` blocked while it waited, if it was one that has one and a
+    signal interrupted it (TEMPORARY_MASK in replay/task.py); read from the
+    program's memory, which holds what it held at the call."""
+    result = call.result - (1 << 64) if call.result >= 1 << 63 else call.result
+    if result not in _INTERRUPTED:
+        return None
+    t = task.tracee
+    if call.nr == _PSELECT6:
+        if not call.args[5]:
+            return None
+        pointer, size = struct.unpack("<QQ", t.read_partial(call.args[5], 16).ljust(16, b"\0"))
+    elif call.nr in _MASK_ARGUMENTS:
+        at, size_at = _MASK_ARGUMENTS[call.nr]
+        pointer, size = call.args[at], call.args[size_at]
+    else:
+        return None
+    if not pointer or size != 8:
+        return None  # no temporary mask, or the kernel refused the call
+    return int.from_bytes(t.read_partial(pointer, 8).ljust(8, b"\0"), "little")
 
 
 def check_syscall(task: Task, n: int, event: SyscallEvent, stop: Stop) -> Registers:

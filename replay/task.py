@@ -36,6 +36,7 @@ from retrograde.tracee import page as rpage
 from retrograde.tracee.maps import memory_digest, writable_memory
 from retrograde.tracee.perf import ArrivalCounter, PerfUnavailable, Place
 from retrograde.tracee.process import (
+    PTRACE_SINGLESTEP,
     PTRACE_SYSEMU,
     PTRACE_SYSEMU_SINGLESTEP,
     Stop,
@@ -112,6 +113,13 @@ class _ApartFromTracer:
 # goes on, suppressing it, and still ends at the counter's trap or at the next
 # event's stop (an error then).
 
+# TEMPORARY_MASK: rt_sigsuspend, ppoll, pselect6 and epoll_pwait block with a mask of
+# their own; a signal that interrupts one is delivered under that mask, and its frame
+# saves the thread's mask from before the call, which sigreturn puts back. Replay
+# emulates the calls, so the session sets the temporary mask for that delivery
+# (PTRACE_SETSIGMASK) and the task writes the mask from before into the frame.
+UC_SIGMASK = 296  # offsetof(struct ucontext, uc_sigmask) on x86-64
+
 OFF_T_LIMIT = 1 << 63  # /proc/PID/mem offsets are off_t: no address above is readable
 
 class Task:
@@ -139,6 +147,9 @@ class Task:
         # (set_tid_address, CLONE_CHILD_CLEARTID) and the robust futex list (head, size).
         self.clear_tid = 0
         self.robust_list: tuple[int, int] | None = None
+        # The mask to put in the frame of the signal the next resume delivers, when it
+        # is delivered under the temporary mask of the call it interrupted (TEMPORARY_MASK).
+        self.frame_mask: int | None = None
 
     @property
     def tid(self) -> int:
@@ -167,6 +178,7 @@ class Task:
         self.gone = other.gone
         self.clear_tid, self.robust_list = other.clear_tid, other.robust_list
         self.recorded_pid = other.recorded_pid
+        self.frame_mask = other.frame_mask
 
     def trade_places(self, clone: Task) -> None:
         """Become ``clone`` (a fork clone of this task taken earlier in the same event
@@ -222,6 +234,12 @@ class Task:
         self.delivered = signo
         if signo:
             t.set_siginfo(self.pending_siginfo)
+        if signo and self.frame_mask is not None:
+            stop = self._enter_handler(signo)
+            if request in (PTRACE_SINGLESTEP, PTRACE_SYSEMU_SINGLESTEP) or \
+                    stop.kind != "signal" or stop.signo != signal.SIGTRAP:
+                return stop  # a step into the handler, or the end the signal brought
+            signo = 0
         while True:
             t.resume(request, signo)
             stop = t.wait() if slice_seconds is None else t.wait_for(slice_seconds)
@@ -235,6 +253,20 @@ class Task:
                     (interruptible and self.interrupt_requested()) or slice_seconds is not None):
                 return stop
             signo = 0
+
+    def _enter_handler(self, signo: int) -> Stop:
+        """Deliver ``signo`` and stop at its handler's first instruction, with
+        ``frame_mask`` in the frame's uc_sigmask (TEMPORARY_MASK)."""
+        t = self.tracee
+        mask, self.frame_mask = self.frame_mask, None
+        assert mask is not None
+        t.resume(PTRACE_SINGLESTEP, signo)
+        stop = t.wait()
+        if stop.kind == "signal" and stop.signo == signal.SIGTRAP:
+            # rdx holds &frame->uc at a handler's entry, SA_SIGINFO or not.
+            uc = t.get_regs().rdx
+            t.write(uc + UC_SIGMASK, mask.to_bytes(8, "little"))
+        return stop
 
     def siginfo_of(self, stop: Stop) -> bytes:
         """The siginfo of signal stop ``stop``, the task's latest: read once however

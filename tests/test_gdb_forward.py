@@ -367,6 +367,32 @@ def test_stepping_at_a_signal_stop_enters_the_handler_and_reverse_stepi_leaves_i
     assert server.output == recording.stdout
 
 
+def test_a_signal_that_interrupts_sigsuspend_steps_into_its_handler_under_the_wait_mask(
+    programs, trace_root: Path, debug: Debugging
+) -> None:
+    """suspend.c's pending SIGUSR1, delivered when sigsuspend unblocks it: stepi at
+    its stop enters the handler with the frame saving the mask from before the
+    wait, reverse-stepi comes back to the stop, and the rest (a SIGINT delivered
+    once the old mask is back) runs as recorded."""
+    trace = trace_root / "suspend"
+    recording = record([programs.suspend], out=trace)
+    assert recording.returncode == 0
+    gdb, server = debug.start(trace)
+    at_signal = gdb.stop("continue")
+    assert at_signal.record.get("signal-name") == "SIGUSR1"
+    signal_pc = gdb.pc()
+    entered = gdb.stop("stepi")
+    assert entered.frame["func"] == "on_signal"
+    assert gdb.value("((ucontext_t *)$rdx)->uc_sigmask.__val[0]") == \
+        str(1 << (signal.SIGUSR1 - 1))  # SIGUSR1 blocked, SIGINT not: the mask before
+    gdb.stop("reverse-stepi")
+    assert gdb.pc() == signal_pc
+    assert gdb.stop("stepi").frame["func"] == "on_signal"
+    gdb.cmd("handle SIGUSR1 SIGINT nostop noprint pass")
+    assert continue_to_the_end(gdb)[-1].reason == "exited-normally"
+    assert server.output == recording.stdout.decode()
+
+
 def test_next_over_a_line_that_raises_a_signal_runs_the_handler(
     recordings: Recordings, debug: Debugging
 ) -> None:

@@ -156,3 +156,19 @@ def test_a_store_into_another_recorded_process_is_refused_with_a_warning(program
     assert len(warnings) == 1 and "process_vm_writev into process" in warnings[0]
     replayed = replay()
     assert (replayed.returncode, replayed.stdout) == (0, recorded.stdout)
+
+
+@pytest.mark.parametrize("how", ["suspend", "ppoll", "pselect"])
+def test_a_signal_is_delivered_under_the_temporary_mask_of_the_call_it_interrupts(
+        programs, trace_root, how):
+    """suspend.c waits with a mask that unblocks a pending SIGUSR1 (sigsuspend, ppoll,
+    pselect): replay emulates the wait, so it must deliver the signal under that
+    mask, save the mask from before the wait in the frame (the handler prints it)
+    and have it back after the handler (a SIGINT raised then is delivered)."""
+    expected = (b"usr1 handled; its frame saves usr1 blocked, int unblocked\n"
+                b"%s returned -1; int delivered\n" % how.encode())
+    assert native([programs.suspend, how]).stdout == expected
+    recorded = record([programs.suspend, how])
+    assert (recorded.returncode, recorded.stdout) == (0, expected)
+    replayed = replay()
+    assert (replayed.returncode, replayed.stdout, replayed.stderr) == (0, expected, b"")

@@ -34,6 +34,7 @@ from .registers import Registers, signed
 
 PTRACE_TRACEME = 0
 PTRACE_CONT = 7
+PTRACE_SINGLESTEP = 9
 PTRACE_SYSCALL = 24
 PTRACE_SYSEMU = 31
 PTRACE_SYSEMU_SINGLESTEP = 32
@@ -46,6 +47,8 @@ PTRACE_SETREGSET = 0x4205
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
+PTRACE_GETSIGMASK = 0x420A
+PTRACE_SETSIGMASK = 0x420B
 PTRACE_POKEUSER = 6
 PTRACE_PEEKUSER = 3
 NT_X86_XSTATE = 0x202
@@ -459,6 +462,17 @@ class Tracee:
     def set_siginfo(self, data: bytes) -> None:
         buf = ctypes.create_string_buffer(data, 128)
         _ptrace(PTRACE_SETSIGINFO, self.pid, 0, ctypes.addressof(buf))
+
+    def get_sigmask(self) -> int:
+        """The thread's blocked signals (bit signo - 1)."""
+        buf = ctypes.create_string_buffer(8)
+        _ptrace(PTRACE_GETSIGMASK, self.pid, 8, ctypes.addressof(buf))
+        return int.from_bytes(buf.raw, "little")
+
+    def set_sigmask(self, mask: int) -> None:
+        """Block exactly ``mask`` (the kernel leaves SIGKILL and SIGSTOP out)."""
+        buf = ctypes.create_string_buffer(mask.to_bytes(8, "little"), 8)
+        _ptrace(PTRACE_SETSIGMASK, self.pid, 8, ctypes.addressof(buf))
 
     def set_debugreg(self, n: int, value: int) -> None:
         _ptrace(PTRACE_POKEUSER, self.pid, USER_DEBUGREG_OFFSET + 8 * n, value)

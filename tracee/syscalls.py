@@ -1419,8 +1419,9 @@ Deliberately emulated: seccomp and prctl(PR_SET_SECCOMP), since the recorded res
 already include the filter's verdicts and a live filter would judge the replayer's own
 injected syscalls; alarm, setitimer, timer_*, timerfd_*: every signal they caused is in
 the trace and injected, so live timers would deliver extra ones; rt_sigsuspend,
-rt_sigtimedwait and the sigmask argument of ppoll, pselect6 and epoll_pwait: the temporary
-mask only matters while the call blocks, and in replay it does not block. Not covered: a
+rt_sigtimedwait and the sigmask argument of ppoll, pselect6 and epoll_pwait: in replay
+they do not block, and a signal that interrupted one is delivered under its temporary mask
+by the replayer (TEMPORARY_MASK in replay/task.py). Not covered: a
 program that enables syscall user dispatch (prctl PR_SET_SYSCALL_USER_DISPATCH), whose
 syscalls recording sees as SIGSYS and replay would see as syscalls.
 """
