@@ -583,6 +583,8 @@ class ReplaySession:
             # Parked at the entry until its SyscallEvent: the stop is kept as reached.
             check_syscall(task, n, SyscallEvent(event.task, nr=event.nr, args=event.args),
                           stop)
+            for addr, data in event.writes:  # what the kernel stored as the call blocked
+                write_output(task, addr, data)
             task.reached = stop
             self._parked[task.recorded_tid] = event
             return 1

@@ -14,7 +14,7 @@ from retrograde.trace.format import TraceReader
 
 # (mode, exit status): the modes whose recording is deterministic to replay today
 # (spin and cpu are preempted beyond the bound a search reaches by execution).
-MODES = [("mutex", 0), ("condvar", 0), ("barrier", 0), ("many", 0), ("lockorder", 0), ("names", 0),
+MODES = [("mutex", 0), ("pi", 0), ("condvar", 0), ("barrier", 0), ("many", 0), ("lockorder", 0), ("names", 0),
          ("tgkill", 0), ("masks", 0), ("exitgroup", 3), ("abort", 134)]
 
 

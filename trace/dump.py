@@ -459,7 +459,10 @@ def _describe(event: Event, verbose: bool, memory: RecordedMemory | None) -> lis
         return [text]
     if isinstance(event, SyscallEntryEvent):
         name = _syscall_name(event.nr)
-        return [f"{name}({', '.join(_number(a) for a in event.args)}) blocks: parked"]
+        text = f"{name}({', '.join(_number(a) for a in event.args)}) blocks: parked"
+        for addr, data in event.writes:
+            text += f"  stored {data.hex()} at {addr:#x} as it blocked"
+        return [text]
     if isinstance(event, PreemptEvent):
         at = REGISTER_NAMES.index("rip") * 8
         rip = int.from_bytes(event.regs[at:at + 8], "little")

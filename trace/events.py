@@ -182,11 +182,14 @@ class CloneEvent(Event):
 class SyscallEntryEvent(Event):
     """The task entered a syscall that blocked (or may block), and other tasks ran
     while it waited: it is parked at the entry of call ``nr`` with ``args`` until
-    its SyscallEvent, later in the trace, completes it."""
+    its SyscallEvent, later in the trace, completes it. ``writes`` are what the
+    kernel stored into the program's memory as the call blocked, before any other
+    task ran (FUTEX_LOCK_PI marks the lock word as having waiters)."""
 
     kind: ClassVar[str] = "syscall-entry"
     nr: int = 0
     args: tuple[int, ...] = ()
+    writes: tuple[tuple[int, bytes], ...] = ()
 
 
 @dataclass(frozen=True)

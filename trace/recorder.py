@@ -97,7 +97,10 @@ from .job_control import JobControl, continue_pending
 from .output import FROM_ANOTHER_FILE, output_fd, peek_pipe, source
 from .scheduler import (
     BLOCK_SECONDS,
+    FUTEX_CMD_MASK,
+    FUTEX_LOCKS_PI,
     MAX_SLICE,
+    NR_FUTEX,
     NR_SCHED_YIELD,
     SLICE,
     RecordedProcess,
@@ -115,6 +118,7 @@ MAP_SHARED, MAP_ANONYMOUS = 0x01, 0x20
 # next syscall before it is delivered where the program then is.
 HOLD_SECONDS = 0.02
 FLUSH_SECONDS = 0.25
+BLOCKED_WITHIN = 0.5  # seconds a call being parked may take to block in the kernel
 
 NR_EXECVE = syscall_number("execve")
 NR_EXECVEAT = syscall_number("execveat")
@@ -410,11 +414,25 @@ class Recorder:
         """Leave ``task`` in the call it is blocked in and let the others run."""
         if not task.entry_recorded:
             self._append(SyscallEntryEvent(task=task.tid, nr=task.entry_nr,
-                                           args=task.entry_args))
+                                           args=task.entry_args,
+                                           writes=self._stored_as_it_blocked(task)))
             task.entry_recorded = True
         task.run = Run.PARKED
         task.slice = SLICE
         self._announce_child(task)
+
+    def _stored_as_it_blocked(self, task: RecordedTask) -> tuple[tuple[int, bytes], ...]:
+        """What a call being parked stored as it blocked: a PI lock's word, in which
+        FUTEX_LOCK_PI sets FUTEX_WAITERS for the owner's unlock to see (in user code
+        the owner then takes the slow path: FUTEX_UNLOCK_PI). The word is read once
+        the thread sleeps in the kernel (or has already left the call)."""
+        args = task.entry_args
+        if task.entry_nr != NR_FUTEX or (args[1] & FUTEX_CMD_MASK) not in FUTEX_LOCKS_PI:
+            return ()
+        deadline = now() + BLOCKED_WITHIN
+        while _thread_state(task.tid) not in "SDtTZX" and now() < deadline:
+            time.sleep(0.0002)
+        return ((args[0], task.tracee.read_partial(args[0], 4)),)
 
     def _leave(self, task: RecordedTask) -> None:
         """Switch away from ``task``, stopped in user code: a PreemptEvent names where,
@@ -1130,3 +1148,12 @@ def _pid_argument(value: int) -> int:
     """A pid_t argument as the kernel takes it, from its register's low half."""
     value &= 0xFFFF_FFFF
     return value - (1 << 32) if value & 0x8000_0000 else value
+
+
+def _thread_state(tid: int) -> str:
+    """The state letter of /proc/TID/stat ("" once the thread is gone)."""
+    try:
+        with open(f"/proc/{tid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"

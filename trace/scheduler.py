@@ -58,13 +58,14 @@ NR_FUTEX = _NR["futex"]
 NR_SCHED_YIELD = _NR["sched_yield"]
 # FUTEX_WAIT, FUTEX_LOCK_PI, FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI, FUTEX_LOCK_PI2
 _FUTEX_WAITS = frozenset({0, 6, 9, 11, 13})
-_FUTEX_CMD_MASK = 0x7F  # without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME
+FUTEX_LOCKS_PI = frozenset({6, 13})  # FUTEX_LOCK_PI, FUTEX_LOCK_PI2
+FUTEX_CMD_MASK = 0x7F  # without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME
 
 
 def waits_by_nature(nr: int, args: tuple[int, ...]) -> bool:
     """Whether call ``nr`` waits for something another task (or time) does."""
     if nr == NR_FUTEX:
-        return (args[1] & _FUTEX_CMD_MASK) in _FUTEX_WAITS
+        return (args[1] & FUTEX_CMD_MASK) in _FUTEX_WAITS
     return nr in WAITING_CALLS
 
 

@@ -2,6 +2,10 @@
  * computed, the same on every run, and exits 0 unless said otherwise.
  *
  *   mt mutex      4 threads add 1 to a counter 20000 times each under a mutex
+ *   mt pi         the same with a priority-inheritance mutex, which the kernel marks
+ *                 as contended in its word when a waiter blocks (FUTEX_LOCK_PI): main
+ *                 holds it while the workers start, and they yield holding it
+ *                 (2000 times each: counter 8000)
  *   mt condvar    a producer hands 2000 numbers to a consumer through a condvar
  *   mt barrier    4 threads meet at a barrier 50 times, each round's sum checked
  *   mt spin       a thread spins on an atomic flag (no syscall) until main sets it
@@ -38,11 +42,13 @@ static long counter;
 
 static void *add(void *arg)
 {
-    (void)arg;
-    for (int i = 0; i < 20000; i++) {
-        pthread_mutex_lock(&lock);
+    pthread_mutex_t *m = arg ? arg : &lock;
+    for (int i = 0; i < (arg ? 2000 : 20000); i++) {
+        pthread_mutex_lock(m);
         counter++;
-        pthread_mutex_unlock(&lock);
+        if (arg && i % 100 == 0)
+            sched_yield();
+        pthread_mutex_unlock(m);
     }
     return NULL;
 }
@@ -189,9 +195,17 @@ int main(int argc, char **argv)
     const char *mode = argc > 1 ? argv[1] : "mutex";
     pthread_t t[100];
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (strcmp(mode, "mutex") == 0) {
+    if (strcmp(mode, "mutex") == 0 || strcmp(mode, "pi") == 0) {
+        static pthread_mutex_t pi;
+        pthread_mutexattr_t attr;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+        pthread_mutex_init(&pi, &attr);
+        pthread_mutex_lock(&pi);
         for (int i = 0; i < WORKERS; i++)
-            pthread_create(&t[i], NULL, add, NULL);
+            pthread_create(&t[i], NULL, add, strcmp(mode, "pi") == 0 ? &pi : NULL);
+        usleep(20000);
+        pthread_mutex_unlock(&pi);
         for (int i = 0; i < WORKERS; i++)
             pthread_join(t[i], NULL);
         printf("mt: counter %ld\n", counter);
