@@ -139,6 +139,9 @@ class Task:
         # (set_tid_address, CLONE_CHILD_CLEARTID) and the robust futex list (head, size).
         self.clear_tid = 0
         self.robust_list: tuple[int, int] | None = None
+        # The thread's name (comm) as the recording had it: the replay emulates
+        # prctl(PR_SET_NAME), so the live thread's own comm is not it.
+        self.name = ""
 
     @property
     def tid(self) -> int:
@@ -167,6 +170,7 @@ class Task:
         self.gone = other.gone
         self.clear_tid, self.robust_list = other.clear_tid, other.robust_list
         self.recorded_pid = other.recorded_pid
+        self.name = other.name
 
     def trade_places(self, clone: Task) -> None:
         """Become ``clone`` (a fork clone of this task taken earlier in the same event
