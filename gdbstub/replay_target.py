@@ -133,7 +133,8 @@ class ReplayTarget:
         return data
 
     # -- motion -------------------------------------------------------------------------------
-    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0) -> Stop:
+    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
         # The recorded signals are delivered whatever gdb passes: history is fixed.
         # An interrupt that came before the run began is for this run (gdb's 0x03
         # can overtake it): it is cleared when the run ends, not when it starts.
@@ -143,9 +144,9 @@ class ReplayTarget:
                 arrival = timeline.reverse_step_thread(thread) if thread else \
                     timeline.reverse_step(1)
             elif reverse:
-                arrival = timeline.reverse_continue()
+                arrival = timeline.reverse_continue(None if others or not thread else thread)
             else:
-                arrival = self._forward(step, thread or None)
+                arrival = self._forward(step, thread or None, others or not thread)
         except KeyboardInterrupt:
             return Stop("interrupted", signo=2, thread=self._thread_here())
         finally:
@@ -169,7 +170,7 @@ class ReplayTarget:
         self.notes_shown += len(notes)
         return "".join(f"retrograde: {note}\n" for note in notes)
 
-    def _forward(self, step: bool, thread: int | None = None) -> Arrival:
+    def _forward(self, step: bool, thread: int | None = None, others: bool = True) -> Arrival:
         """Forwards, with a program that dies of a signal shown as a native debugger
         shows it.
 
@@ -181,10 +182,10 @@ class ReplayTarget:
         but its exit event not yet carried out), where there is nothing to show.
         """
         timeline = self.timeline
-        arrival = timeline.forward(step, thread)
+        arrival = timeline.forward(step, thread, others=others)
         while (arrival.reason in (StopReason.SIGNAL, StopReason.END) and self._dies_next()) or (
                 arrival.reason == StopReason.BREAKPOINT and not self._holds_here()):
-            arrival = timeline.forward(step, thread)
+            arrival = timeline.forward(step, thread, others=others)
         fatal = self._signal_reached()
         if arrival.reason == StopReason.END and fatal is not None:
             return Arrival(StopReason.SIGNAL, arrival.mark, signo=fatal.signo)

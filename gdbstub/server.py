@@ -427,7 +427,7 @@ class RspSession:
         if address:
             return REFUSED  # resuming at another address would rewrite the recorded pc
         return self._resume(step=step, reverse=False, linux_signal=linux_signal,
-                            thread=self._step_thread() if step else 0)
+                            thread=self._step_thread(), others=not self._continue_thread)
 
     def _step_thread(self) -> int:
         """The thread a step without a thread-id is for: Hc's, else the last stop's
@@ -436,10 +436,12 @@ class RspSession:
         return self._continue_thread or self._stop_thread
 
     def _reverse(self, *, step: bool) -> bytes | Reply:
+        # `bs` and `bc` are for the Hc thread: a particular one when gdb resumes it
+        # alone (scheduler-locking), "any" (0) when it resumes every thread.
         if not self.reverse:
             return _NOT_SUPPORTED
         return self._resume(step=step, reverse=True, linux_signal=0,
-                            thread=self._step_thread() if step else 0)
+                            thread=self._step_thread(), others=not self._continue_thread)
 
     def _vcont(self, args: bytes) -> bytes | Reply:
         if args == b"?":
@@ -449,32 +451,41 @@ class RspSession:
         # replay runs one thread at a time, as recorded: a thread told to step
         # steps (the others run their slices before it as needed), and every
         # other action is a continue of the whole program.
-        cont: int | None = None
+        step: int | None = None  # the thread told to step
+        cont: int | None = None  # the thread told to continue (0: every thread)
+        resumed: set[int] = set()  # threads an action applies to (0: every other)
+        linux_signal = 0
         for action in args.split(b";"):
             command, _, thread = action.partition(b":")
             kind, argument = command[:1], command[1:]
             if kind not in (b"c", b"s", b"C", b"S") or (kind in (b"c", b"s") and argument):
                 raise _Malformed(f"unsupported vCont action {action!r}")
             tid = self._thread_of(thread) if thread else 0
-            if tid is None:
-                continue
-            linux_signal = self._linux_signal(argument) if kind in (b"C", b"S") else 0
-            if kind in (b"s", b"S"):
-                return self._resume(step=True, reverse=False, linux_signal=linux_signal,
-                                    thread=tid or self._step_thread())
-            if cont is None:
-                cont = linux_signal
+            if tid is None or (tid and tid in resumed):
+                continue  # not ours, or a thread a leftmost action has taken
+            resumed.add(tid)
+            if kind in (b"C", b"S") and not linux_signal:
+                linux_signal = self._linux_signal(argument)
+            if kind in (b"s", b"S") and step is None:
+                step = tid or self._step_thread()
+            elif kind in (b"c", b"C") and cont is None:
+                cont = tid
+        if step is not None:
+            others = bool(resumed - {step})
+            return self._resume(step=True, reverse=False, linux_signal=linux_signal,
+                                thread=step, others=others)
         if cont is None:
             raise _Malformed("no vCont action for our threads")
-        return self._resume(step=False, reverse=False, linux_signal=cont)
+        return self._resume(step=False, reverse=False, linux_signal=linux_signal,
+                            thread=cont, others=cont == 0 or len(resumed) > 1)
 
     def _linux_signal(self, field: bytes) -> int:
         # A signal Linux lacks (gdb's SIGEMT, say) cannot be delivered: resume without.
         return signals.from_gdb(_hex(field)) or 0
 
     def _resume(self, *, step: bool, reverse: bool, linux_signal: int,
-                thread: int = 0) -> bytes | Reply:
-        self.last_stop = stop = self.target.resume(step, reverse, linux_signal, thread)
+                thread: int = 0, others: bool = True) -> bytes | Reply:
+        self.last_stop = stop = self.target.resume(step, reverse, linux_signal, thread, others)
         # What the target has to say on the way goes first, as `O` console output
         # packets, which the manual allows while the program runs.
         return Reply((*self.console_packets(stop.console), self._stop_reply(stop)))

@@ -83,12 +83,15 @@ class DebugTarget(Protocol):
         """The recorded memory; may be short; OSError when nothing at addr is readable."""
         ...
 
-    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0) -> Stop:
+    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
         """Run (or step) forwards or backwards until something stops the program.
 
         A step is one instruction of ``thread`` (0: the present thread's), the
         other threads running their recorded slices in between, either way; the
-        Stop names the thread it happened in (the stepped one, for a step)."""
+        Stop names the thread it happened in (the stepped one, for a step).
+        ``others`` False: the debugger resumed ``thread`` alone (scheduler-locking),
+        so it expects no stop in another thread; theirs are passed over."""
         ...
 
     def interrupt(self) -> None:

@@ -650,23 +650,35 @@ class Timeline:
         return base
 
     # -- what the debugger asks for -------------------------------------------------------------
-    def forward(self, step: bool, thread: int | None = None) -> Arrival:
+    def forward(self, step: bool, thread: int | None = None, *, others: bool = True) -> Arrival:
         """Run forwards to the next stop; a ``step`` is one instruction of ``thread``
         (default: the thread the replay is in): the others' recorded slices before
-        it run first, and stop there at a breakpoint, a watchpoint or a signal."""
+        it run first, and stop there at a breakpoint, a watchpoint or a signal.
+
+        Without ``others``, the debugger holds the other threads (scheduler-locking):
+        they still run their recorded slices, as history is fixed, but nothing
+        that happens in them is a stop: only ``thread``'s are."""
         live = self.live
         if live.end is not None:
             return Arrival(StopReason.EXITED, self.mark)
         if thread is not None and thread not in dict(self.threads()):
-            thread = None  # it has ended: a step is the present thread's
+            thread, others = None, True  # it has ended: a step is the present thread's
         self._apply_watches(live, self.watches)
         bps = frozenset(self.breakpoints)
         try:
             while True:
                 start = self.mark
-                stepping = step and (thread is None or live.task.recorded_tid == thread)
-                stop = live.run(step=stepping, breakpoints=bps, until_event=not stepping,
-                                report_signals=self.report_signals)
+                ours = thread is None or live.task.recorded_tid == thread
+                stepping = step and ours
+                # A thread the debugger holds runs to its next event with nothing armed.
+                held = not ours and not others
+                if held:
+                    self._apply_watches(live, [])
+                stop = live.run(step=stepping, breakpoints=frozenset() if held else bps,
+                                until_event=not stepping,
+                                report_signals=frozenset() if held else self.report_signals)
+                if held:
+                    self._apply_watches(live, self.watches)
                 if stop.reason == StopReason.INTERRUPTED:
                     return self._interrupted_here(start)
                 self.mark = self._after(start, live, stop, self.watches)
@@ -704,8 +716,9 @@ class Timeline:
         self._remember(self.mark, live)
         return Arrival(StopReason.INTERRUPTED, self.mark, signo=signal.SIGINT)
 
-    def reverse_continue(self) -> Arrival:
-        """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes)."""
+    def reverse_continue(self, thread: int | None = None) -> Arrival:
+        """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes);
+        with ``thread``, the last hit in that thread."""
         with SearchProgress(self.announce, "reverse search") as progress:
             places = self._counted_places()
             if places and not any(isinstance(segment, ExactState) for segment in self.mark.steps):
@@ -713,7 +726,7 @@ class Timeline:
                     return self._reverse_search(places, progress)
                 except (PerfUnavailable, _NotCountable):
                     pass  # no counters, or a hit in a handler: a stop at every hit instead
-            return self._reverse_continue_by_stops(progress)
+            return self._reverse_continue_by_stops(progress, thread)
 
     def _counted_places(self) -> dict[Key, Place] | None:
         """The user's breakpoints and watchpoints as perf counter places, or None when
@@ -725,8 +738,10 @@ class Timeline:
         places |= {w: w.place for w in self.watches}
         return places if len(places) <= COUNTED_PLACES else None
 
-    def _reverse_continue_by_stops(self, progress: SearchProgress) -> Arrival:
-        """reverse-continue with a ptrace stop at every hit on the way (no counters)."""
+    def _reverse_continue_by_stops(self, progress: SearchProgress,
+                                   thread: int | None = None) -> Arrival:
+        """reverse-continue with a ptrace stop at every hit on the way (no counters);
+        with ``thread``, only its hits count (an interval is its event's task's)."""
         end = self.mark
         boundaries = sorted((e for e in self.boundary_checkpoints if e <= end.event),
                             reverse=True)
@@ -734,7 +749,8 @@ class Timeline:
             if self.interrupted.is_set():
                 raise KeyboardInterrupt
             progress.phase = f"stopping at every hit from event {start}"
-            hits = self._hits_before(Mark(start), end)
+            hits = [hit for hit in self._hits_before(Mark(start), end)
+                    if thread is None or self.reader[hit[0].event].task == thread]
             if hits:
                 return self._arrive_backwards(*hits[-1])
             end = Mark(start)
