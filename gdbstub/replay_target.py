@@ -119,8 +119,8 @@ class ReplayTarget:
 
     def registers(self, thread: int = 0) -> tuple[bytes, bytes]:
         registers = self.timeline.registers(thread or None)
-        if registers is None and thread and thread in dict(self.timeline.threads()):
-            raise OSError(3, f"no registers of thread {thread}")
+        if registers is None and thread and self.timeline.threads():
+            raise OSError(3, f"thread {thread} is not alive here")
         if registers is None:
             event = self._exec_event()
             return event.regs, event.xstate

@@ -48,6 +48,8 @@ def test_every_thread_shows_its_name_registers_and_backtrace(programs, trace_roo
     gdb, _ = debug.start(recorded(programs.workers, trace_root))
     names = at_report(gdb)
     assert sorted(names) == ["reporter", "workers", "writer-1", "writer-2"]
+    listing = gdb.cmd("info threads")
+    assert all(f'"{name}"' in listing for name in names)
     backtraces = gdb.cmd("thread apply all bt")
     assert "report (value=2)" in backtraces
     assert "writer (arg=0x1)" in backtraces and "writer (arg=0x2)" in backtraces
