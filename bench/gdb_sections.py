@@ -594,11 +594,13 @@ def search_section(ctx: Context) -> SectionResult:
 
 # -- reverse execution across threads -----------------------------------------------------------
 
-# main and three workers that take one mutex in turns (contention: futex calls, so
-# the schedule switches threads at syscalls) and call milestone() every 2000 rounds;
-# each worker calls finish() at its end.
+# main and three workers that take one mutex and yield every 500 rounds (the
+# recorder switches threads at sched_yield and at a futex wait, so the workers'
+# slices interleave), calling milestone() every 2000 rounds; each worker calls
+# finish() at its end.
 THREADS_SOURCE = r"""
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 volatile long counter;
@@ -611,6 +613,8 @@ static void *work(void *arg)
         pthread_mutex_lock(&lock);
         counter++;
         pthread_mutex_unlock(&lock);
+        if (i % 500 == 0)
+            sched_yield();
         if (i % 2000 == 0)
             milestone(id, i);
     }
@@ -687,8 +691,9 @@ def threads_reverse_section(ctx: Context) -> SectionResult:
     rows.append([f"reverse-continue to milestone() (x{THREAD_REVERSE_CONTINUES}), "
                  f"{len(threads)} threads hit", ms(med), f"forward {ms(fwd)}", ratio(med / fwd)])
     notes[:0] = [
-        "program: main and 3 workers taking one mutex in turns, 10000 rounds each "
-        "(futex calls switch threads), milestone() every 2000 rounds, finish() at the end",
+        "program: main and 3 workers taking one mutex, 10000 rounds each, yielding every "
+        "500 (the recorded slices interleave), milestone() every 2000 rounds, finish() at "
+        "the end",
         "reverse-stepi/next/roll rows: median, first, max, at the first worker's finish(), "
         "stepping that worker (scheduler-locking step, from the shipped command file)",
         "reverse-continue row: median of the reverse-continues from the last finish() to "
