@@ -343,6 +343,8 @@ class ReplaySession:
             twin = clone.tasks.get(tid)
             if task is not current and twin is not None and task.gone is None:
                 task.swap_processes(twin)
+                if self.armed:
+                    task.hardware.arm(self.armed)  # the clone's threads had none armed
         clone.close()
 
     def state_digest(self, *, resume_flag: bool = True) -> bytes:

@@ -117,6 +117,17 @@ def test_a_watchpoint_on_a_global_two_threads_write_finds_the_last_writer_then_t
     assert gdb.value("g_shared") == "2"
 
 
+def test_a_watchpoint_set_before_the_threads_exist_triggers_in_each_writer(
+        programs, trace_root, debug):
+    gdb, _ = debug.start(recorded(programs.workers, trace_root))
+    gdb.cmd("watch g_shared")
+    for value in ("1", "2"):
+        stop = gdb.stop("continue")
+        assert stop.reason == "watchpoint-trigger" and stop.frame["func"] == "writer"
+        assert gdb.value("g_shared") == value
+        assert by_name(gdb)[f"writer-{value}"] == thread_of(stop)
+
+
 def test_reverse_stepi_in_a_worker_crosses_the_other_threads_slices(programs, trace_root, debug):
     """writer-2 last ran before the reporter's slice that wrote g_seen: its previous
     instruction lies before that slice, and stepping it forwards again comes back."""
