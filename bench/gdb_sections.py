@@ -590,3 +590,116 @@ def search_section(ctx: Context) -> SectionResult:
     ]
     return SectionResult("reverse search: watchpoint hops and a value's whole history",
                          ["measure", "reverse", "forward", "reverse/forward"], rows, data, notes)
+
+
+# -- reverse execution across threads -----------------------------------------------------------
+
+# main and three workers that take one mutex and yield every 500 rounds (the
+# recorder switches threads at sched_yield and at a futex wait, so the workers'
+# slices interleave), calling milestone() every 2000 rounds; each worker calls
+# finish() at its end.
+THREADS_SOURCE = r"""
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+volatile long counter;
+__attribute__((noinline)) void milestone(long id, long i) { counter += id * 0 + i * 0; }
+__attribute__((noinline)) void finish(long id) { counter += id * 0; }
+static void *work(void *arg)
+{
+    long id = (long)arg;
+    for (long i = 0; i < 10000; i++) {
+        pthread_mutex_lock(&lock);
+        counter++;
+        pthread_mutex_unlock(&lock);
+        if (i % 500 == 0)
+            sched_yield();
+        if (i % 2000 == 0)
+            milestone(id, i);
+    }
+    finish(id);
+    return NULL;
+}
+int main(void)
+{
+    pthread_t threads[3];
+    for (long i = 0; i < 3; i++)
+        pthread_create(&threads[i], NULL, work, (void *)(i + 1));
+    for (int i = 0; i < 3; i++)
+        pthread_join(threads[i], NULL);
+    printf("threads: %ld\n", counter);
+    return 0;
+}
+"""
+THREAD_REVERSE_CONTINUES = 5
+
+
+@section("threads-reverse", "reverse execution latency in a 4-thread program")
+def threads_reverse_section(ctx: Context) -> SectionResult:
+    if shutil.which("gdb") is None:
+        raise BenchError("gdb is not installed (apt-get install gdb)")
+    prog = compile_source(ctx, "mt4", THREADS_SOURCE)
+    trace = record(ctx, "mt4", [str(prog)])
+    data: dict[str, Any] = {"timeout_s": COMMAND_TIMEOUT}
+    rows: list[list[str]] = []
+    notes: list[str] = []
+
+    # Session 1: at the first worker's finish(), reverse-stepi, reverse-next and
+    # reverse-roll in that worker (its previous instructions lie before the other
+    # workers' slices once it has been switched out).
+    ctx.log("threads-reverse: reverse-stepi/next/roll in a worker at its finish()")
+    g = Gdb(ctx, trace=trace)
+    try:
+        g.breakpoint("finish")
+        data["forward_to_finish_s"] = g.resume("-exec-continue", "finish")
+        g.mi("-break-delete")
+        _time_reverse_commands(g, 1000, None, ", a worker at finish()", data, rows, notes,
+                               key_prefix="threads ")
+    finally:
+        g.close()
+
+    # Session 2: reverse-continue from the last finish() to the milestones before it,
+    # hit in whichever worker called it last; forward continue over the same stretch.
+    ctx.log(f"threads-reverse: {THREAD_REVERSE_CONTINUES} reverse-continues to milestone()")
+    g = Gdb(ctx, trace=trace)
+    try:
+        bp = g.breakpoint("finish")
+        g.mi(f"-break-after {bp} 2")
+        g.resume("-exec-continue", "finish")
+        g.mi("-break-delete")
+        g.breakpoint("milestone")
+        samples: list[float] = []
+        threads: set[str] = set()
+        for _ in range(THREAD_REVERSE_CONTINUES):
+            elapsed, records = g.mi("-exec-continue --reverse", COMMAND_TIMEOUT)
+            stop = g.stop_of(records)
+            if stop.get("frame", {}).get("func") != "milestone":
+                raise BenchError(f"reverse-continue stopped at {stop}, not in milestone")
+            threads.add(stop.get("thread-id", "?"))
+            samples.append(elapsed)
+        forward = [g.resume("-exec-continue", "milestone")
+                   for _ in range(THREAD_REVERSE_CONTINUES - 1)]
+    finally:
+        g.close()
+    med, fwd = statistics.median(samples), statistics.median(forward)
+    data["reverse_continue_to_milestone"] = {"median_s": med, "first_s": samples[0],
+                                             "max_s": max(samples), "samples_s": samples,
+                                             "threads_hit": len(threads)}
+    data["forward_continue_to_milestone_median_s"] = fwd
+    data["reverse_continue_over_forward"] = med / fwd
+    rows.append([f"reverse-continue to milestone() (x{THREAD_REVERSE_CONTINUES}), "
+                 f"{len(threads)} threads hit", ms(med), f"forward {ms(fwd)}", ratio(med / fwd)])
+    notes[:0] = [
+        "program: main and 3 workers taking one mutex, 10000 rounds each, yielding every "
+        "500 (the recorded slices interleave), milestone() every 2000 rounds, finish() at "
+        "the end",
+        "reverse-stepi/next/roll rows: median, first, max, at the first worker's finish(), "
+        "stepping that worker (scheduler-locking step, from the shipped command file)",
+        "reverse-continue row: median of the reverse-continues from the last finish() to "
+        "the milestones before it; forward: median continue between the same milestones; "
+        "a trace of threads searches by stopping at every hit (a perf counter counts in one "
+        "thread)",
+    ]
+    return SectionResult("reverse execution latency in a 4-thread program",
+                         ["measure", "time", "", ""], rows, data, notes)

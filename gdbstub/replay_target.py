@@ -22,7 +22,7 @@ from retrograde.trace.format import TraceReader
 
 from .agent import CannotEvaluate, Condition
 from .registers import REGISTERS
-from .target import MemoryRegion, Stop
+from .target import MemoryRegion, Stop, Thread
 
 WATCH_KINDS = {2: "watch", 3: "rwatch", 4: "awatch"}
 DEBUG_REGISTERS = 4
@@ -114,8 +114,13 @@ class ReplayTarget:
         return [e for n, e in self.execs if n < max(here, 1)][-1]
 
     # -- state ------------------------------------------------------------------------------
-    def registers(self) -> tuple[bytes, bytes]:
-        registers = self.timeline.registers()
+    def threads(self) -> list[Thread]:
+        return [Thread(tid, name) for tid, name in self.timeline.threads()]
+
+    def registers(self, thread: int = 0) -> tuple[bytes, bytes]:
+        registers = self.timeline.registers(thread or None)
+        if registers is None and thread and self.timeline.threads():
+            raise OSError(3, f"thread {thread} is not alive here")
         if registers is None:
             event = self._exec_event()
             return event.regs, event.xstate
@@ -128,23 +133,36 @@ class ReplayTarget:
         return data
 
     # -- motion -------------------------------------------------------------------------------
-    def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
         # The recorded signals are delivered whatever gdb passes: history is fixed.
         # An interrupt that came before the run began is for this run (gdb's 0x03
         # can overtake it): it is cleared when the run ends, not when it starts.
         timeline = self.timeline
         try:
-            if reverse:
-                arrival = timeline.reverse_step(1) if step else timeline.reverse_continue()
+            if reverse and step:
+                arrival = timeline.reverse_step_thread(thread) if thread else \
+                    timeline.reverse_step(1)
+            elif reverse:
+                arrival = timeline.reverse_continue(None if others or not thread else thread)
             else:
-                arrival = self._forward(step)
+                arrival = self._forward(step, thread or None, others or not thread)
         except KeyboardInterrupt:
-            return Stop("interrupted", signo=2)
+            return Stop("interrupted", signo=2, thread=self._thread_here())
         finally:
             timeline.interrupted.clear()
         stop = self._stop(arrival)
+        # A step is reported in the thread that stepped (the replay may stand in
+        # another's interval now, at the boundary after a call); any other stop
+        # in the thread it happened in.
+        stepped = step and stop.reason == "step" and thread in dict(timeline.threads())
+        stop = dataclasses.replace(stop, thread=thread if stepped else self._thread_here())
         notes = self._new_notes()
         return dataclasses.replace(stop, console=notes) if notes else stop
+
+    def _thread_here(self) -> int:
+        timeline = self.timeline
+        return timeline.thread if timeline.threads() else self.tid
 
     def _new_notes(self) -> str:
         """The timeline's notes not shown yet (a recorded state restored, not reached)."""
@@ -152,7 +170,7 @@ class ReplayTarget:
         self.notes_shown += len(notes)
         return "".join(f"retrograde: {note}\n" for note in notes)
 
-    def _forward(self, step: bool) -> Arrival:
+    def _forward(self, step: bool, thread: int | None = None, others: bool = True) -> Arrival:
         """Forwards, with a program that dies of a signal shown as a native debugger
         shows it.
 
@@ -164,10 +182,10 @@ class ReplayTarget:
         but its exit event not yet carried out), where there is nothing to show.
         """
         timeline = self.timeline
-        arrival = timeline.forward(step)
+        arrival = timeline.forward(step, thread, others=others)
         while (arrival.reason in (StopReason.SIGNAL, StopReason.END) and self._dies_next()) or (
                 arrival.reason == StopReason.BREAKPOINT and not self._holds_here()):
-            arrival = timeline.forward(step)
+            arrival = timeline.forward(step, thread, others=others)
         fatal = self._signal_reached()
         if arrival.reason == StopReason.END and fatal is not None:
             return Arrival(StopReason.SIGNAL, arrival.mark, signo=fatal.signo)

@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from . import agent, lldb, registers, signals
 from .codec import PACKET_SIZE, Interrupt, Packet, ProtocolError, RspCodec, console_packets
@@ -215,6 +216,11 @@ class RspSession:
         self._files: dict[int, bytes] = {}
         self._file_numbers = itertools.count(3)
         self._threads_in_stop_reply = False  # QListThreadsInStopReply (lldb)
+        # The threads `Hg` and `Hc` chose (0: "any", the one the last stop was in).
+        # A stop reply makes its thread the general one: gdb assumes so (remote.c's
+        # record_currthread) and sends no Hg for it.
+        self._general_thread = 0
+        self._continue_thread = 0
         self._handlers: dict[bytes, Callable[[bytes], Reply | bytes]] = {
             b"qSupported": self._supported,
             b"QStartNoAckMode": lambda args: Reply((b"OK",), Then.NO_ACK),
@@ -236,8 +242,8 @@ class RspSession:
             b"vCont": self._vcont,
             b"H": self._select_thread,
             b"T": self._thread_alive,
-            b"qC": lambda args: b"QC" + self._thread_id(self.target.tid),
-            b"qfThreadInfo": lambda args: b"m" + self._thread_id(self.target.tid),
+            b"qC": lambda args: b"QC" + self._thread_id(self._stop_thread),
+            b"qfThreadInfo": self._thread_info,
             b"qsThreadInfo": lambda args: b"l",
             b"qAttached": lambda args: b"1",  # so that gdb's `quit` detaches instead of killing
             # gdb relocates a PIE from the auxv's AT_ENTRY (qXfer:auxv); qOffsets
@@ -302,6 +308,7 @@ class RspSession:
             b"qXfer:exec-file:read+",
             b"qXfer:libraries-svr4:read+",
             b"qXfer:siginfo:read+",
+            b"qXfer:threads:read+",
             b"swbreak+",
             b"hwbreak+",
             b"vContSupported+",
@@ -323,28 +330,70 @@ class RspSession:
             return b"p%x.%x" % (self.target.pid, tid)
         return b"%x" % tid
 
-    def _names_our_thread(self, field: bytes) -> bool:
+    @property
+    def _stop_thread(self) -> int:
+        return self.last_stop.thread or self.target.tid
+
+    def _alive_threads(self) -> list[int]:
+        if self.last_stop.reason in ("exited", "terminated"):
+            return []
+        return [thread.tid for thread in self.target.threads()]
+
+    def _thread_of(self, field: bytes) -> int | None:
+        """The tid a thread-id names: 0 for "all threads" (-1) or "any thread" (0),
+        None for no thread of ours."""
         pid, tid = _parse_thread_id(field)
-        return pid in (None, -1, 0, self.target.pid) and tid in (-1, 0, self.target.tid)
+        if pid not in (None, -1, 0, self.target.pid):
+            return None
+        if tid in (-1, 0):
+            return 0
+        return tid if tid in self._alive_threads() else None
+
+    def _thread_info(self, args: bytes) -> bytes:
+        # All in the first reply, then `l` for qsThreadInfo: a thread-id is at most
+        # 17 bytes, so a packet holds hundreds.
+        tids = self._alive_threads()
+        if not tids:
+            return b"l"
+        return b"m" + b",".join(self._thread_id(tid) for tid in tids)
+
+    def _threads_xml(self) -> bytes:
+        """qXfer:threads:read, with each thread's name (`info threads` shows it)."""
+        items = "".join(
+            f"<thread id=\"{self._thread_id(thread.tid).decode()}\""
+            + (f" name={quoteattr(thread.name)}" if thread.name else "") + "/>"
+            for thread in (self.target.threads() if self._alive_threads() else []))
+        return f'<?xml version="1.0"?><threads>{items}</threads>'.encode()
 
     def _select_thread(self, args: bytes) -> bytes:
-        # `Hg` (registers) and `Hc` (resume): there is one thread to select.
+        # `Hg` (registers) and `Hc` (the thread a step or a reverse step is for).
         if args[:1] not in (b"g", b"c"):
             raise _Malformed(f"unknown H operation {args[:1]!r}")
-        return b"OK" if self._names_our_thread(args[1:]) else _ERROR
+        tid = self._thread_of(args[1:])
+        if tid is None:
+            return _ERROR
+        if args[:1] == b"g":
+            self._general_thread = tid
+        else:
+            self._continue_thread = tid
+        return b"OK"
 
     def _thread_alive(self, args: bytes) -> bytes:
-        alive = self.last_stop.reason not in ("exited", "terminated")
-        return b"OK" if alive and self._names_our_thread(args) else _ERROR
+        tid = self._thread_of(args)
+        return b"OK" if tid is not None and self._alive_threads() else _ERROR
 
     # Registers and memory.
 
+    def _registers(self) -> tuple[bytes, bytes]:
+        """The registers of the Hg thread."""
+        return self.target.registers(self._general_thread or self._stop_thread)
+
     def _read_registers(self, args: bytes) -> bytes:
-        return registers.g_packet(*self.target.registers())
+        return registers.g_packet(*self._registers())
 
     def _read_register(self, args: bytes) -> bytes:
         try:
-            return registers.read_register(_hex(args), *self.target.registers()).hex().encode()
+            return registers.read_register(_hex(args), *self._registers()).hex().encode()
         except IndexError:
             return _ERROR
 
@@ -377,37 +426,66 @@ class RspSession:
             address, linux_signal = args, 0
         if address:
             return REFUSED  # resuming at another address would rewrite the recorded pc
-        return self._resume(step=step, reverse=False, linux_signal=linux_signal)
+        return self._resume(step=step, reverse=False, linux_signal=linux_signal,
+                            thread=self._step_thread(), others=not self._continue_thread)
+
+    def _step_thread(self) -> int:
+        """The thread a step without a thread-id is for: Hc's, else the last stop's
+        (gdb's own current thread, unless the user switched since: the shipped
+        command file sets scheduler-locking to step, so gdb names it with Hc)."""
+        return self._continue_thread or self._stop_thread
 
     def _reverse(self, *, step: bool) -> bytes | Reply:
+        # `bs` and `bc` are for the Hc thread: a particular one when gdb resumes it
+        # alone (scheduler-locking), "any" (0) when it resumes every thread.
         if not self.reverse:
             return _NOT_SUPPORTED
-        return self._resume(step=step, reverse=True, linux_signal=0)
+        return self._resume(step=step, reverse=True, linux_signal=0,
+                            thread=self._step_thread(), others=not self._continue_thread)
 
     def _vcont(self, args: bytes) -> bytes | Reply:
         if args == b"?":
             return b"vCont;c;C;s;S"
         # "For each inferior thread, the leftmost action with a matching thread-id
-        # is applied"; an action without a thread-id matches every thread.
+        # is applied"; an action without a thread-id matches every thread. The
+        # replay runs one thread at a time, as recorded: a thread told to step
+        # steps (the others run their slices before it as needed), and every
+        # other action is a continue of the whole program.
+        step: int | None = None  # the thread told to step
+        cont: int | None = None  # the thread told to continue (0: every thread)
+        resumed: set[int] = set()  # threads an action applies to (0: every other)
+        linux_signal = 0
         for action in args.split(b";"):
             command, _, thread = action.partition(b":")
-            if thread and not self._names_our_thread(thread):
-                continue
             kind, argument = command[:1], command[1:]
-            if kind in (b"c", b"s") and not argument:
-                return self._resume(step=kind == b"s", reverse=False, linux_signal=0)
-            if kind in (b"C", b"S"):
+            if kind not in (b"c", b"s", b"C", b"S") or (kind in (b"c", b"s") and argument):
+                raise _Malformed(f"unsupported vCont action {action!r}")
+            tid = self._thread_of(thread) if thread else 0
+            if tid is None or (tid and tid in resumed):
+                continue  # not ours, or a thread a leftmost action has taken
+            resumed.add(tid)
+            if kind in (b"C", b"S") and not linux_signal:
                 linux_signal = self._linux_signal(argument)
-                return self._resume(step=kind == b"S", reverse=False, linux_signal=linux_signal)
-            raise _Malformed(f"unsupported vCont action {action!r}")
-        raise _Malformed("no vCont action for our thread")
+            if kind in (b"s", b"S") and step is None:
+                step = tid or self._step_thread()
+            elif kind in (b"c", b"C") and cont is None:
+                cont = tid
+        if step is not None:
+            others = bool(resumed - {step})
+            return self._resume(step=True, reverse=False, linux_signal=linux_signal,
+                                thread=step, others=others)
+        if cont is None:
+            raise _Malformed("no vCont action for our threads")
+        return self._resume(step=False, reverse=False, linux_signal=linux_signal,
+                            thread=cont, others=cont == 0 or len(resumed) > 1)
 
     def _linux_signal(self, field: bytes) -> int:
         # A signal Linux lacks (gdb's SIGEMT, say) cannot be delivered: resume without.
         return signals.from_gdb(_hex(field)) or 0
 
-    def _resume(self, *, step: bool, reverse: bool, linux_signal: int) -> bytes | Reply:
-        self.last_stop = stop = self.target.resume(step, reverse, linux_signal)
+    def _resume(self, *, step: bool, reverse: bool, linux_signal: int,
+                thread: int = 0, others: bool = True) -> bytes | Reply:
+        self.last_stop = stop = self.target.resume(step, reverse, linux_signal, thread, others)
         # What the target has to say on the way goes first, as `O` console output
         # packets, which the manual allows while the program runs.
         return Reply((*self.console_packets(stop.console), self._stop_reply(stop)))
@@ -423,7 +501,8 @@ class RspSession:
         if stop.reason == "terminated":
             return b"X%02x" % signals.to_gdb(stop.signo) + process
         reply = b"T%02x" % signals.to_gdb(stop.signo)
-        reply += b"thread:%s;" % self._thread_id(stop.thread or self.target.tid)
+        self._general_thread = stop.thread or self.target.tid
+        reply += b"thread:%s;" % self._thread_id(self._general_thread)
         if stop.reason == "breakpoint":
             # gdb asked for these reasons in qSupported, or it would not expect them.
             reason = b"hwbreak" if stop.hw else b"swbreak"
@@ -493,6 +572,7 @@ class RspSession:
             b"exec-file": lambda: os.fsencode(self.target.exec_file()),
             b"libraries-svr4": lambda: self.target.libraries_svr4().encode(),
             b"siginfo": self.target.siginfo,
+            b"threads": self._threads_xml,
         }
         if name not in objects:
             return _NOT_SUPPORTED

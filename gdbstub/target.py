@@ -26,7 +26,7 @@ class Stop:
 
     reason: str
     signo: int = 5  # SIGTRAP for breakpoint/step/watch/history-*; the signal for "terminated"
-    thread: int = 0  # 0: the target's tid
+    thread: int = 0  # the thread it happened in; 0: the target's tid
     watch_kind: str | None = None  # "watch" | "rwatch" | "awatch"
     watch_addr: int | None = None
     exit_status: int | None = None  # for "exited"
@@ -42,6 +42,14 @@ class MemoryRegion:
     end: int
     perms: str  # "r-xp"
     name: str = ""  # the file's path, "[stack]", ...; empty for anonymous memory
+
+
+@dataclass(frozen=True)
+class Thread:
+    """One thread of the program, as `info threads` lists it."""
+
+    tid: int
+    name: str = ""  # its comm ("" when unknown)
 
 
 class DebugTarget(Protocol):
@@ -61,16 +69,29 @@ class DebugTarget(Protocol):
     # Only what is said during `resume` or `monitor` is shown; the rest is dropped.
     console: Callable[[str], None]
 
-    def registers(self) -> tuple[bytes, bytes]:
-        """(user_regs_struct, the XSAVE area from PTRACE_GETREGSET NT_X86_XSTATE)."""
+    def threads(self) -> list[Thread]:
+        """The threads alive now, the process's first (``tid``) first while it lives;
+        empty once the program has ended. Their memory is one address space."""
+        ...
+
+    def registers(self, thread: int = 0) -> tuple[bytes, bytes]:
+        """(user_regs_struct, the XSAVE area from PTRACE_GETREGSET NT_X86_XSTATE) of
+        ``thread`` (0: the one the last stop was in)."""
         ...
 
     def read_memory(self, addr: int, length: int) -> bytes:
         """The recorded memory; may be short; OSError when nothing at addr is readable."""
         ...
 
-    def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
-        """Run (or step) forwards or backwards until something stops the program."""
+    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
+        """Run (or step) forwards or backwards until something stops the program.
+
+        A step is one instruction of ``thread`` (0: the present thread's), the
+        other threads running their recorded slices in between, either way; the
+        Stop names the thread it happened in (the stepped one, for a step).
+        ``others`` False: the debugger resumed ``thread`` alone (scheduler-locking),
+        so it expects no stop in another thread; theirs are passed over."""
         ...
 
     def interrupt(self) -> None:

@@ -64,6 +64,7 @@ from retrograde.tracee.syscalls import syscall_number
 from .address_space import AddressSpace
 from .errors import Divergence, TraceEnds
 from .exec import finish_stub_exec, random_instructions_note
+from .hardware import Watch
 from .precise import (
     PreciseEvent,
     PreciseStates,
@@ -92,8 +93,11 @@ __all__ = ["ALL_SIGNALS", "RESUME_FLAG", "SYNCHRONOUS_SIGNALS", "TRAP_FLAG", "Di
 NR_EXIT, NR_EXIT_GROUP = syscall_number("exit"), syscall_number("exit_group")
 NR_CLONE, NR_CLONE3 = syscall_number("clone"), syscall_number("clone3")
 TASK_CREATORS = frozenset({NR_CLONE, NR_CLONE3, syscall_number("fork"), syscall_number("vfork")})
-NR_SET_TID_ADDRESS, NR_SET_ROBUST_LIST, NR_RT_SIGPROCMASK = (
-    syscall_number(name) for name in ("set_tid_address", "set_robust_list", "rt_sigprocmask"))
+NR_SET_TID_ADDRESS, NR_SET_ROBUST_LIST, NR_RT_SIGPROCMASK, NR_PRCTL = (
+    syscall_number(name) for name in ("set_tid_address", "set_robust_list", "rt_sigprocmask",
+                                      "prctl"))
+PR_SET_NAME = 15
+TASK_COMM_LEN = 16  # the kernel's comm, its NUL included
 CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
 CLONE_CHILD_CLEARTID = 0x200000
 # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET; CLONE_NEWTIME is
@@ -175,6 +179,10 @@ class ReplaySession:
         # task then sleeps in the kernel (vfork) rather than standing at the exit.
         self._creating: dict[int, bool] = {}
         self._interruption: Interruption | None = None  # shared with a timeline's sessions
+        # The debugger's watchpoints while a run has them armed: in every task, since
+        # any thread may write, and in each task made meanwhile (a clone of a thread
+        # does not inherit its debug registers).
+        self.armed: list[Watch] = []
         self.precise = PreciseStates()
         self.frontier: EchoFrontier | None = None  # None: echo every time
         # Which fds are the terminal's, per recorded process (fd tables are per process).
@@ -224,6 +232,8 @@ class ReplaySession:
     def _add_task(self, task: Task) -> Task:
         task.interruption = self._interruption
         self.tasks[task.recorded_tid] = task
+        if self.armed:
+            task.hardware.arm(self.armed)
         if self._current is None:
             self._current = task
         return task
@@ -241,6 +251,18 @@ class ReplaySession:
     def live_tasks(self) -> list[Task]:
         """The tasks whose thread has not ended, in creation order."""
         return [task for task in self.tasks.values() if task.gone is None]
+
+    def arm(self, watches: list[Watch]) -> None:
+        """Make every live task's debug registers hold ``watches`` (none: disarm)."""
+        self.armed = list(watches)
+        for task in self.live_tasks():
+            task.hardware.arm(watches)
+
+    def waits_in_kernel(self, tid: int) -> bool:
+        """Whether task ``tid`` stands in a call that another task's events must
+        complete (parked at its entry, a futex wait say) rather than in user code."""
+        task = self.tasks.get(tid)
+        return task is not None and task is not self._current and task.reached is not None
 
     def hardware_idle(self) -> bool:
         """No debug register armed in any task."""
@@ -329,6 +351,8 @@ class ReplaySession:
             twin = clone.tasks.get(tid)
             if task is not current and twin is not None and task.gone is None:
                 task.swap_processes(twin)
+                if self.armed:
+                    task.hardware.arm(self.armed)  # the clone's threads had none armed
         clone.close()
 
     def state_digest(self, *, resume_flag: bool = True) -> bytes:
@@ -351,6 +375,7 @@ class ReplaySession:
         cpu, cpu_warning = replay_cpu(self.reader.metadata.get("bound_cpu"))
         tracee = Tracee.spawn([str(stub)], env={}, isolate=True, launch=launch, cpu=cpu)
         task = self._add_task(Task(tracee, first.task))
+        task.name = os.path.basename(first.path)[:TASK_COMM_LEN - 1]
         self.root = first.task
         for warning in (cpu_warning, cpuid_warning(self.reader.metadata.get("cpuid"))):
             if warning:
@@ -413,7 +438,7 @@ class ReplaySession:
              stop_before_event: bool) -> RunStop:
         task = self.task
         step_over = (not step and task.reached is None and bool(breakpoints)
-                     and task.tracee.get_regs().rip in breakpoints)
+                     and task.gone is None and task.tracee.get_regs().rip in breakpoints)
         while True:
             if self.end is not None:
                 return RunStop(StopReason.EXITED)
@@ -578,6 +603,11 @@ class ReplaySession:
                 task.clear_tid = event.args[0]
             elif event.nr == NR_SET_ROBUST_LIST and event.result == 0:
                 task.robust_list = (event.args[0], event.args[1])
+            elif event.nr == NR_PRCTL and event.args[0] == PR_SET_NAME and event.result == 0:
+                # The name is read before the call is emulated: the program's buffer
+                # is as the recorded call read it.
+                name = task.tracee.read_partial(event.args[1], TASK_COMM_LEN - 1)
+                task.name = name.split(b"\0", 1)[0].decode(errors="replace")
             return self.syscalls.replay(task, n, event, stop)
         if isinstance(event, SyscallEntryEvent):
             # Parked at the entry until its SyscallEvent: the stop is kept as reached.
@@ -728,6 +758,7 @@ class ReplaySession:
         space = task.space if flags & CLONE_VM else task.space.copy()
         new = self._add_task(Task(child, after.task, space, recorded_pid=after.process))
         new.interruption = self._interruption
+        new.name = task.name  # a clone's comm is its creator's
         if flags & CLONE_CHILD_CLEARTID:
             new.clear_tid = _child_tid_pointer(task.tracee, call)
         if not flags & CLONE_VM:
@@ -849,10 +880,20 @@ class ReplaySession:
     def _echoed_in(self, pid: int) -> EchoedFds:
         return self.echoed.setdefault(pid, EchoedFds())
 
+    @property
+    def present(self) -> Task:
+        """The task the replay is in, or when that thread has just ended (its exit
+        event is next), the first live one: what a debugger looks at."""
+        task = self.task
+        if task.gone is None:
+            return task
+        return next((t for t in self.live_tasks() if t.recorded_pid == task.recorded_pid),
+                    task)
+
     def read_memory(self, addr: int, length: int) -> bytes:
         """The program's memory as the recording saw it (as much as is readable):
         the traps on recorded rdrand/rdseed sites show as the instructions."""
-        task = self.task
+        task = self.present
         data = task.tracee.read_partial(addr, length)
         traps = task.space.random_traps if task.space is not None else {}
         for pc, (_, original) in traps.items():

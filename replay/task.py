@@ -150,6 +150,9 @@ class Task:
         # The mask to put in the frame of the signal the next resume delivers, when it
         # is delivered under the temporary mask of the call it interrupted (TEMPORARY_MASK).
         self.frame_mask: int | None = None
+        # The thread's name (comm) as the recording had it: the replay emulates
+        # prctl(PR_SET_NAME), so the live thread's own comm is not it.
+        self.name = ""
 
     @property
     def tid(self) -> int:
@@ -179,6 +182,7 @@ class Task:
         self.clear_tid, self.robust_list = other.clear_tid, other.robust_list
         self.recorded_pid = other.recorded_pid
         self.frame_mask = other.frame_mask
+        self.name = other.name
 
     def trade_places(self, clone: Task) -> None:
         """Become ``clone`` (a fork clone of this task taken earlier in the same event

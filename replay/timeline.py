@@ -30,7 +30,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
-from retrograde.trace.events import Event, ExitEvent, RdtscEvent, SignalEvent, SyscallEvent
+from retrograde.trace.events import (
+    CloneEvent,
+    Event,
+    ExitEvent,
+    PreemptEvent,
+    RdtscEvent,
+    SignalEvent,
+    SyscallEntryEvent,
+    SyscallEvent,
+)
 from retrograde.trace.format import TraceReader
 from retrograde.tracee.perf import PerfUnavailable, Place
 from retrograde.tracee.process import TraceeError
@@ -340,6 +349,9 @@ class Timeline:
         self.report_signals: frozenset[int] = ALL_SIGNALS
         self.interrupted = Interruption()
         self.live.interruption = self.interrupted
+        # A trace of several threads: each event interval is one thread's, but a
+        # perf counter counts in one task, so reverse searches stop at every hit.
+        self.threaded = any(isinstance(event, CloneEvent) for event in reader)
         self._last_checkpoint_time = time.monotonic()
         self._checkpoint_boundary()
 
@@ -473,7 +485,7 @@ class Timeline:
     @staticmethod
     def _apply_watches(session: ReplaySession, watches: list[Watch]) -> None:
         if session.started:
-            session.task.hardware.arm(watches)
+            session.arm(watches)
 
     @staticmethod
     def _step(session: ReplaySession, **how: object) -> RunStop:
@@ -638,20 +650,43 @@ class Timeline:
         return base
 
     # -- what the debugger asks for -------------------------------------------------------------
-    def forward(self, step: bool) -> Arrival:
+    def forward(self, step: bool, thread: int | None = None, *, others: bool = True) -> Arrival:
+        """Run forwards to the next stop; a ``step`` is one instruction of ``thread``
+        (default: the thread the replay is in): the others' recorded slices before
+        it run first, and stop there at a breakpoint, a watchpoint or a signal.
+
+        Without ``others``, the debugger holds the other threads (scheduler-locking):
+        they still run their recorded slices, as history is fixed, but nothing
+        that happens in them is a stop: only ``thread``'s are."""
         live = self.live
         if live.end is not None:
             return Arrival(StopReason.EXITED, self.mark)
+        if thread is not None and thread not in dict(self.threads()):
+            thread, others = None, True  # it has ended: a step is the present thread's
         self._apply_watches(live, self.watches)
         bps = frozenset(self.breakpoints)
         try:
             while True:
                 start = self.mark
-                stop = live.run(step=step, breakpoints=bps, until_event=not step,
-                                report_signals=self.report_signals)
+                ours = thread is None or live.task.recorded_tid == thread
+                stepping = step and ours
+                # A thread the debugger holds runs to its next event with nothing armed.
+                held = not ours and not others
+                if held:
+                    self._apply_watches(live, [])
+                stop = live.run(step=stepping, breakpoints=frozenset() if held else bps,
+                                until_event=not stepping,
+                                report_signals=frozenset() if held else self.report_signals)
+                if held:
+                    self._apply_watches(live, self.watches)
                 if stop.reason == StopReason.INTERRUPTED:
                     return self._interrupted_here(start)
                 self.mark = self._after(start, live, stop, self.watches)
+                if step and thread is not None and stop.reason == StopReason.STEP and \
+                        live.end is None and live.waits_in_kernel(thread):
+                    # The step entered a call the others' events complete (a futex
+                    # wait): the instruction is done once the call returns.
+                    continue
                 if stop.reason == StopReason.EVENT:
                     if time.monotonic() - self._last_checkpoint_time > \
                             CHECKPOINT_INTERVAL_SECONDS or live.next_event - max(
@@ -681,8 +716,9 @@ class Timeline:
         self._remember(self.mark, live)
         return Arrival(StopReason.INTERRUPTED, self.mark, signo=signal.SIGINT)
 
-    def reverse_continue(self) -> Arrival:
-        """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes)."""
+    def reverse_continue(self, thread: int | None = None) -> Arrival:
+        """Seek to the last breakpoint or watchpoint hit before now (seed 002's passes);
+        with ``thread``, the last hit in that thread."""
         with SearchProgress(self.announce, "reverse search") as progress:
             places = self._counted_places()
             if places and not any(isinstance(segment, ExactState) for segment in self.mark.steps):
@@ -690,20 +726,22 @@ class Timeline:
                     return self._reverse_search(places, progress)
                 except (PerfUnavailable, _NotCountable):
                     pass  # no counters, or a hit in a handler: a stop at every hit instead
-            return self._reverse_continue_by_stops(progress)
+            return self._reverse_continue_by_stops(progress, thread)
 
     def _counted_places(self) -> dict[Key, Place] | None:
         """The user's breakpoints and watchpoints as perf counter places, or None when
         they do not fit in the debug registers a counting run has or a breakpoint
         has a condition."""
-        if any(self.has_condition(addr) for addr in self.breakpoints):
+        if self.threaded or any(self.has_condition(addr) for addr in self.breakpoints):
             return None
         places: dict[Key, Place] = {addr: Place(addr) for addr in sorted(self.breakpoints)}
         places |= {w: w.place for w in self.watches}
         return places if len(places) <= COUNTED_PLACES else None
 
-    def _reverse_continue_by_stops(self, progress: SearchProgress) -> Arrival:
-        """reverse-continue with a ptrace stop at every hit on the way (no counters)."""
+    def _reverse_continue_by_stops(self, progress: SearchProgress,
+                                   thread: int | None = None) -> Arrival:
+        """reverse-continue with a ptrace stop at every hit on the way (no counters);
+        with ``thread``, only its hits count (an interval is its event's task's)."""
         end = self.mark
         boundaries = sorted((e for e in self.boundary_checkpoints if e <= end.event),
                             reverse=True)
@@ -711,7 +749,8 @@ class Timeline:
             if self.interrupted.is_set():
                 raise KeyboardInterrupt
             progress.phase = f"stopping at every hit from event {start}"
-            hits = self._hits_before(Mark(start), end)
+            hits = [hit for hit in self._hits_before(Mark(start), end)
+                    if thread is None or self.reader[hit[0].event].task == thread]
             if hits:
                 return self._arrive_backwards(*hits[-1])
             end = Mark(start)
@@ -1036,6 +1075,73 @@ class Timeline:
         if target == self.start_mark:
             return Arrival(StopReason.HISTORY_BEGIN, self.mark)
         return Arrival(StopReason.STEP, self.mark)
+
+    def reverse_step_thread(self, thread: int) -> Arrival:
+        """reverse-stepi in one thread: back to the place before the last instruction
+        ``thread`` executed, across the slices of the other threads in between
+        (a thread not alive here: the program's previous instruction)."""
+        if thread not in dict(self.threads()):
+            return self.reverse_step(1)
+        if self.mark == self.start_mark:
+            return Arrival(StopReason.HISTORY_BEGIN, self.mark)
+        target = self._previous_instruction_of(thread, self.mark)
+        if target is None:
+            return Arrival(StopReason.HISTORY_BEGIN, self.mark)
+        self.seek(target)
+        if target == self.start_mark:
+            return Arrival(StopReason.HISTORY_BEGIN, self.mark)
+        return Arrival(StopReason.STEP, self.mark)
+
+    def _previous_instruction_of(self, thread: int, end: Mark) -> Mark | None:
+        """The mark before ``thread``'s last instruction before ``end``; None when the
+        thread has run none since it was made.
+
+        Each event interval is the instructions of its event's task (the trace is a
+        serial schedule), so the others' slices are skipped whole: from the
+        boundary of an interval not the thread's, its instruction before is its
+        latest event (a syscall, an rdtsc), reached. A call it was parked in
+        (its SyscallEntryEvent, completed later by its SyscallEvent) is one
+        instruction: the entry's state and the return's reached stop show the
+        same thread at the same syscall.
+        """
+        reader = self.reader
+
+        def latest_before(event: int) -> int | None:
+            return next((k for k in range(min(event, len(reader)) - 1,
+                                          self.start_mark.event - 1, -1)
+                         if reader[k].task == thread), None)
+
+        def completes_parked_call(event: int) -> bool:
+            before = latest_before(event)
+            return isinstance(reader[event], SyscallEvent) and before is not None and \
+                isinstance(reader[before], SyscallEntryEvent)
+
+        cur = end
+        at_return = end.steps in ((), (Reach(),)) and end.event < len(reader) and \
+            reader[end.event].task == thread and completes_parked_call(end.event)
+        while cur != self.start_mark:
+            if cur.steps and cur.event < len(reader) and reader[cur.event].task == thread:
+                before = self._instructions_before(cur, 1)
+                if before.event == cur.event:
+                    return before
+            earlier = latest_before(cur.event)
+            if earlier is None:
+                return self.start_mark
+            event = reader[earlier]
+            if isinstance(event, CloneEvent):
+                return None  # made here: nothing of it before
+            reached = Mark(earlier, (Reach(),))
+            if isinstance(event, SyscallEntryEvent) and at_return:
+                cur, at_return = reached, False  # the same call: what came before it
+            elif isinstance(event, SignalEvent | PreemptEvent):
+                cur, at_return = reached, False  # no instruction: the one before it
+            elif completes_parked_call(earlier):
+                # Its boundary already stands at the call: the parked stop is the
+                # one the SyscallEvent carries out, no stop of its own to reach.
+                return Mark(earlier)
+            else:
+                return reached
+        return self.start_mark
 
     def _instructions_before(self, end: Mark, count: int) -> Mark:
         """The mark ``count`` instructions before ``end`` (the start, if fewer)."""
@@ -1587,18 +1693,36 @@ class Timeline:
         return self.live.precise.notes
 
     def _alive(self) -> bool:
-        return self.live.started and self.live.end is None and self.live.process.alive
+        return self.live.started and self.live.end is None and \
+            self.live.present.tracee.alive
 
-    def registers(self) -> tuple[bytes, bytes] | None:
-        """The registers (general, XSAVE area) at the present; None with no live process.
+    @property
+    def thread(self) -> int:
+        """The recorded tid of the thread the replay is in (whose interval it stands in,
+        or at a boundary the next event's)."""
+        return self.live.present.recorded_tid
+
+    def threads(self) -> list[tuple[int, str]]:
+        """The threads alive at the present, in creation order: (recorded tid, name)."""
+        if not self._alive():
+            return []
+        return [(task.recorded_tid, task.name) for task in self.live.live_tasks()]
+
+    def registers(self, thread: int | None = None) -> tuple[bytes, bytes] | None:
+        """The registers (general, XSAVE area) of ``thread`` (default: the present
+        one) at the present; None with no live process or no such thread.
 
         At a syscall's stop reached but not carried out, the pc is shown at the
-        instruction itself, as a native debugger shows it before stepping over it."""
+        instruction itself, as a native debugger shows it before stepping over it;
+        a thread parked in a call others complete shows it under way, after it."""
         if not self._alive():
             return None
-        task = self.live.task
+        task = self.live.present if thread is None else self.live.tasks.get(thread)
+        if task is None or task.gone is not None or not task.tracee.alive:
+            return None
         regs = task.tracee.get_regs()
-        if task.reached is not None and task.reached.kind == "syscall":
+        if task is self.live.task and task.reached is not None and \
+                task.reached.kind == "syscall":
             regs.rip -= 2
             regs.rax = regs.orig_rax
         return registers_to_bytes(regs), task.tracee.get_xstate()

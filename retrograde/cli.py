@@ -324,22 +324,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.autopilot:
         return replay_autopilot(path, echo=not args.no_echo, verbose=args.verbose,
                                 check_maps=args.check_maps)
-    _refuse_several_tasks(path)
+    _refuse_several_processes(path)
     return serve_replay(path, args)
 
 
-def _refuse_several_tasks(path: Path) -> None:
-    """The debugger sees one task: a trace of threads or child processes is replayed
-    with -a only, until gdb is told of every thread."""
+def _refuse_several_processes(path: Path) -> None:
+    """The debugger sees one process (every thread of it): a trace of a process tree
+    is replayed with -a only, until gdb is told of the other processes."""
     from retrograde.trace.format import TraceReader
-    from retrograde.trace.tasks import task_count
+    from retrograde.trace.tasks import process_tree
 
     with TraceReader(path) as reader:
-        tasks = task_count(reader.events())
-    if tasks > 1:
-        raise UserError(f"cannot debug {path}: it records {tasks} tasks (threads or "
-                        "processes), and the debugger follows one task only yet; "
-                        "replay -a replays it")
+        processes = len(process_tree(reader.events()))
+    if processes > 1:
+        raise UserError(f"cannot debug {path}: it records {processes} processes, and the "
+                        "debugger follows one process only yet; replay -a replays it")
 
 
 def cmd_ps(args: argparse.Namespace) -> int:

@@ -5,6 +5,19 @@
 # A long seek answers a monitor command slowly: wait for it.
 set remotetimeout 300
 
+# Stepping commands (stepi, step, next and their reverse) are for the thread
+# gdb has selected: with scheduler-locking off gdb would ask to step "any
+# thread" (Hc0 before bs), and after `thread N` the server could not tell
+# which one was meant. The replay still runs the other threads' recorded
+# slices in between, as it must; `continue` resumes the whole program.
+# (gdb takes the setting only once connected: a hook on `target remote`.)
+define target hookpost-remote
+  set scheduler-locking step
+end
+define target hookpost-extended-remote
+  set scheduler-locking step
+end
+
 # Monitor commands can move the replay in time (restart NAME, reverse-roll N)
 # behind gdb's back: gdb re-reads registers, frames and memory only after a
 # stop it saw, so drop what it cached after every monitor command.

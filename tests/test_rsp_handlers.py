@@ -33,7 +33,7 @@ from retrograde.gdbstub.server import (
     Then,
     serve,
 )
-from retrograde.gdbstub.target import MemoryRegion, Stop
+from retrograde.gdbstub.target import MemoryRegion, Stop, Thread
 
 CODE = 0x401000
 STACK = 0x7FFE0000
@@ -97,7 +97,10 @@ class FakeTarget:
     def pc(self) -> int:
         return CODE + self.position
 
-    def registers(self) -> tuple[bytes, bytes]:
+    def threads(self) -> list[Thread]:
+        return [Thread(TID, "prog")]
+
+    def registers(self, thread: int = 0) -> tuple[bytes, bytes]:
         return user_regs(rip=self.pc, rsp=STACK, eflags=0x246, cs=0x33, ss=0x2B), xsave_area()
 
     def read_memory(self, addr: int, length: int) -> bytes:
@@ -107,7 +110,8 @@ class FakeTarget:
                 return data[addr - base : addr - base + length]
         raise OSError(14, "Bad address")
 
-    def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
         self.resumes.append((step, reverse, signal))
         if step and reverse:
             if self.position == 0:
@@ -277,6 +281,95 @@ def test_thread_selection_accepts_our_thread_and_wildcards_only(session: RspSess
     assert ask(session, b"Tp1092.77") == b"E01"
 
 
+class ThreeThreads(FakeTarget):
+    """FakeTarget with two more threads, each with registers of its own (rip names
+    the thread), and the last resume's thread and whether the others ran."""
+
+    OTHERS = (0x1094, 0x1095)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resumed: list[tuple[bool, bool, int, bool]] = []
+
+    def threads(self) -> list[Thread]:
+        return [Thread(TID, "prog"), Thread(0x1094, "worker-1"), Thread(0x1095, "w<&>")]
+
+    def registers(self, thread: int = 0) -> tuple[bytes, bytes]:
+        if thread in self.OTHERS:
+            return user_regs(rip=thread), xsave_area()
+        return super().registers(thread)
+
+    def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
+        self.resumed.append((step, reverse, thread, others))
+        return Stop("step" if step else "breakpoint", thread=thread or 0x1095)
+
+
+@pytest.fixture
+def threads() -> tuple[RspSession, ThreeThreads]:
+    target = ThreeThreads()
+    session = RspSession(target)
+    session.handle(b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+")
+    return session, target
+
+
+def test_every_thread_is_listed_with_its_name(threads: tuple[RspSession, ThreeThreads]) -> None:
+    session, _ = threads
+    assert ask(session, b"qfThreadInfo") == b"mp1092.1093,p1092.1094,p1092.1095"
+    assert ask(session, b"qsThreadInfo") == b"l"
+    assert ask(session, b"qXfer:threads:read::0,1000") == (
+        b'l<?xml version="1.0"?><threads><thread id="p1092.1093" name="prog"/>'
+        b'<thread id="p1092.1094" name="worker-1"/>'
+        b'<thread id="p1092.1095" name="w&lt;&amp;&gt;"/></threads>')
+    assert ask(session, b"Tp1092.1095") == b"OK"
+    assert ask(session, b"Tp1092.1096") == b"E01"
+
+
+def test_hg_chooses_whose_registers_g_and_p_read(threads: tuple[RspSession, ThreeThreads]) -> None:
+    session, _ = threads
+    rip = registers.REGISTERS.index(next(r for r in registers.REGISTERS if r.name == "rip"))
+    assert ask(session, b"Hgp1092.1094") == b"OK"
+    assert ask(session, b"p%x" % rip) == struct.pack("<Q", 0x1094).hex().encode()
+    assert ask(session, b"Hgp1092.1095") == b"OK"
+    assert ask(session, b"g") == registers.g_packet(user_regs(rip=0x1095), xsave_area())
+    assert ask(session, b"Hgp1092.1096") == b"E01"  # no such thread: the choice stays
+    assert ask(session, b"p%x" % rip) == struct.pack("<Q", 0x1095).hex().encode()
+
+
+def test_a_stop_names_its_thread_and_makes_it_the_general_one(
+    threads: tuple[RspSession, ThreeThreads]
+) -> None:
+    session, _ = threads
+    assert ask(session, b"Hgp1092.1094") == b"OK"
+    assert ask(session, b"vCont;c:p1092.-1") == b"T05thread:p1092.1095;swbreak:;"
+    assert ask(session, b"qC") == b"QCp1092.1095"
+    # gdb now takes 1095 for the general thread and sends no Hg for it.
+    assert ask(session, b"g") == registers.g_packet(user_regs(rip=0x1095), xsave_area())
+
+
+def test_vcont_steps_the_thread_it_names_with_or_without_the_others(
+    threads: tuple[RspSession, ThreeThreads]
+) -> None:
+    session, target = threads
+    assert ask(session, b"vCont;s:p1092.1094;c:p1092.-1") == b"T05thread:p1092.1094;"
+    assert ask(session, b"vCont;s:p1092.1094") == b"T05thread:p1092.1094;"
+    assert ask(session, b"vCont;c:p1092.1094") == b"T05thread:p1092.1094;swbreak:;"
+    assert ask(session, b"vCont;c") == b"T05thread:p1092.1095;swbreak:;"
+    assert target.resumed == [(True, False, 0x1094, True), (True, False, 0x1094, False),
+                              (False, False, 0x1094, False), (False, False, 0, True)]
+
+
+def test_reverse_steps_are_for_the_hc_thread(threads: tuple[RspSession, ThreeThreads]) -> None:
+    session, target = threads
+    assert ask(session, b"Hcp1092.1094") == b"OK"
+    assert ask(session, b"bs") == b"T05thread:p1092.1094;"
+    assert ask(session, b"bc") == b"T05thread:p1092.1094;swbreak:;"
+    assert ask(session, b"Hc0") == b"OK"  # any thread: the one the last stop was in
+    assert ask(session, b"bs") == b"T05thread:p1092.1094;"
+    assert target.resumed == [(True, True, 0x1094, False), (False, True, 0x1094, False),
+                              (True, True, 0x1094, True)]
+
+
 def test_simple_queries(session: RspSession) -> None:
     assert ask(session, b"qOffsets") == b""  # gdb relocates from the auxv instead
     assert ask(session, b"qSymbol::") == b"OK"
@@ -351,7 +444,8 @@ def test_a_query_the_target_fails_is_an_error_reply_and_the_session_goes_on(
     assert ask(session, b"qXfer:auxv:read::0,100") == b"E01"
     assert ask(session, b"m401000,1") == b"90"
 
-    def diverging(step: bool, reverse: bool, signal: int = 0) -> Stop:
+    def diverging(step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+                  others: bool = True) -> Stop:
         raise RuntimeError("divergence at event 3")
 
     monkeypatch.setattr(target, "resume", diverging)
@@ -571,7 +665,7 @@ def test_process_objects_are_served(session: RspSession, target: FakeTarget) -> 
 
 
 def test_unserved_objects_and_writes_are_unsupported(session: RspSession) -> None:
-    assert ask(session, b"qXfer:threads:read::0,100") == b""
+    assert ask(session, b"qXfer:osdata:read::0,100") == b""
     assert ask(session, b"qXfer:siginfo:write::0:0000") == b""
     assert ask(session, b"qXfer:auxv:read::zz,100") == b"E01"
 
@@ -915,15 +1009,16 @@ def test_what_the_target_says_while_it_runs_reaches_the_client_at_once() -> None
             super().__init__()
             self.go_on = threading.Event()
 
-        def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+        def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
             self.console("searching (1 s)\n")
             assert self.go_on.wait(30)  # a bound only a hung test reaches
             self.console("took 1.5 s\n")
             return Stop("breakpoint")
 
-        def registers(self) -> tuple[bytes, bytes]:
+        def registers(self, thread: int = 0) -> tuple[bytes, bytes]:
             self.console("not now\n")
-            return super().registers()
+            return super().registers(thread)
 
     target = Talking()
     ports: queue.Queue[int] = queue.Queue()
@@ -972,7 +1067,8 @@ def test_an_interrupt_with_a_query_is_for_no_resume(served: Any) -> None:
 
 def test_a_target_failure_ends_the_server_with_that_error() -> None:
     class DivergingTarget(FakeTarget):
-        def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+        def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
             raise RuntimeError("divergence at event 12: write(1, ...) expected, got close(3)")
 
     ports: queue.Queue[int] = queue.Queue()
@@ -998,7 +1094,8 @@ def test_a_server_told_to_exit_mid_packet_ends_without_a_traceback(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     class Exiting(FakeTarget):  # as the CLI's SIGTERM handler exits, on the tracer thread
-        def resume(self, step: bool, reverse: bool, signal: int = 0) -> Stop:
+        def resume(self, step: bool, reverse: bool, signal: int = 0, thread: int = 0,
+               others: bool = True) -> Stop:
             raise SystemExit(143)
 
     ports: queue.Queue[int] = queue.Queue()
