@@ -172,3 +172,15 @@ def test_a_signal_is_delivered_under_the_temporary_mask_of_the_call_it_interrupt
     assert (recorded.returncode, recorded.stdout) == (0, expected)
     replayed = replay()
     assert (replayed.returncode, replayed.stdout, replayed.stderr) == (0, expected, b"")
+
+
+def test_a_store_into_the_retrograde_page_fails_as_natively(programs, trace_root):
+    """procmem.c stores an int3 through /proc/self/mem at 0x70000000, where nothing
+    is mapped natively (EIO) and the retrograde page lies under recording: the
+    program gets EIO as natively, and replay's own use of the page still works."""
+    expected = b"page: Input/output error\n"
+    assert native([programs.procmem, "page"]).stdout == expected
+    recorded = record([programs.procmem, "page"])
+    assert (recorded.returncode, recorded.stdout) == (0, expected)
+    replayed = replay()
+    assert (replayed.returncode, replayed.stdout, replayed.stderr) == (0, expected, b"")

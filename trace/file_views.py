@@ -38,6 +38,7 @@ import functools
 import os
 import re
 import stat
+import struct
 
 from ..tracee.maps import PAGE_SIZE, parse_maps
 from ..tracee.process import Tracee
@@ -152,6 +153,35 @@ class FileViews:
         if written is None or result == 0:
             return []
         return [(written[0], self.tracee.read_partial(written[0], result))]
+
+    def memory_store(self, nr: int, args: tuple[int, ...]) -> tuple[int, int] | None:
+        """At its entry, the addresses a write-like call would store into through
+        /proc/PID/mem of the program's own process, or None for any other call."""
+        if nr not in (_NR["write"], _NR["writev"], _NR["pwrite64"], _NR["pwritev"],
+                      _NR["pwritev2"]):
+            return None
+        path = self._fd_path(args[0])
+        try:
+            st = os.stat(path)
+            if st.st_dev != self._procfs or not stat.S_ISREG(st.st_mode):
+                return None
+            match = _MEMORY_FILE.fullmatch(os.readlink(path))
+        except OSError:
+            return None
+        if match is None or not self.is_own_process(int(match[1])):
+            return None
+        if nr in (_NR["write"], _NR["pwrite64"]):
+            length = args[2]
+        else:
+            count = min(args[2] & 0xFFFFFFFF, 1024)
+            data = self.tracee.read_partial(args[1], 16 * count)
+            length = sum(size for _, size in struct.iter_unpack("<QQ", data[:len(data) // 16 * 16]))
+        if nr in (_NR["pwrite64"], _NR["pwritev"]) or \
+                (nr == _NR["pwritev2"] and args[3] != 0xFFFFFFFFFFFFFFFF):
+            start = args[3]
+        else:
+            start = self.position(args[0])
+        return start, start + length
 
     def is_own_process(self, pid: int) -> bool:
         """Whether ``pid`` names a thread of the traced process (its task list has it)."""

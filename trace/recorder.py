@@ -677,6 +677,8 @@ class Recorder:
             self._setaffinity_entry(regs)
         elif nr == NR_PROCESS_VM_WRITEV and self._writes_another_recorded_process(regs.rdi):
             self._skip(regs, errno.ENOSYS)
+        elif self._stores_into_retrograde_page(nr):
+            self._skip(regs, errno.EIO)
         if nr in (NR_EXIT, NR_EXIT_GROUP):
             self._append(SyscallEvent(task=t.pid, nr=nr, args=syscall_args(regs), result=0))
         self.task.peeked = self._peek_echoed_pipe(nr, self.task.entry_args)
@@ -767,6 +769,15 @@ class Recorder:
         if (regs.rdi & 0xFFFFFFFF) == PR_SET_TSC and regs.rsi in (PR_TSC_ENABLE, PR_TSC_SIGSEGV):
             self.task.process.tsc_mode = regs.rsi
             self._skip(regs, 0)
+
+    def _stores_into_retrograde_page(self, nr: int) -> bool:
+        """Whether a write to /proc/self/mem would store into the retrograde page,
+        which the program alone does not have: it is answered EIO, as a store to
+        an address nothing maps is natively (rr's syscall_bp writes an int3 there)."""
+        page = self.task.process.page
+        target = self.views.memory_store(nr, self.task.entry_args)
+        return page != 0 and target is not None and \
+            target[0] < page + rpage.SIZE and page < target[1]
 
     def _writes_another_recorded_process(self, pid: int) -> bool:
         """Whether a process_vm_writev would store into another process of the
@@ -927,6 +938,7 @@ class Recorder:
         t = self.tracee
         mappings = parse_maps(t.read_maps())
         page_addr = self._map_retrograde_page(regs.rip, mappings)
+        self.task.process.page = page_addr
         mappings = parse_maps(t.read_maps())
         for m in mappings:
             if m.name == "[vdso]":

@@ -90,6 +90,7 @@ class RecordedProcess:
     tsc_mode: int = 1  # the program's own PR_SET_TSC mode (PR_TSC_ENABLE)
     watched: list[int] = field(default_factory=list)  # rdrand/rdseed on debug registers
     echoed: EchoedFds = field(default_factory=EchoedFds)
+    page: int = 0  # the retrograde page's address in this process
 
     def fork(self, pid: int, tracee: Tracee) -> RecordedProcess:
         """The state of a child process made by fork (or clone without CLONE_THREAD)."""
@@ -97,7 +98,7 @@ class RecordedProcess:
         views.sizes = dict(self.views.sizes)
         views.written = set(self.views.written)
         return RecordedProcess(pid, self.pid, views, self.mmap_count, self.tsc_mode,
-                               list(self.watched), self.echoed.copy())
+                               list(self.watched), self.echoed.copy(), self.page)
 
 
 @dataclass

@@ -6,7 +6,10 @@
  * Prints "procmem: 42 43 7 99", exit status 0.
  * "procmem parent": a forked child sets the parent's global with
  * process_vm_writev and prints what the call returned (0, or -1 and errno), then
- * the parent prints the global: "child: 0" and "parent: 99" natively. */
+ * the parent prints the global: "child: 0" and "parent: 99" natively.
+ * "procmem page": an int3 stored with pwrite on /proc/self/mem at 0x70000000,
+ * where nothing is mapped natively (and the retrograde page lies under
+ * recording), as rr's syscall_bp does: "page: Input/output error". */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -42,6 +45,13 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "parent") == 0)
         return into_the_parent();
+    if (argc > 1 && strcmp(argv[1], "page") == 0) {
+        static const unsigned char int3 = 0xcc;
+        int fd = open("/proc/self/mem", O_RDWR);
+        ssize_t n = pwrite(fd, &int3, 1, 0x70000000);
+        printf("page: %s\n", n == 1 ? "stored" : strerror(errno));
+        return 0;
+    }
     /* lea eax, [rdi + 40]; ret    and    lea eax, [rdi + 1]; ret */
     static const unsigned char add_forty[] = {0x8d, 0x47, 0x28, 0xc3};
     static const unsigned char add_one[] = {0x8d, 0x47, 0x01, 0xc3};
