@@ -49,6 +49,7 @@ from retrograde.tracee.process import (
     PTRACE_SYSCALL,
     PTRACE_SYSEMU,
     PTRACE_SYSEMU_SINGLESTEP,
+    STOP_SIGNALS,
     LaunchState,
     Stop,
     Tracee,
@@ -562,8 +563,12 @@ class ReplaySession:
         if not isinstance(call, SyscallEvent) or call.task != task.recorded_tid:
             return
         mask = temporary_mask(task, call)
-        if mask is not None:
-            task.frame_mask = task.tracee.get_sigmask()
+        signo = self.reader[n].signo  # type: ignore[attr-defined]
+        blocked = task.tracee.get_sigmask()
+        # Only a signal the thread's own mask blocks needs the call's: any other is
+        # delivered as it is (stop signals, which have no frame, among them).
+        if mask is not None and blocked & (1 << (signo - 1)) and signo not in STOP_SIGNALS:
+            task.frame_mask = blocked
             task.tracee.set_sigmask(mask)
 
     def _classify_trap(self, stop: Stop, breakpoints: frozenset[int],
