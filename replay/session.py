@@ -546,7 +546,7 @@ class ReplaySession:
             # handler stops before this one is taken, and a real-time signal
             # raised twice would be queued twice.
             if task.raised != n:
-                self._under_temporary_mask(task, n)
+                self._under_temporary_mask(task, n, event)
                 tgkill(t.tgid, t.pid, event.signo)
                 task.raised = n
             expect = event.signo
@@ -554,7 +554,7 @@ class ReplaySession:
             return task.resume_until(PTRACE_SYSEMU_SINGLESTEP if single else PTRACE_SYSEMU,
                                      expect=expect, interruptible=True)
 
-    def _under_temporary_mask(self, task: Task, n: int) -> None:
+    def _under_temporary_mask(self, task: Task, n: int, event: SignalEvent) -> None:
         """Before signal event ``n`` is raised in ``task``: if it interrupted a call
         that blocked with a temporary mask (the event before, of the same task),
         block that mask for its delivery, and have the task put its mask from
@@ -563,11 +563,13 @@ class ReplaySession:
         if not isinstance(call, SyscallEvent) or call.task != task.recorded_tid:
             return
         mask = temporary_mask(task, call)
-        signo = self.reader[n].signo  # type: ignore[attr-defined]
+        if mask is None:
+            return
+        signo = event.signo
         blocked = task.tracee.get_sigmask()
         # Only a signal the thread's own mask blocks needs the call's: any other is
         # delivered as it is (stop signals, which have no frame, among them).
-        if mask is not None and blocked & (1 << (signo - 1)) and signo not in STOP_SIGNALS:
+        if blocked & (1 << (signo - 1)) and signo not in STOP_SIGNALS:
             task.frame_mask = blocked
             task.tracee.set_sigmask(mask)
 

@@ -14,7 +14,6 @@ stub. An execve that succeeded is emulated (replay/exec.py).
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 import struct
@@ -34,7 +33,13 @@ from retrograde.tracee import page as rpage
 from retrograde.tracee.maps import page_up, parse_maps
 from retrograde.tracee.process import PTRACE_CONT, PTRACE_SYSCALL, Stop, TraceeError
 from retrograde.tracee.registers import Registers, syscall_args
-from retrograde.tracee.syscalls import EXECUTED_IN_REPLAY, MMAP_FAMILY, syscall_name, syscall_number
+from retrograde.tracee.syscalls import (
+    EXECUTED_IN_REPLAY,
+    INTERRUPTED,
+    MMAP_FAMILY,
+    syscall_name,
+    syscall_number,
+)
 
 from .address_space import AddressSpace, Mapping, prot_perms
 from .errors import Divergence, TraceEnds
@@ -314,17 +319,13 @@ class SyscallReplay:
 _MASK_ARGUMENTS = {syscall_number("rt_sigsuspend"): (0, 1), syscall_number("ppoll"): (3, 4),
                    syscall_number("epoll_pwait"): (4, 5), syscall_number("epoll_pwait2"): (4, 5)}
 _PSELECT6 = syscall_number("pselect6")
-# What such a call returns when a signal interrupts it (the restart codes are seen by
-# ptrace only: a handler turns them into EINTR).
-_INTERRUPTED = frozenset({-errno.EINTR, -512, -513, -514})  # ERESTARTSYS, NOINTR, NOHAND
 
 
 def temporary_mask(task: Task, call: SyscallEvent) -> int | None:
     """The mask ``call`` blocked while it waited, if it was one that has one and a
     signal interrupted it (TEMPORARY_MASK in replay/task.py); read from the
     program's memory, which holds what it held at the call."""
-    result = call.result - (1 << 64) if call.result >= 1 << 63 else call.result
-    if result not in _INTERRUPTED:
+    if call.result not in INTERRUPTED:  # the recorder keeps results signed
         return None
     t = task.tracee
     if call.nr == _PSELECT6:

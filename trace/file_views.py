@@ -65,6 +65,8 @@ Write = tuple[int, bytes]
 
 # What readlink says of an fd open on a process's memory: /proc/self/mem is
 # /proc/TGID/mem, /proc/thread-self/mem is /proc/TGID/task/TID/mem.
+_MEMORY_WRITERS = frozenset(_NR[name] for name in (
+    "write", "writev", "pwrite64", "pwritev", "pwritev2"))
 _MEMORY_FILE = re.compile(r"/proc/(\d+)(?:/task/(\d+))?/mem")
 
 
@@ -139,36 +141,27 @@ class FileViews:
     def _own_memory(self, nr: int, args: tuple[int, ...], result: int, target: str
                     ) -> list[Write]:
         """The bytes a write-like call stored into the program's own memory through
-        /proc/PID/mem, where ``target`` is such a file (any other procfs file: none)."""
-        if nr not in (_NR["write"], _NR["writev"], _NR["pwrite64"], _NR["pwritev"],
-                      _NR["pwritev2"]):
-            return []  # splice, sendfile and copy_file_range refuse mem files
-        try:
-            match = _MEMORY_FILE.fullmatch(os.readlink(target))
-        except OSError:
-            return []
-        if match is None or not self.is_own_process(int(match[1])):
+        /proc/PID/mem, where ``target`` is a procfs file (any other one: none)."""
+        # splice, sendfile and copy_file_range refuse mem files
+        if nr not in _MEMORY_WRITERS or result == 0 or not self._names_own_memory(target):
             return []
         written = self._written(nr, args, result, 0, 0)
-        if written is None or result == 0:
+        if written is None:
             return []
         return [(written[0], self.tracee.read_partial(written[0], result))]
 
     def memory_store(self, nr: int, args: tuple[int, ...]) -> tuple[int, int] | None:
         """At its entry, the addresses a write-like call would store into through
         /proc/PID/mem of the program's own process, or None for any other call."""
-        if nr not in (_NR["write"], _NR["writev"], _NR["pwrite64"], _NR["pwritev"],
-                      _NR["pwritev2"]):
+        if nr not in _MEMORY_WRITERS:
             return None
         path = self._fd_path(args[0])
         try:
             st = os.stat(path)
-            if st.st_dev != self._procfs or not stat.S_ISREG(st.st_mode):
-                return None
-            match = _MEMORY_FILE.fullmatch(os.readlink(path))
         except OSError:
             return None
-        if match is None or not self.is_own_process(int(match[1])):
+        if st.st_dev != self._procfs or not stat.S_ISREG(st.st_mode) or \
+                not self._names_own_memory(path):
             return None
         if nr in (_NR["write"], _NR["pwrite64"]):
             length = args[2]
@@ -182,6 +175,14 @@ class FileViews:
         else:
             start = self.position(args[0])
         return start, start + length
+
+    def _names_own_memory(self, path: str) -> bool:
+        """Whether ``path``, a procfs file, is /proc/PID/mem of the program's process."""
+        try:
+            match = _MEMORY_FILE.fullmatch(os.readlink(path))
+        except OSError:
+            return False
+        return match is not None and self.is_own_process(int(match[1]))
 
     def is_own_process(self, pid: int) -> bool:
         """Whether ``pid`` names a thread of the traced process (its task list has it)."""

@@ -46,7 +46,7 @@ def continue_pending(pid: int) -> bool:
     return bool((int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)) & bit)
 
 
-def _state(pid: int) -> str:
+def task_state(pid: int) -> str:
     """The one-letter state of ``pid`` (proc(5)), "" when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -122,8 +122,8 @@ class JobControl:
             return pid
         try:  # child: plain calls only, and never back into the caller's code
             while os.getppid() == recorder:
-                continued = continue_pending(program) or _state(program) in ("Z", "X", "")
-                if continued and _state(recorder) == "T":
+                continued = continue_pending(program) or task_state(program) in ("Z", "X", "")
+                if continued and task_state(recorder) == "T":
                     os.kill(recorder, signal.SIGCONT)
                     break
                 time.sleep(WATCH_SECONDS)

@@ -73,6 +73,7 @@ from ..tracee.syscalls import (
     kernel_may_implement,
     output_regions,
     remote_writes,
+    signed32,
     syscall_name,
     syscall_number,
     unmodelled_request,
@@ -93,7 +94,7 @@ from .events import (
 )
 from .file_views import FileViews
 from .format import TraceWriter
-from .job_control import JobControl, continue_pending
+from .job_control import JobControl, continue_pending, task_state
 from .output import FROM_ANOTHER_FILE, output_fd, peek_pipe, source
 from .scheduler import (
     BLOCK_SECONDS,
@@ -430,7 +431,8 @@ class Recorder:
         if task.entry_nr != NR_FUTEX or (args[1] & FUTEX_CMD_MASK) not in FUTEX_LOCKS_PI:
             return ()
         deadline = now() + BLOCKED_WITHIN
-        while _thread_state(task.tid) not in "SDtTZX" and now() < deadline:
+        while task_state(task.tid) not in ("S", "D", "t", "T", "Z", "X", "") and \
+                now() < deadline:
             time.sleep(0.0002)
         return ((args[0], task.tracee.read_partial(args[0], 4)),)
 
@@ -720,7 +722,7 @@ class Recorder:
             if not is_error(result):
                 mapping = self._mapping_made(nr, args, result)
         writes += tuple(self.views.changes(nr, args, result))
-        if nr == NR_PROCESS_VM_WRITEV and self.views.is_own_process(_pid_argument(args[0])):
+        if nr == NR_PROCESS_VM_WRITEV and self.views.is_own_process(signed32(args[0])):
             writes += tuple((addr, t.read_partial(addr, size))
                             for addr, size in remote_writes(args, result, t.read) if size > 0)
         echo = self._echo_from_another_file(nr, args, result)
@@ -783,7 +785,7 @@ class Recorder:
         """Whether a process_vm_writev would store into another process of the
         recording, which its replay would not see: the call is answered ENOSYS
         instead, with a warning once."""
-        pid = _pid_argument(pid)
+        pid = signed32(pid)
         task = self.sched.tasks.get(pid)
         if task is None or task.process is self.task.process:
             return False
@@ -1154,18 +1156,3 @@ class Recorder:
         regs.rip += length
         t.set_regs(regs)
         self.task.last_regs = registers_to_bytes(regs)
-
-
-def _pid_argument(value: int) -> int:
-    """A pid_t argument as the kernel takes it, from its register's low half."""
-    value &= 0xFFFF_FFFF
-    return value - (1 << 32) if value & 0x8000_0000 else value
-
-
-def _thread_state(tid: int) -> str:
-    """The state letter of /proc/TID/stat ("" once the thread is gone)."""
-    try:
-        with open(f"/proc/{tid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "X"

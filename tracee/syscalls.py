@@ -59,6 +59,7 @@ from ptrace.syscall.linux.x86_64 import (  # type: ignore[import-untyped]
 
 __all__ = [
     "EXECUTED_IN_REPLAY",
+    "INTERRUPTED",
     "MMAP_FAMILY",
     "REFUSED_IN_RECORDING",
     "STRUCT_SIZES",
@@ -71,6 +72,7 @@ __all__ = [
     "kernel_may_implement",
     "output_regions",
     "remote_writes",
+    "signed32",
     "syscall_name",
     "syscall_number",
     "unmodelled_request",
@@ -228,7 +230,7 @@ _ERESTARTNOINTR = 513
 _ERESTARTNOHAND = 514
 _ERESTART_RESTARTBLOCK = 516
 # The results of a call that a signal interrupted while it slept.
-_INTERRUPTED = frozenset(
+INTERRUPTED = frozenset(
     -e for e in (errno.EINTR, _ERESTARTSYS, _ERESTARTNOINTR, _ERESTARTNOHAND,
                  _ERESTART_RESTARTBLOCK)
 )
@@ -249,13 +251,13 @@ class _Exit:
 
     def int_arg(self, i: int) -> int:
         """Argument ``i`` as the C ``int`` the kernel takes from its register's low half."""
-        return _signed32(self.args[i])
+        return signed32(self.args[i])
 
     def u32(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 4), "little")
 
     def s32(self, addr: int) -> int:
-        return _signed32(self.u32(addr))
+        return signed32(self.u32(addr))
 
     def u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
@@ -274,7 +276,7 @@ class _Exit:
         return out
 
 
-def _signed32(value: int) -> int:
+def signed32(value: int) -> int:
     value &= 0xFFFF_FFFF
     return value - (1 << 32) if value & 0x8000_0000 else value
 
@@ -646,13 +648,13 @@ def _rt_sigtimedwait(c: _Exit) -> list[Region]:
 def _nanosleep(c: _Exit) -> list[Region]:
     # An interrupted sleep stores the time left (do_nanosleep -> nanosleep_copyout), and
     # the ptrace exit stop already sees it, with -ERESTART_RESTARTBLOCK as the result.
-    return [(c.args[1], _S["struct timespec"])] if c.result in _INTERRUPTED else []
+    return [(c.args[1], _S["struct timespec"])] if c.result in INTERRUPTED else []
 
 
 @_rule("clock_nanosleep", on_failure=True)
 def _clock_nanosleep(c: _Exit) -> list[Region]:
     timer_abstime = 1  # an absolute deadline has no remaining time to report
-    if c.result in _INTERRUPTED and not c.args[1] & timer_abstime:
+    if c.result in INTERRUPTED and not c.args[1] & timer_abstime:
         return [(c.args[3], _S["struct timespec"])]
     return []
 
@@ -705,7 +707,7 @@ def _capabilities(c: _Exit) -> list[Region]:
 def _pollfds(c: _Exit) -> list[Region]:
     # do_sys_poll() stores every revents once do_poll() returns, also when a signal ended
     # the wait. (Only the revents halves change; the whole array is simpler.)
-    if c.result >= 0 or c.result in _INTERRUPTED:
+    if c.result >= 0 or c.result in INTERRUPTED:
         return [(c.args[0], (c.args[1] & 0xFFFF_FFFF) * _S["struct pollfd"])]
     return []
 
@@ -1180,7 +1182,7 @@ def unmodelled_request(nr: int, args: Sequence[int]) -> UnmodelledRequest | None
             return None
         return UnmodelledRequest(name, cmd, _UNMODELLED_FCNTL_NAMES.get(cmd), errno.EINVAL,
                                  words[0] & 0xFFFF_FFFF)
-    option = _signed32(words[0])
+    option = signed32(words[0])
     if option in _PRCTL_OUTPUTS:
         return None
     return UnmodelledRequest(name, option, _UNMODELLED_PRCTL_NAMES.get(option), errno.EINVAL,
