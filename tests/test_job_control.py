@@ -105,6 +105,13 @@ class Shell:
             os.kill(child, signal.SIGKILL)
         os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
+        # The master is closed only once the reader has stopped (EIO: nothing holds
+        # the pty's other side any more). Closed under a reader still in its loop,
+        # the fd number goes to the next pipe or pty this process opens, and the
+        # reader takes that one's bytes: the replay's output, the next shell's
+        # report of the stop.
+        self.reader.join(DEADLINE)
+        assert not self.reader.is_alive(), "the pty is still open after the shell died"
         os.close(self.master)
 
 
