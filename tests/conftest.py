@@ -15,7 +15,8 @@ from gdb_driver import Debugging
 PROGRAMS_DIR = Path(__file__).parent / "programs"
 BUILD_DIR = PROGRAMS_DIR / "build"
 CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-Wall"]
-EXTRA_FLAGS = {"threads": ["-pthread"], "mt": ["-pthread"], "procs": ["-pthread"],
+EXTRA_FLAGS = {"threads": ["-pthread"], "trio": ["-pthread"], "mt": ["-pthread"],
+               "procs": ["-pthread"],
                "workers": ["-pthread"]}
 # Binaries built from another program's source: name -> (source stem, extra flags).
 VARIANTS = {"hello_static": ("hello", ["-static"])}

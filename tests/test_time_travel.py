@@ -1,7 +1,8 @@
 """Time travel on a Timeline: random walks of forward and backward moves.
 
-Two properties, checked by hypothesis on one recording of `watch`, and on one of
-`roll` stopped after a loop too long to count back over by single-stepping:
+Two properties, checked by hypothesis on one recording of `watch`, on one of
+`roll` stopped after a loop too long to count back over by single-stepping, and
+(over every thread's state) on one of `trio`, three threads taking turns:
 
 * a mark names one state: whenever a walk comes back to a mark it visited
   before, the replay's state digest (registers, xstate, writable memory) is
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -56,6 +58,18 @@ def state_digest(session: ReplaySession) -> bytes:
     xstate[XSTATE_BV] = bytes(8)
     return memory_digest([(0, registers_to_bytes(t.get_regs())), (1, bytes(xstate)),
                           *writable_memory(t)])
+
+
+def program_digest(session: ReplaySession) -> bytes:
+    """The whole program's state: every live thread's registers and xstate (by
+    recorded tid, XSTATE_BV left out as above) and the writable memory they share."""
+    parts: list[tuple[int, bytes]] = []
+    for task in sorted(session.live_tasks(), key=lambda task: task.recorded_tid):
+        xstate = bytearray(task.tracee.get_xstate())
+        xstate[XSTATE_BV] = bytes(8)
+        parts += [(2 * task.recorded_tid, registers_to_bytes(task.tracee.get_regs())),
+                  (2 * task.recorded_tid + 1, bytes(xstate))]
+    return memory_digest([*parts, *writable_memory(session.process)])
 
 
 def _traced_by_me() -> list[int]:
@@ -159,6 +173,34 @@ def test_marks_past_waypoints_name_one_state(long_loop_trace, moves):
     assert not _traced_by_me(), "replay processes outlived their Timeline"
 
 
+@pytest.fixture(scope="module")
+def trio_trace(programs, tmp_path_factory) -> tuple[TraceReader, frozenset[int]]:
+    """The recording of `trio` (three threads taking turns) and where note() is."""
+    out = tmp_path_factory.mktemp("time-travel") / "trio"
+    recorded = record([programs.trio], out=out)
+    assert recorded.returncode == 4, recorded.stderr.decode(errors="replace")
+    assert b"trio: total 60" in recorded.stdout
+    with TraceReader(out) as reader:
+        assert len({e.task for e in reader if e.kind == "syscall"}) == 3
+        yield reader, frozenset({_function_addresses(reader, programs.trio)["note"]})
+
+
+@settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow])
+@given(moves=st.lists(MOVES, min_size=1, max_size=12))
+def test_marks_name_one_state_of_every_thread(trio_trace, moves):
+    """The walks of the first property on three threads: a mark names one state
+    of the whole program (every thread's registers and the memory they share),
+    and k back then k forward comes back to it, across the other threads' slices."""
+    reader, breakpoints = trio_trace
+    timeline = Timeline(reader)
+    try:
+        timeline.breakpoints = set(breakpoints)
+        walk(timeline, moves, breakpoints, positions=True, digest_of=program_digest)
+    finally:
+        timeline.close()
+    assert not _traced_by_me(), "replay processes outlived their Timeline"
+
+
 def position(timeline: Timeline) -> tuple[int, int]:
     """``timeline.position()`` as (event, instruction)."""
     match = re.fullmatch(r"event (\d+), instruction (\d+)", timeline.position())
@@ -167,7 +209,8 @@ def position(timeline: Timeline) -> tuple[int, int]:
 
 
 def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int],
-         positions: bool = False) -> None:
+         positions: bool = False,
+         digest_of: Callable[[ReplaySession], bytes] = state_digest) -> None:
     """Carry out ``moves``; check that each mark visited names one state, and that
     k back then k forward arrives where it started. With ``positions``, also that
     one state has one canonical position whichever mark reached it, and that
@@ -179,7 +222,7 @@ def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int],
         """Check (and remember) the digest at the current mark."""
         if timeline.live.end is not None:
             return None
-        digest = state_digest(timeline.live)
+        digest = digest_of(timeline.live)
         seen = visited.setdefault(timeline.mark, digest)
         assert seen == digest, f"{timeline.mark} names two states"
         if positions:
@@ -217,7 +260,7 @@ def walk(timeline: Timeline, moves: list[tuple], breakpoints: frozenset[int],
                 arrival = timeline.forward(True)
                 note()
             assert arrival.reason in ("step", "end"), arrival
-            assert state_digest(timeline.live) == before, (
+            assert digest_of(timeline.live) == before, (
                 f"{k} back from {before_mark} and {k} forward arrived at "
                 f"{timeline.mark}, another state")
         note()
