@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 TRAP_FLAG = 0x100  # EFLAGS.TF
 RESUME_FLAG = 0x10000  # EFLAGS.RF
+# Up to this many arrivals, a run to an arrival stops at an int3 each time rather
+# than arm an execution breakpoint (Task._run_to_arrival_on_int3).
+SOFTWARE_ARRIVALS = 16
 SYNCHRONOUS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                                  signal.SIGTRAP})
 
@@ -377,7 +380,8 @@ class Task:
         return limit, False
 
     def run_to_arrival(self, addr: int, count: int) -> None:
-        """Run to the ``count``-th arrival at ``addr`` on a hardware execution
+        """Run to the ``count``-th arrival at ``addr``: for a few arrivals
+        (SOFTWARE_ARRIVALS), on an int3 there; for more, on a hardware execution
         breakpoint: a perf counter that stops the task at that arrival (one stop,
         however many arrivals; tracee/perf.py), or, where the kernel offers no
         counter, debug register 0 with one stop an arrival.
@@ -389,6 +393,8 @@ class Task:
         """
         self.leave_for(addr)
         where = f"on the way to {addr:#x}"
+        if count <= SOFTWARE_ARRIVALS and self._run_to_arrival_on_int3(addr, count, where):
+            return
         try:
             counter = self.hardware.arrivals(addr, stop_at=count) if count > 1 else None
         except PerfUnavailable:
@@ -408,6 +414,46 @@ class Task:
                     for _ in range(count):
                         self.next_trap(PTRACE_SYSEMU, where)
         self.arrived_at(addr)
+
+    def _run_to_arrival_on_int3(self, addr: int, count: int, where: str) -> bool:
+        """``run_to_arrival`` on an int3 written at ``addr`` only while the task
+        runs toward it: one stop an arrival, and a single step off it between
+        arrivals. False, having done nothing, where no code is mapped there (or
+        the program's own int3 is), so that the caller arms the hardware.
+
+        An armed execution breakpoint is not free on every CPU: on AMD EPYC a
+        debug register or perf exec counter near a hot loop makes the loop about
+        three times slower, so a few arrivals cost less as int3 stops."""
+        t = self.tracee
+        original = t.read_partial(addr, 1) if addr < OFF_T_LIMIT else b""
+        if not original or original == b"\xcc":
+            return False
+        with self.interruptible():
+            self.check_interrupt()
+            # Steps off ``addr`` keep the resume flag set (leave_for sets it where the
+            # task stands): a counter open on ``addr`` (a reverse search counting
+            # hits there) counted the arrival already.
+            if t.get_regs().rip == addr:  # an arrival where the task stands does not count
+                self.next_trap(PTRACE_SYSEMU_SINGLESTEP, where)
+            for arrival in range(1, count + 1):
+                t.write(addr, b"\xcc")
+                try:
+                    self.next_trap(PTRACE_SYSEMU, where)
+                finally:
+                    if t.alive and t.read_partial(addr, 1) == b"\xcc":
+                        t.write(addr, original)
+                regs = t.get_regs()
+                if regs.rip != addr + 1:
+                    raise TraceeError(f"stopped at {regs.rip:#x} {where}")
+                regs.rip = addr
+                if arrival < count:
+                    regs.eflags |= RESUME_FLAG
+                    t.set_regs(regs)
+                    self.next_trap(PTRACE_SYSEMU_SINGLESTEP, where)
+                else:
+                    regs.eflags &= ~RESUME_FLAG
+                    t.set_regs(regs)
+        return True
 
     def deliver_pending(self) -> None:
         """Deliver the signal the next resume would, and stop at once: at its handler's
