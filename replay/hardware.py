@@ -28,6 +28,7 @@ from retrograde.tracee.perf import (
     ArrivalSampler,
     Place,
     counter_for,
+    hold_scheduling_hooks,
     perf_trap_token,
 )
 from retrograde.tracee.process import Tracee
@@ -65,6 +66,7 @@ class DebugHardware:
     def __init__(self, tracee: Tracee) -> None:
         self.tracee = tracee
         self.trapping: set[int] = set()  # the tokens of this task's open counters that stop it
+        hold_scheduling_hooks()  # once per process: every later counter opens fast
 
     def is_ours(self, siginfo: bytes) -> bool:
         """Whether a SIGTRAP with ``siginfo`` is not a perf counter's, or is one of

@@ -102,6 +102,33 @@ class Place:
         return self.access == HW_BREAKPOINT_X
 
 
+PERF_TYPE_SOFTWARE, PERF_COUNT_SW_DUMMY = 1, 9
+_hooks_held: list[int] = []
+
+
+def hold_scheduling_hooks() -> None:
+    """Keep the kernel's perf hooks on context switches enabled while this process
+    lives, so that opening a counter stays cheap.
+
+    The kernel turns those hooks on through a static key, patched into its text
+    when the first task-bound perf event of the system opens and patched out
+    about a second after the last one closes. Here that patching made the open
+    that turns them on cost 7-20 ms instead of 0.2 ms, paid by every reverse
+    search that started after a second with no counter open (that is, nearly
+    every first hop a debugger asks for). A dummy software event on this
+    process, held for its life, keeps them on: it counts nothing, takes no debug
+    register, and is not inherited. Without perf, nothing is held."""
+    if _hooks_held:
+        return
+    attr = bytearray(ATTR_SIZE)
+    struct.pack_into("IIQ", attr, 0, PERF_TYPE_SOFTWARE, ATTR_SIZE, PERF_COUNT_SW_DUMMY)
+    struct.pack_into("Q", attr, 40, EXCLUDE_KERNEL | EXCLUDE_HV)
+    try:
+        _hooks_held.append(_open_event(attr, 0, "perf dummy event"))
+    except PerfUnavailable:
+        pass
+
+
 def _open_event(attr: bytearray, pid: int, what: str) -> int:
     """perf_event_open of ``attr`` on task ``pid`` (any CPU): the event's fd."""
     buf = ctypes.create_string_buffer(bytes(attr), ATTR_SIZE)
