@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import NamedTuple
 
 import capstone
 
@@ -43,21 +44,47 @@ def _code_before(read: Callable[[int, int], bytes], end: int) -> tuple[int, byte
     return end, b""
 
 
-def _ending_at(read: Callable[[int, int], bytes], end: int) -> Counter[capstone.CsInsn]:
+class Instruction(NamedTuple):
+    address: int
+    size: int
+    mnemonic: str
+    op_str: str
+
+
+def _ending_at(read: Callable[[int, int], bytes], end: int) -> Counter[Instruction]:
     """Instructions that linear decoding from some start before ``end`` ends with
-    exactly at ``end``, with how many starts agree on each."""
+    exactly at ``end``, with how many starts agree on each.
+
+    Each offset is decoded once: linear decoding from a start is the chain of
+    the instructions at start, start + size, ... (decoding an instruction needs
+    only the bytes from its own address), up to a byte that decodes to nothing
+    or an instruction that would run past ``end``; the chains share their tails."""
     base, code = _code_before(read, end)
-    votes: Counter[tuple[int, int]] = Counter()
-    found: dict[tuple[int, int], capstone.CsInsn] = {}
+    decoded: dict[int, Instruction] = {}
     for offset in range(len(code)):
-        last = None
-        for insn in _decoder.disasm(code[offset:], base + offset):
-            last = insn
-        if last is not None and last.address + last.size == end:
-            key = (last.address, last.size)
-            votes[key] += 1
-            found[key] = last
-    return Counter({found[key]: n for key, n in votes.items()})
+        for address, size, mnemonic, op_str in _decoder.disasm_lite(code[offset:],
+                                                                   base + offset, 1):
+            decoded[offset] = Instruction(address, size, mnemonic, op_str)
+    final_of: dict[int, Instruction] = {}  # start -> the last instruction decoded from it
+
+    def final_from(start: int) -> Instruction | None:
+        chain = []
+        offset = start
+        while offset in decoded and offset not in final_of:
+            chain.append(offset)
+            offset += decoded[offset].size
+        final = final_of[offset] if offset in final_of else \
+            (decoded[chain[-1]] if chain else None)
+        if final is not None:
+            final_of.update(dict.fromkeys(chain, final))
+        return final
+
+    votes: Counter[Instruction] = Counter()
+    for offset in range(len(code)):
+        final = final_from(offset)
+        if final is not None and final.address + final.size == end:
+            votes[final] += 1
+    return votes
 
 
 def predecessors(read: Callable[[int, int], bytes], pc: int, top_of_stack: int) -> list[int]:
