@@ -51,7 +51,17 @@ def _user(name: str, size: int = 8) -> Extract:
     """A user_regs_struct slot; segment selectors and eflags are longs there but
     32-bit registers for gdb, so keep their low bytes."""
     offset = USER_REGS_FIELDS.index(name) * 8
-    return lambda regs, xstate: regs[offset : offset + size]
+
+    def extract(regs: bytes, xstate: bytes) -> bytes:
+        return regs[offset : offset + size]
+
+    extract.general = True  # type: ignore[attr-defined]
+    return extract
+
+
+def is_general(register: Register) -> bool:
+    """Whether ``register`` is read from user_regs_struct alone (no XSAVE area)."""
+    return getattr(register.extract, "general", False)
 
 
 def _xsave(offset: int, size: int) -> Extract:

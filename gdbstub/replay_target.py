@@ -16,12 +16,19 @@ import struct
 from collections.abc import Callable
 from xml.sax.saxutils import quoteattr
 
-from retrograde.replay.timeline import Arrival, StoppedAt, StopReason, Timeline, Watch
+from retrograde.replay.timeline import (
+    Arrival,
+    SampledArrival,
+    StoppedAt,
+    StopReason,
+    Timeline,
+    Watch,
+)
 from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 
 from .agent import CannotEvaluate, Condition
-from .registers import REGISTERS
+from .registers import REGISTERS, is_general
 from .target import MemoryRegion, Stop, Thread
 
 WATCH_KINDS = {2: "watch", 3: "rwatch", 4: "awatch"}
@@ -200,7 +207,7 @@ class ReplayTarget:
         kinds = self.conditions.get(addr, {})
         return bool(kinds) and None not in kinds.values()
 
-    def _breakpoint_holds(self, stopped: StoppedAt, addr: int) -> bool:
+    def _breakpoint_holds(self, stopped: StoppedAt | SampledArrival, addr: int) -> bool:
         """Whether an arrival (``stopped``) at breakpoint ``addr`` is a hit: it has
         no condition, or one of its conditions holds (or cannot be evaluated,
         and then gdb decides). Arrivals where none holds are not reported, in
@@ -269,6 +276,7 @@ class ReplayTarget:
         if kind in (0, 1):
             self.timeline.breakpoints.add(addr)
             self.conditions.setdefault(addr, {})[kind] = condition
+            self.timeline.condition_changed(addr)
             return True
         if kind in WATCH_KINDS:
             return self._watch(kind, addr, length, add=True)
@@ -278,6 +286,7 @@ class ReplayTarget:
         if kind in (0, 1):
             kinds = self.conditions.get(addr, {})
             kinds.pop(kind, None)
+            self.timeline.condition_changed(addr)
             if not kinds:
                 self.conditions.pop(addr, None)
                 self.timeline.breakpoints.discard(addr)
@@ -481,19 +490,26 @@ class ReplayTarget:
 
 
 class _StoppedAt:
-    """A replay stopped at a breakpoint, as a condition (gdbstub.agent) reads it:
-    registers by gdb's numbers, memory as recorded."""
+    """A replay stopped at a breakpoint (or an arrival's perf sample), as a
+    condition (gdbstub.agent) reads it: registers by gdb's numbers, memory as
+    recorded."""
 
-    def __init__(self, stopped: StoppedAt) -> None:
+    def __init__(self, stopped: StoppedAt | SampledArrival) -> None:
         self.stopped = stopped
+        self._general: bytes | None = None
         self._registers: tuple[bytes, bytes] | None = None
 
     def register(self, number: int) -> int:
         if not 0 <= number < len(REGISTERS):
             raise IndexError(number)
+        register = REGISTERS[number]
+        if is_general(register):  # an arrival's perf sample has these alone
+            if self._general is None:
+                self._general = self.stopped.general_registers()
+            return int.from_bytes(register.extract(self._general, b""), "little")
         if self._registers is None:
             self._registers = self.stopped.registers()
-        return int.from_bytes(REGISTERS[number].extract(*self._registers), "little")
+        return int.from_bytes(register.extract(*self._registers), "little")
 
     def read_memory(self, addr: int, length: int) -> bytes:
         return self.stopped.read_memory(addr, length)

@@ -35,9 +35,11 @@ inside user code (a thread preempted mid-loop is the next user).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -45,9 +47,14 @@ from typing import TYPE_CHECKING
 from retrograde.trace.dump import signal_name
 from retrograde.trace.events import PreemptEvent, SignalEvent
 from retrograde.tracee.maps import has_memory_digest, live_stack_before_history
-from retrograde.tracee.perf import ArrivalSampler, PerfUnavailable
+from retrograde.tracee.perf import SAMPLED_REGISTERS, ArrivalSampler, PerfUnavailable
 from retrograde.tracee.process import PTRACE_SYSEMU, Stop, Tracee
-from retrograde.tracee.registers import Registers, registers_from_bytes, registers_to_bytes
+from retrograde.tracee.registers import (
+    REGISTER_NAMES,
+    Registers,
+    registers_from_bytes,
+    registers_to_bytes,
+)
 
 if TYPE_CHECKING:
     from .hardware import DebugHardware
@@ -206,6 +213,172 @@ def search(session: ReplaySession, state: RecordedState, limit: int,
             if start is not None:
                 start.close()
     return Outcome("beyond", made)
+
+
+class NotSampled(Exception):
+    """A condition read what an arrival's sample does not hold (memory off the
+    sampled stack, the extended registers): it is judged at a stop instead."""
+
+
+_SAMPLED_AT = [REGISTER_NAMES.index(name) for name in SAMPLED_REGISTERS]
+
+
+class SampledArrival:
+    """An arrival at a breakpoint as its perf sample holds it, read the way a
+    condition reads a stopped replay (timeline.StoppedAt): the general registers,
+    and memory within the STACK_SAMPLED bytes at the stack pointer. The registers
+    the sample lacks (fs_base, gs_base, ds-gs, orig_rax) never change in user
+    code: they are the task's as the run began."""
+
+    def __init__(self, values: tuple[int, ...], stack: bytes, others: list[int]) -> None:
+        self._values = values
+        self._stack = stack
+        self._others = others
+
+    @property
+    def pc(self) -> int:
+        return self._values[SAMPLED_REGISTERS.index("rip")]
+
+    def general_registers(self) -> bytes:
+        fields = list(self._others)
+        for value, at in zip(self._values, _SAMPLED_AT, strict=True):
+            fields[at] = value
+        fields[REGISTER_NAMES.index("eflags")] &= ~RESUME_FLAG
+        return struct.pack(f"{len(fields)}Q", *fields)
+
+    def registers(self) -> tuple[bytes, bytes]:
+        raise NotSampled("the extended registers are not sampled")
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        rsp = self._values[SAMPLED_REGISTERS.index("rsp")]
+        if rsp <= addr and addr + length <= rsp + len(self._stack):
+            return self._stack[addr - rsp:addr - rsp + length]
+        raise NotSampled(f"{length} bytes at {addr:#x} are not on the sampled stack")
+
+
+@dataclass(frozen=True)
+class Judged:
+    """How ``first_holding`` ended after ``arrivals`` arrivals: ``holds`` (the
+    last one is a hit), ``other`` (another stop comes next, none a hit so far)
+    or ``unsampled`` (the condition needs a stop to be judged, from the one
+    after these on)."""
+
+    kind: str
+    arrivals: int
+
+
+def first_holding(session: ReplaySession, addr: int, holds: Callable[[SampledArrival], bool],
+                  breakpoints: frozenset[int]) -> Judged:
+    """Run ``session`` from where it stands to the first arrival at ``addr`` at
+    which ``holds`` (a breakpoint's condition), judged on each arrival's perf
+    sample rather than at a stop each; ``breakpoints`` are armed on the way.
+
+    However it ends, the session stands at its last arrival counted (where it
+    began if none), in the state a breakpoint stop gives there; whatever else
+    stopped the run (an event, another breakpoint, a watchpoint, a signal, an
+    interrupt) is still ahead, for the caller's ordinary run to meet. A ring of
+    samples runs from a clone to a pacer counter's stop, so the arrivals are
+    judged a ring-full at a time and the hit is reached again from the clone.
+    """
+    made = 0
+    probe = True  # a ring-full of one first: a condition samples cannot judge fails cheaply
+    while True:
+        task = session.task
+        t = task.tracee
+        clone = session.clone()  # where this ring-full begins
+        adopted = False
+        try:
+            others = list(struct.unpack(f"{len(REGISTER_NAMES)}Q",
+                                        registers_to_bytes(t.get_regs())))
+            try:
+                with _sampler(task.hardware, addr, STACK_SAMPLED) as sampler:
+                    batch = 1 if probe else sampler.capacity - 1
+                    probe = False
+                    task.leave_for(addr)
+                    with task.hardware.arrivals(addr, stop_at=batch) as pacer:
+                        stop = _run_with_breakpoints(session, breakpoints)
+                        paced = pacer.count
+                    samples = sampler.samples(sampler.drain())
+                if len(samples) != paced:
+                    raise PerfUnavailable(0, f"sampled {len(samples)} of {paced} arrivals "
+                                             f"at {addr:#x}")
+                hit = next((n for n, (values, stack) in enumerate(samples, 1)
+                            if holds(SampledArrival(values, stack, others))), None)
+            except (NotSampled, PerfUnavailable):
+                hit, samples = None, []
+                kind = "unsampled"
+            else:
+                kind = "holds" if hit is not None else "other"
+                if hit is None and paced == batch and stop.kind == "signal" and \
+                        stop.signo == signal.SIGTRAP and t.get_regs().rip == addr:
+                    made += batch  # a ring-full and none holds: on from this arrival
+                    regs = t.get_regs()
+                    regs.eflags &= ~RESUME_FLAG  # the state a breakpoint stop gives
+                    t.set_regs(regs)
+                    continue
+            session.adopt(clone)
+            adopted = True
+            # An interrupt stopped the run: it stops the caller's run too, from here.
+            interrupted = kind == "other" and session.task.is_interrupt(stop)
+            arrivals = hit if hit is not None else 0 if interrupted else len(samples)
+            if arrivals:
+                session.task.run_to_arrival(addr, arrivals)
+            return Judged(kind, made + arrivals)
+        finally:
+            if not adopted:
+                clone.close()
+
+
+def holding_arrivals(session: ReplaySession, addr: int,
+                     holds: Callable[[SampledArrival], bool],
+                     goal: tuple[int, int] | None,
+                     breakpoints: frozenset[int] = frozenset()) -> list[int] | None:
+    """Which arrivals at ``addr`` from where ``session`` stands (the first is 1) a
+    breakpoint's condition ``holds`` at, judged on their perf samples: up to the
+    ``m``-th arrival at ``x`` for a ``goal`` (x, m), the arrivals before it when x
+    is ``addr``; without one, up to the next stop of any kind (the event that
+    ends the interval). None if one of ``breakpoints`` (armed on the way: the
+    debugger's others) is arrived at first: its hit would come between them.
+    The session is left wherever it stopped, for the caller to discard. Raises
+    NotSampled or PerfUnavailable."""
+    task = session.task
+    t = task.tracee
+    others = list(struct.unpack(f"{len(REGISTER_NAMES)}Q", registers_to_bytes(t.get_regs())))
+    limit = goal[1] - 1 if goal is not None and goal[0] == addr else None
+    made, found = 0, []
+    with contextlib.ExitStack() as stack:
+        target = None
+        if goal is not None and goal[0] != addr:
+            task.leave_for(goal[0])
+            target = stack.enter_context(task.hardware.arrivals(goal[0], stop_at=goal[1]))
+        while limit is None or made < limit:
+            with _sampler(task.hardware, addr, STACK_SAMPLED) as sampler:
+                # A first ring-full of one: a condition samples cannot judge fails cheaply.
+                batch = 1 if made == 0 else sampler.capacity - 1
+                if limit is not None:
+                    batch = min(batch, limit - made)
+                task.leave_for(addr)
+                with task.hardware.arrivals(addr, stop_at=batch) as pacer:
+                    stop = _run_with_breakpoints(session, breakpoints)
+                    paced = pacer.count
+                samples = sampler.samples(sampler.drain())
+            if len(samples) != paced:
+                raise PerfUnavailable(0, f"sampled {len(samples)} of {paced} arrivals at "
+                                         f"{addr:#x}")
+            if stop.kind == "signal" and stop.signo == signal.SIGTRAP and \
+                    t.get_regs().rip - 1 in breakpoints:
+                return None
+            found += [made + n for n, (values, stack_bytes) in enumerate(samples, 1)
+                      if holds(SampledArrival(values, stack_bytes, others))]
+            made += paced
+            if task.is_interrupt(stop):
+                raise KeyboardInterrupt
+            if target is not None and target.count >= goal[1]:  # type: ignore[index]
+                break
+            if not (paced == batch and stop.kind == "signal" and stop.signo == signal.SIGTRAP
+                    and t.get_regs().rip == addr):
+                break  # the interval's end, or another stop
+    return found
 
 
 def _sampler(hardware: DebugHardware, pc: int, stack: int) -> ArrivalSampler:

@@ -63,6 +63,12 @@ from .marks import (
     on_the_way,
     remainder,
 )
+from .precise import (
+    NotSampled,
+    SampledArrival,
+    first_holding,
+    holding_arrivals,
+)
 from .session import (
     ALL_SIGNALS,
     RESUME_FLAG,
@@ -256,8 +262,12 @@ class StoppedAt:
     def pc(self) -> int:
         return int(self._session.process.get_regs().rip)
 
+    def general_registers(self) -> bytes:
+        """The general registers (struct user_regs_struct)."""
+        return registers_to_bytes(self._session.process.get_regs())
+
     def registers(self) -> tuple[bytes, bytes]:
-        """The general registers (struct user_regs_struct) and the XSAVE area."""
+        """The general registers and the XSAVE area."""
         t = self._session.process
         return registers_to_bytes(t.get_regs()), t.get_xstate()
 
@@ -342,10 +352,14 @@ class Timeline:
         # Asked at each arrival at a user breakpoint a scan passes (the session
         # stopped there): False makes the arrival no hit. It is still counted,
         # since marks name arrivals, and it is the caller's to skip going forwards.
-        self.breakpoint_holds: Callable[[StoppedAt, int], bool] = lambda stopped, addr: True
+        # A forward run may ask it of an arrival's perf sample (precise.SampledArrival),
+        # which raises precise.NotSampled for what the sample lacks.
+        self.breakpoint_holds: Callable[[StoppedAt | SampledArrival, int], bool] = \
+            lambda stopped, addr: True
         # Whether a breakpoint has a condition: counters count arrivals, not the ones
         # where it holds, so a search with one stops at every arrival instead.
         self.has_condition: Callable[[int], bool] = lambda addr: False
+        self._unsampled: set[int] = set()  # conditional breakpoints judged at stops only
         self.report_signals: frozenset[int] = ALL_SIGNALS
         self.interrupted = Interruption()
         self.live.interruption = self.interrupted
@@ -674,6 +688,11 @@ class Timeline:
                 held = not ours and not others
                 if held:
                     self._apply_watches(live, [])
+                elif not stepping:
+                    found = self._judged_forward(live, bps)
+                    if found is not None:
+                        return found
+                    start = self.mark
                 stop = live.run(step=stepping, breakpoints=frozenset() if held else bps,
                                 until_event=not stepping,
                                 report_signals=frozenset() if held else self.report_signals)
@@ -705,6 +724,28 @@ class Timeline:
             self._checkpoint_boundary()
         return arrival
 
+    def condition_changed(self, addr: int) -> None:
+        """The debugger gave breakpoint ``addr`` new conditions: try its samples again."""
+        self._unsampled.discard(addr)
+
+    def _judged_forward(self, live: ReplaySession, bps: frozenset[int]) -> Arrival | None:
+        """The first hit of the one conditional breakpoint among ``bps`` in the rest of
+        the live interval, the condition judged on perf samples of its arrivals
+        (precise.first_holding) instead of at a stop each: the arrival, or None
+        with the live session moved on to the last arrival that did not hold
+        (``self.mark`` with it), for the ordinary run to go on from there."""
+        conditional = [addr for addr in bps if self.has_condition(addr)]
+        if len(conditional) != 1 or conditional[0] in self._unsampled or self.threaded or \
+                not live.task.quiet:
+            return None
+        addr = conditional[0]
+        judged = first_holding(live, addr, lambda arrival: self.breakpoint_holds(arrival, addr),
+                               bps - {addr})
+        self.mark = self.mark.then(Arrivals(addr, judged.arrivals))
+        if judged.kind == "unsampled":
+            self._unsampled.add(addr)  # its condition reads what samples lack
+        return Arrival(StopReason.BREAKPOINT, self.mark) if judged.kind == "holds" else None
+
     def _interrupted_here(self, start: Mark) -> Arrival:
         """Name the place an interrupt stopped the live run (an arbitrary instruction
         that no breakpoint count names) by its state, and keep a clone of it."""
@@ -726,7 +767,47 @@ class Timeline:
                     return self._reverse_search(places, progress)
                 except (PerfUnavailable, _NotCountable):
                     pass  # no counters, or a hit in a handler: a stop at every hit instead
-            return self._reverse_continue_by_stops(progress, thread)
+            end = self.mark
+            if thread is None:
+                found, end = self._judged_reverse(progress)
+                if found is not None:
+                    return found
+            return self._reverse_continue_by_stops(progress, thread, end)
+
+    def _judged_reverse(self, progress: SearchProgress) -> tuple[Arrival | None, Mark]:
+        """reverse-continue to the one conditional breakpoint, alone armed, inside the
+        present's event interval, its condition judged on perf samples of the
+        arrivals there (precise.holding_arrivals) rather than at a stop each: the
+        hit, or None and the mark the search by stops goes on from (the
+        interval's boundary when this one has none). Only a present at an
+        arrival (a breakpoint's stop) is judged this way, and the debugger's
+        other breakpoints only if none is arrived at in between."""
+        end = self.mark
+        conditional = [addr for addr in self.breakpoints if self.has_condition(addr)]
+        if len(conditional) != 1 or self.watches or self.threaded or \
+                conditional[0] in self._unsampled or len(end.steps) != 1 or \
+                not isinstance(end.steps[0], Arrivals) or end.event >= len(self.reader):
+            return None, end  # a present at its interval's boundary has nothing before it there
+        addr = conditional[0]
+        progress.phase = f"judging arrivals at {addr:#x} in event {end.event}"
+        step = end.steps[0]
+        assert isinstance(step, Arrivals)
+        session = self._fresh_at(Mark(end.event))
+        try:
+            hits = holding_arrivals(session, addr,
+                                    lambda arrival: self.breakpoint_holds(arrival, addr),
+                                    (step.addr, step.count),
+                                    frozenset(self.breakpoints) - {addr})
+        except (NotSampled, PerfUnavailable):
+            self._unsampled.add(addr)
+            return None, end
+        finally:
+            session.close()
+        if hits is None:
+            return None, end  # another breakpoint's arrival comes between: judged by stops
+        if hits:
+            return self._arrive_backwards(Mark(end.event, (Arrivals(addr, hits[-1]),)), None), end
+        return None, Mark(end.event)
 
     def _counted_places(self) -> dict[Key, Place] | None:
         """The user's breakpoints and watchpoints as perf counter places, or None when
@@ -738,11 +819,12 @@ class Timeline:
         places |= {w: w.place for w in self.watches}
         return places if len(places) <= COUNTED_PLACES else None
 
-    def _reverse_continue_by_stops(self, progress: SearchProgress,
-                                   thread: int | None = None) -> Arrival:
-        """reverse-continue with a ptrace stop at every hit on the way (no counters);
-        with ``thread``, only its hits count (an interval is its event's task's)."""
-        end = self.mark
+    def _reverse_continue_by_stops(self, progress: SearchProgress, thread: int | None = None,
+                                   end: Mark | None = None) -> Arrival:
+        """reverse-continue with a ptrace stop at every hit on the way (no counters),
+        from ``end`` (default: the present); with ``thread``, only its hits count
+        (an interval is its event's task's)."""
+        end = end or self.mark
         boundaries = sorted((e for e in self.boundary_checkpoints if e <= end.event),
                             reverse=True)
         for start in boundaries:

@@ -264,10 +264,7 @@ class ArrivalSampler(_Event):
         """(arrivals in ``records``, the 1-based numbers of those whose record holds ``key``)."""
         size = self.record_size
         count = len(records) // size
-        # Any other record (PERF_RECORD_LOST, ...) would break the one-size order.
-        if len(records) % size or records[0::size].count(PERF_RECORD_SAMPLE) != count or \
-                records[6::size].count(size & 0xFF) != count:
-            raise PerfUnavailable(0, "perf sampler: unexpected records in the ring")
+        self._check(records)
         found = []
         at = records.find(key, 8)
         while at >= 0:
@@ -275,6 +272,31 @@ class ArrivalSampler(_Event):
                 found.append(at // size + 1)
             at = records.find(key, at + 1)
         return count, found
+
+    def samples(self, records: bytes) -> list[tuple[tuple[int, ...], bytes]]:
+        """Each arrival in ``records`` (a drain) as (its registers in
+        SAMPLED_REGISTERS order, the stack bytes sampled at its stack pointer)."""
+        size = self.record_size
+        self._check(records)
+        registers = struct.Struct(f"{len(SAMPLED_REGISTERS)}Q")
+        stack_at = 16 + registers.size + 8
+        found = []
+        for at in range(0, len(records), size):
+            values = registers.unpack_from(records, at + 16)
+            stack = b""
+            if self.stack:
+                copied = struct.unpack_from("Q", records, at + size - 8)[0]
+                stack = records[at + stack_at:at + stack_at + min(copied, self.stack)]
+            found.append((values, stack))
+        return found
+
+    def _check(self, records: bytes) -> None:
+        size = self.record_size
+        count = len(records) // size
+        # Any other record (PERF_RECORD_LOST, ...) would break the one-size order.
+        if len(records) % size or records[0::size].count(PERF_RECORD_SAMPLE) != count or \
+                records[6::size].count(size & 0xFF) != count:
+            raise PerfUnavailable(0, "perf sampler: unexpected records in the ring")
 
     def close(self) -> None:
         if getattr(self, "ring", None) is not None:
