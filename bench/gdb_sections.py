@@ -509,6 +509,25 @@ print("walked %d" % (len(stops) - 1))
 """
 
 
+CONDITION_I = 31300
+
+
+def _walk_line(marker: str) -> int:
+    """The line of WALK_SOURCE (as compiled: leading blank line stripped) with ``marker``."""
+    lines = WALK_SOURCE.lstrip().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if marker in text)
+
+
+def _found_at(g: Gdb, command: str) -> float:
+    """``command``'s time; checks that it stopped where the condition holds."""
+    took = g.resume(command, "main", timeout=WALK_TIMEOUT)
+    _, records = g.mi("-data-evaluate-expression i")
+    value = [r for r in records if r["type"] == "result"][-1]["payload"]["value"]
+    if value != str(CONDITION_I):
+        raise BenchError(f"gdb: {command!r} stopped at i == {value}, not {CONDITION_I}")
+    return took
+
+
 def _walk_history(g: Gdb) -> tuple[float, int]:
     """Run WALK_SCRIPT in gdb; (seconds, writes it stopped at)."""
     assert g.gdb is not None
@@ -565,8 +584,7 @@ def search_section(ctx: Context) -> SectionResult:
     ctx.log(f"search: the whole history of a global, {WALK_WRITES} writes, walked backwards")
     g = Gdb(ctx, trace=trace)
     try:
-        lines = WALK_SOURCE.lstrip().splitlines()
-        g.breakpoint(f"walk.c:{next(i for i, t in enumerate(lines, 1) if '/* END */' in t)}")
+        g.breakpoint(f"walk.c:{_walk_line('/* END */')}")
         g.resume("-exec-continue", "main")
         g.mi("-break-delete")
         g.mi("-break-watch g_last")
@@ -579,7 +597,41 @@ def search_section(ctx: Context) -> SectionResult:
     data["walk_s"] = took
     rows.append([f"history walk: {walked} reverse-continues on a watchpoint", seconds(took),
                  f"{took / walked * 1000:.1f} ms a hop", ""])
+
+    ctx.log(f"search: `break LINE if i == {CONDITION_I}` in the same loop, found forwards "
+            "and backwards, against a forward run over the loop")
+    body = f"walk.c:{_walk_line('sum += i * 7;')}"
+    found, forward = {"forward": Timing(), "backward": Timing()}, Timing()
+    for _ in range(min(ctx.repeat, 3)):
+        g = Gdb(ctx, trace=trace)
+        try:
+            g.mi("-gdb-set breakpoint condition-evaluation target")
+            g.breakpoint("-t main")
+            g.resume("-exec-continue", "main")
+            end = g.breakpoint(f"walk.c:{_walk_line('/* END */')}")
+            forward.add(g.resume("-exec-continue", "main"), 0.0)  # the loop, no condition
+            g.mi(f"-break-delete {end}")
+            g.mi("-break-insert -c \"i == %d\" %s" % (CONDITION_I, body))
+            found["backward"].add(_found_at(g, "-exec-continue --reverse"), 0.0)
+            g.mi("-break-delete")
+            g.breakpoint("-t main")
+            g.resume("-exec-continue --reverse", "main")  # back before the loop
+            g.mi("-break-insert -c \"i == %d\" %s" % (CONDITION_I, body))
+            found["forward"].add(_found_at(g, "-exec-continue"), 0.0)
+        finally:
+            g.close()
+    data["loop_forward"] = forward.to_json()
+    for way, timing_of in found.items():
+        data[f"condition_{way}"] = timing_of.to_json()
+        data[f"condition_{way}_over_forward"] = timing_of.median / forward.median
+        rows.append([f"`break if i == {CONDITION_I}` found {way}s", timing(timing_of),
+                     timing(forward), ratio(timing_of.median / forward.median)])
     notes = [
+        "condition: the walk's loop with `set breakpoint condition-evaluation target` "
+        f"(the server evaluates gdb's agent expression), `break` on its body `if i == "
+        f"{CONDITION_I}`, found backwards from the line after the loop and forwards from "
+        "main; forward: `continue` over the whole loop from main with no "
+        "condition",
         "hop: from the end of one event interval (long.c, stopped at the line after the loop), "
         "`watch sink` and reverse-continue back to its only write, in the loop's 2nd "
         "iteration; forward: delete the watchpoint and continue from there to the end again "
