@@ -338,7 +338,8 @@ def holding_arrivals(session: ReplaySession, addr: int,
     ``m``-th arrival at ``x`` for a ``goal`` (x, m), the arrivals before it when x
     is ``addr``; without one, up to the next stop of any kind (the event that
     ends the interval). None if one of ``breakpoints`` (armed on the way: the
-    debugger's others) is arrived at first: its hit would come between them.
+    debugger's others) is arrived at first, its hit would come between them, or
+    if the run stops before the goal at all.
     The session is left wherever it stopped, for the caller to discard. Raises
     NotSampled or PerfUnavailable."""
     task = session.task
@@ -378,6 +379,9 @@ def holding_arrivals(session: ReplaySession, addr: int,
             if not (paced == batch and stop.kind == "signal" and stop.signo == signal.SIGTRAP
                     and t.get_regs().rip == addr):
                 break  # the interval's end, or another stop
+        if goal is not None and (made < limit if limit is not None else  # type: ignore[index]
+                                 target is None or target.count < goal[1]):
+            return None  # the run never came to the goal: the caller judges by stops
     return found
 
 

@@ -794,6 +794,8 @@ class Timeline:
         assert isinstance(step, Arrivals)
         session = self._fresh_at(Mark(end.event))
         try:
+            if not session.task.quiet:
+                return None, end  # a signal to deliver first: its handler runs first
             hits = holding_arrivals(session, addr,
                                     lambda arrival: self.breakpoint_holds(arrival, addr),
                                     (step.addr, step.count),
