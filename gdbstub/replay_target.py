@@ -19,6 +19,7 @@ from xml.sax.saxutils import quoteattr
 from retrograde.replay.timeline import Arrival, StoppedAt, StopReason, Timeline, Watch
 from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
+from retrograde.trace.tasks import ProcessInfo, process_tree
 
 from .agent import CannotEvaluate, Condition
 from .registers import REGISTERS
@@ -66,14 +67,14 @@ def _instruction_count(word: str) -> int:
 
 
 class ReplayTarget:
-    """Implements gdbstub.target.DebugTarget over a Timeline."""
+    """Implements gdbstub.target.DebugTarget over a Timeline: the process the
+    timeline debugs (its ``debuggee``), whose threads alone gdb sees."""
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
         reader = timeline.reader
-        self.execs = [(n, e) for n, e in enumerate(reader) if isinstance(e, ExecEvent)]
-        first = self.execs[0][1]
-        self.pid = self.tid = first.task
+        self.pid = self.tid = timeline.debuggee.pid
+        self.execs = _image_execs(process_tree(reader), self.pid)
         self.files = self._recorded_files(reader)
         self.notes_shown = 0  # of the timeline's notes (a state restored, not reached)
         # gdb's conditions by breakpoint address and Z kind (None: unconditional).
@@ -478,6 +479,18 @@ class ReplayTarget:
     def pass_signals(self, signals: set[int]) -> None:
         self.timeline.report_signals = frozenset(range(1, 65)) - frozenset(signals)
 
+
+
+def _image_execs(processes: list[ProcessInfo], pid: int) -> list[tuple[int, ExecEvent]]:
+    """The execs that made process ``pid``'s image, by event number: its parent's
+    before it was made (a fork's image is a copy of its parent's), then its own."""
+    by_pid = {process.pid: process for process in processes}
+    process = by_pid[pid]
+    own = sorted(process.execs.items())
+    if process.parent not in by_pid:
+        return own
+    return [(n, event) for n, event in _image_execs(processes, process.parent)
+            if n < process.created] + own
 
 
 class _StoppedAt:
