@@ -121,6 +121,9 @@ def test_p_of_an_unknown_pid_is_a_one_line_error_listing_the_processes(programs,
     refused = run_retrograde("replay", "-p", "nosuchcommand", str(trace), timeout=30)
     (line,) = refused.stderr.decode().strip().splitlines()
     assert refused.returncode == 1 and "nosuchcommand" in line and str(processes[2].pid) in line
+    refused = run_retrograde("replay", "-a", "-p", str(processes[1].pid), str(trace), timeout=30)
+    (line,) = refused.stderr.decode().strip().splitlines()
+    assert refused.returncode == 2 and "-a replays every process" in line
 
 
 def test_the_first_process_is_debugged_by_default_and_nothing_fires_in_its_children(
