@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from xml.sax.saxutils import quoteattr
 
-from retrograde.replay.timeline import Arrival, StoppedAt, StopReason, Timeline, Watch
+from retrograde.replay.timeline import Arrival, Mark, StoppedAt, StopReason, Timeline, Watch
 from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
 from retrograde.trace.tasks import ProcessInfo, process_tree
@@ -77,6 +77,7 @@ class ReplayTarget:
         self.execs = _image_execs(process_tree(reader), self.pid)
         self.files = self._recorded_files(reader)
         self.notes_shown = 0  # of the timeline's notes (a state restored, not reached)
+        self._fatal_shown: Mark | None = None  # where gdb was told of the fatal signal reached
         # gdb's conditions by breakpoint address and Z kind (None: unconditional).
         self.conditions: dict[int, dict[int, Condition | None]] = {}
         self.evaluations = 0  # arrivals at a conditional breakpoint judged here
@@ -181,14 +182,19 @@ class ReplayTarget:
         resume goes on to the recorded death ("Program terminated with signal"),
         past the timeline's stops in between (the signal taken, the process gone
         but its exit event not yet carried out), where there is nothing to show.
+        A process whose death is not the end of the recording (a child of the
+        tree) is shown its fatal signal as it is taken, as any other signal.
         """
         timeline = self.timeline
+        shown = timeline.mark == self._fatal_shown  # the signal gdb was told of, reached
         arrival = timeline.forward(step, thread, others=others)
-        while (arrival.reason in (StopReason.SIGNAL, StopReason.END) and self._dies_next()) or (
+        while (arrival.reason == StopReason.END and self._dies_next()) or (
+                arrival.reason == StopReason.SIGNAL and shown and self._dies_next()) or (
                 arrival.reason == StopReason.BREAKPOINT and not self._holds_here()):
             arrival = timeline.forward(step, thread, others=others)
         fatal = self._signal_reached()
         if arrival.reason == StopReason.END and fatal is not None:
+            self._fatal_shown = arrival.mark
             return Arrival(StopReason.SIGNAL, arrival.mark, signo=fatal.signo)
         return arrival
 

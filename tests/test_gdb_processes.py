@@ -185,3 +185,17 @@ for _ in range(400):
     assert gdb.cmd("monitor when") != when
     gdb.cmd("delete")
     assert gdb.stop("continue").record.get("exit-code") == "05"
+
+
+def test_a_child_that_crashes_shows_its_signal_then_its_death(programs, trace_root, debug):
+    """procs crash: the child dereferences NULL. gdb is shown the fault where it
+    happened, then the death by SIGSEGV, while the parent goes on to report it."""
+    trace = trace_root / "procs-crash"
+    record([programs.procs, "crash"], out=trace)
+    child = processes_of(trace)[1]
+    gdb, server = debug.start(trace, "-p", str(child.pid))
+    stop = gdb.stop("continue")
+    assert stop.reason == "signal-received" and stop.record["signal-name"] == "SIGSEGV"
+    assert stop.line == source_line("procs", "*nothing = 1;")
+    stop = gdb.stop("continue")
+    assert stop.reason == "exited-signalled" and stop.record["signal-name"] == "SIGSEGV"
