@@ -18,6 +18,7 @@ from xml.sax.saxutils import quoteattr
 
 from retrograde.replay.timeline import (
     Arrival,
+    Mark,
     SampledArrival,
     StoppedAt,
     StopReason,
@@ -26,6 +27,7 @@ from retrograde.replay.timeline import (
 )
 from retrograde.trace.events import ExecEvent, ExitEvent, SignalEvent, SyscallEvent
 from retrograde.trace.format import TraceReader
+from retrograde.trace.tasks import ProcessInfo, process_tree
 
 from .agent import CannotEvaluate, Condition
 from .registers import REGISTERS, is_general
@@ -73,16 +75,17 @@ def _instruction_count(word: str) -> int:
 
 
 class ReplayTarget:
-    """Implements gdbstub.target.DebugTarget over a Timeline."""
+    """Implements gdbstub.target.DebugTarget over a Timeline: the process the
+    timeline debugs (its ``debuggee``), whose threads alone gdb sees."""
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
         reader = timeline.reader
-        self.execs = [(n, e) for n, e in enumerate(reader) if isinstance(e, ExecEvent)]
-        first = self.execs[0][1]
-        self.pid = self.tid = first.task
+        self.pid = self.tid = timeline.debuggee.pid
+        self.execs = _image_execs(process_tree(reader), self.pid)
         self.files = self._recorded_files(reader)
         self.notes_shown = 0  # of the timeline's notes (a state restored, not reached)
+        self._fatal_shown: Mark | None = None  # where gdb was told of the fatal signal reached
         # gdb's conditions by breakpoint address and Z kind (None: unconditional).
         self.conditions: dict[int, dict[int, Condition | None]] = {}
         self.evaluations = 0  # arrivals at a conditional breakpoint judged here
@@ -187,14 +190,19 @@ class ReplayTarget:
         resume goes on to the recorded death ("Program terminated with signal"),
         past the timeline's stops in between (the signal taken, the process gone
         but its exit event not yet carried out), where there is nothing to show.
+        A process whose death is not the end of the recording (a child of the
+        tree) is shown its fatal signal as it is taken, as any other signal.
         """
         timeline = self.timeline
+        shown = timeline.mark == self._fatal_shown  # the signal gdb was told of, reached
         arrival = timeline.forward(step, thread, others=others)
-        while (arrival.reason in (StopReason.SIGNAL, StopReason.END) and self._dies_next()) or (
+        while (arrival.reason == StopReason.END and self._dies_next()) or (
+                arrival.reason == StopReason.SIGNAL and shown and self._dies_next()) or (
                 arrival.reason == StopReason.BREAKPOINT and not self._holds_here()):
             arrival = timeline.forward(step, thread, others=others)
         fatal = self._signal_reached()
         if arrival.reason == StopReason.END and fatal is not None:
+            self._fatal_shown = arrival.mark
             return Arrival(StopReason.SIGNAL, arrival.mark, signo=fatal.signo)
         return arrival
 
@@ -487,6 +495,18 @@ class ReplayTarget:
     def pass_signals(self, signals: set[int]) -> None:
         self.timeline.report_signals = frozenset(range(1, 65)) - frozenset(signals)
 
+
+
+def _image_execs(processes: list[ProcessInfo], pid: int) -> list[tuple[int, ExecEvent]]:
+    """The execs that made process ``pid``'s image, by event number: its parent's
+    before it was made (a fork's image is a copy of its parent's), then its own."""
+    by_pid = {process.pid: process for process in processes}
+    process = by_pid[pid]
+    own = sorted(process.execs.items())
+    if process.parent not in by_pid:
+        return own
+    return [(n, event) for n, event in _image_execs(processes, process.parent)
+            if n < process.created] + own
 
 
 class _StoppedAt:

@@ -69,6 +69,8 @@ def finish_stub_exec(task: Task, reader: TraceReader, event: ExecEvent,
         raise TraceeError(f"the replay stub did not start ({stop})")
     space = task.space = AddressSpace(list(event.mappings), page=event.retrograde_page,
                                       brk=event.brk)
+    # An exec names its thread after the file, as the kernel's comm (TASK_COMM_LEN 16).
+    task.name = os.path.basename(event.path)[:15]
     for m in parse_maps(t.read_maps()):
         if m.start != space.page and m.name != "[vsyscall]":
             task.inject(NR_MUNMAP, m.start, m.size)

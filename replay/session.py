@@ -12,6 +12,10 @@ spans them: the position in the trace, the end, the echo of output, and
 Invariant between events: every task is stopped at a ptrace stop from which
 ``inject_syscall`` is allowed, and its ``pending_signal`` is the signal its
 next resume must deliver (the task is then at that signal's delivery stop).
+
+The debugger sees one process (``debugged``): only its tasks ever hold the
+caller's int3s or debug registers, and only their signals are reported. The
+others run their recorded slices bare.
 """
 
 from __future__ import annotations
@@ -180,10 +184,12 @@ class ReplaySession:
         # task then sleeps in the kernel (vfork) rather than standing at the exit.
         self._creating: dict[int, bool] = {}
         self._interruption: Interruption | None = None  # shared with a timeline's sessions
-        # The debugger's watchpoints while a run has them armed: in every task, since
-        # any thread may write, and in each task made meanwhile (a clone of a thread
-        # does not inherit its debug registers).
+        # The debugger's watchpoints while a run has them armed: in every task of the
+        # debugged process, since any thread may write, and in each task made in it
+        # meanwhile (a clone of a thread does not inherit its debug registers).
         self.armed: list[Watch] = []
+        # The recorded pid of the process the debugger sees (None: every process).
+        self.debugged: int | None = None
         self.precise = PreciseStates()
         self.frontier: EchoFrontier | None = None  # None: echo every time
         # Which fds are the terminal's, per recorded process (fd tables are per process).
@@ -233,7 +239,7 @@ class ReplaySession:
     def _add_task(self, task: Task) -> Task:
         task.interruption = self._interruption
         self.tasks[task.recorded_tid] = task
-        if self.armed:
+        if self.armed and self.is_debugged(task):
             task.hardware.arm(self.armed)
         if self._current is None:
             self._current = task
@@ -253,11 +259,23 @@ class ReplaySession:
         """The tasks whose thread has not ended, in creation order."""
         return [task for task in self.tasks.values() if task.gone is None]
 
+    def is_debugged(self, task: Task) -> bool:
+        """Whether ``task`` belongs to the process the debugger sees."""
+        return self.debugged is None or task.recorded_pid == self.debugged
+
     def arm(self, watches: list[Watch]) -> None:
-        """Make every live task's debug registers hold ``watches`` (none: disarm)."""
+        """Make the debug registers of every live task of the debugged process hold
+        ``watches`` (none: disarm)."""
         self.armed = list(watches)
         for task in self.live_tasks():
-            task.hardware.arm(watches)
+            if self.is_debugged(task):
+                task.hardware.arm(watches)
+
+    @property
+    def can_clone(self) -> bool:
+        """Whether ``clone`` can copy the replay here (see _copy_processes)."""
+        return self.end is None and self._current is not None and bool(self.live_tasks()) \
+            and not any(self._creating.values()) and not self._lingering
 
     def waits_in_kernel(self, tid: int) -> bool:
         """Whether task ``tid`` stands in a call that another task's events must
@@ -283,6 +301,7 @@ class ReplaySession:
         copy = ReplaySession(self.reader, echo=self.echo, check_maps=self.check_maps)
         copy.next_event = self.next_event
         copy.root = self.root
+        copy.debugged = self.debugged
         copy._parked = dict(self._parked)
         copy._creating = dict(self._creating)
         copy.precise = self.precise
@@ -352,7 +371,7 @@ class ReplaySession:
             twin = clone.tasks.get(tid)
             if task is not current and twin is not None and task.gone is None:
                 task.swap_processes(twin)
-                if self.armed:
+                if self.armed and self.is_debugged(task):
                     task.hardware.arm(self.armed)  # the clone's threads had none armed
         clone.close()
 
@@ -376,7 +395,6 @@ class ReplaySession:
         cpu, cpu_warning = replay_cpu(self.reader.metadata.get("bound_cpu"))
         tracee = Tracee.spawn([str(stub)], env={}, isolate=True, launch=launch, cpu=cpu)
         task = self._add_task(Task(tracee, first.task))
-        task.name = os.path.basename(first.path)[:TASK_COMM_LEN - 1]
         self.root = first.task
         for warning in (cpu_warning, cpuid_warning(self.reader.metadata.get("cpuid"))):
             if warning:
@@ -420,7 +438,8 @@ class ReplaySession:
         to happen (``stop_at_end``: exit_group or a fatal signal reached but not
         carried out), the process gone, with ``until_event`` any event done, with
         ``stop_before_event`` any event's stop reached ("reached"; the next run
-        carries it out).
+        carries it out). Breakpoints and reported signals are the debugged
+        process's only (``debugged``).
         """
         try:
             with self.task.interruptible():
@@ -439,7 +458,7 @@ class ReplaySession:
              stop_before_event: bool) -> RunStop:
         task = self.task
         step_over = (not step and task.reached is None and bool(breakpoints)
-                     and task.gone is None and task.tracee.get_regs().rip in breakpoints)
+                     and task.gone is None and self.is_debugged(task) and task.tracee.get_regs().rip in breakpoints)
         while True:
             if self.end is not None:
                 return RunStop(StopReason.EXITED)
@@ -455,13 +474,16 @@ class ReplaySession:
                 continue
             task = self._current = self._task_of(n, event)
             stop, task.reached = task.reached, None
+            # Another process than the debugged one runs bare: no int3 of the
+            # debugger's is ever in its memory, no stop of its is the debugger's.
+            armed = breakpoints if self.is_debugged(task) else frozenset()
             if stop is None:
                 single = step or step_over
-                stop = self._reach(n, event, single, frozenset() if single else breakpoints)
+                stop = self._reach(n, event, single, frozenset() if single else armed)
                 if task.is_interrupt(stop) and not (
                         isinstance(event, SignalEvent) and event.signo == signal.SIGSTOP):
                     return RunStop(StopReason.INTERRUPTED)
-                trap = self._classify_trap(stop, frozenset() if single else breakpoints, single)
+                trap = self._classify_trap(stop, frozenset() if single else armed, single)
                 if trap is not None:
                     if step_over and trap.reason == StopReason.STEP:
                         step_over = False
@@ -480,7 +502,7 @@ class ReplaySession:
             if self.end is not None:
                 return RunStop(StopReason.EXITED)
             if isinstance(event, SignalEvent):
-                if event.signo in report_signals:
+                if event.signo in report_signals and self.is_debugged(task):
                     return RunStop(StopReason.SIGNAL, signo=event.signo)
             elif step:
                 return RunStop(StopReason.STEP)  # the syscall or rdtsc instruction is done
@@ -890,12 +912,18 @@ class ReplaySession:
     @property
     def present(self) -> Task:
         """The task the replay is in, or when that thread has just ended (its exit
-        event is next), the first live one: what a debugger looks at."""
+        event is next) or belongs to another process than the debugged one, the
+        first live one of the debugged process (of its own, when every process
+        is): what a debugger looks at."""
         task = self.task
-        if task.gone is None:
+        if task.gone is None and self.is_debugged(task):
             return task
-        return next((t for t in self.live_tasks() if t.recorded_pid == task.recorded_pid),
-                    task)
+        pid = task.recorded_pid if self.debugged is None else self.debugged
+        return next((t for t in self.live_tasks() if t.recorded_pid == pid), task)
+
+    def debugged_alive(self) -> bool:
+        """Whether a task of the debugged process lives."""
+        return any(self.is_debugged(task) for task in self.live_tasks())
 
     def read_memory(self, addr: int, length: int) -> bytes:
         """The program's memory as the recording saw it (as much as is readable):

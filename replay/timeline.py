@@ -41,6 +41,7 @@ from retrograde.trace.events import (
     SyscallEvent,
 )
 from retrograde.trace.format import TraceReader
+from retrograde.trace.tasks import Debuggee, debuggee_of, process_tree
 from retrograde.tracee.perf import PerfUnavailable, Place
 from retrograde.tracee.process import TraceeError
 from retrograde.tracee.registers import registers_from_bytes, registers_to_bytes
@@ -326,12 +327,31 @@ class _FirstInstructions:
 
 
 class Timeline:
-    def __init__(self, reader: TraceReader, *, echo: bool = False) -> None:
+    """The history of one process of a trace (``debuggee``; default: the first
+    process, from the first exec), from its start to its end.
+
+    The other processes of a process tree run alongside, in the recorded order,
+    so that everything the debugged one sees is as recorded, but nothing of
+    theirs is a stop, a hit or an instruction of this history: the session
+    arms nothing in them (ReplaySession.debugged), going back one instruction
+    skips their slices whole, and the history begins where the debuggee's
+    debugging does (its creation, or its exec) and ends with its exit.
+    """
+
+    def __init__(self, reader: TraceReader, *, echo: bool = False,
+                 debuggee: Debuggee | None = None) -> None:
         self.reader = reader
         self.echo = echo
+        processes = process_tree(reader)
+        self.debuggee = debuggee if debuggee is not None else debuggee_of(processes, None)
+        # The recorded process of each recorded task, and whether there are several.
+        self._process_of = {tid: process.pid for process in processes for tid in process.tasks}
+        self.several_processes = len(processes) > 1
         self.live = ReplaySession(reader, echo=echo)
         self.live.frontier = EchoFrontier()  # output is echoed once, wherever the replay goes
+        self.live.debugged = self.debuggee.pid
         self.live.start()
+        self._run_to(self.debuggee.start)
         self.mark = Mark(self.live.next_event)
         self.start_mark = self.mark
         self.boundary_checkpoints: dict[int, ReplaySession] = {}
@@ -365,9 +385,22 @@ class Timeline:
         self.live.interruption = self.interrupted
         # A trace of several threads: each event interval is one thread's, but a
         # perf counter counts in one task, so reverse searches stop at every hit.
-        self.threaded = any(isinstance(event, CloneEvent) for event in reader)
+        self.threaded = len(self._process_of) > 1
         self._last_checkpoint_time = time.monotonic()
         self._checkpoint_boundary()
+
+    def _run_to(self, start: int) -> None:
+        """Replay the events before ``start``, where the debuggee's history begins, and
+        on to the first boundary a checkpoint can be taken at (none while a vfork's
+        parent sleeps in the kernel)."""
+        live = self.live
+        while live.end is None and live.next_event < len(self.reader) and (
+                live.next_event < start or not live.can_clone):
+            live.step_event()
+
+    def _debugged_event(self, n: int) -> bool:
+        """Whether event ``n`` (and the interval before it) is the debugged process's."""
+        return self._process_of.get(self.reader[n].task) == self.debuggee.pid
 
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
@@ -396,7 +429,8 @@ class Timeline:
     def _checkpoint_boundary(self) -> None:
         """Keep a clone at this event boundary; thin the old ones exponentially."""
         live = self.live
-        if live.end is not None or self.mark.steps or live.next_event in self.boundary_checkpoints:
+        if live.end is not None or self.mark.steps or live.next_event in self.boundary_checkpoints \
+                or not live.can_clone:
             return
         self.boundary_checkpoints[live.next_event] = live.clone()
         self._last_checkpoint_time = time.monotonic()
@@ -405,6 +439,8 @@ class Timeline:
 
     def _keep_boundary(self, event: int, session: ReplaySession) -> None:
         """Keep a clone of ``session`` (at ``event``'s boundary) as its checkpoint."""
+        if not session.can_clone:
+            return
         self.boundary_checkpoints[event] = session.clone()
         if len(self.boundary_checkpoints) > MAX_BOUNDARY_CHECKPOINTS:
             self._thin_checkpoints()
@@ -423,7 +459,7 @@ class Timeline:
 
     def _remember(self, mark: Mark, session: ReplaySession) -> None:
         """Keep a clone of ``session`` (at ``mark``) among the recent ones."""
-        if session.end is not None or mark in self.recent:
+        if session.end is not None or mark in self.recent or not session.can_clone:
             return
         self.recent[mark] = session.clone()
         while len(self.recent) > MAX_RECENT_CLONES:
@@ -432,6 +468,9 @@ class Timeline:
     def checkpoint(self, name: str) -> Mark:
         if self.live.end is not None:
             raise ValueError("the program has ended here: go back first")
+        if not self.live.can_clone:
+            raise ValueError("no checkpoint can be taken here, while a vfork's parent sleeps "
+                             "in the kernel: go on a little first")
         if name in self.named:
             self.named.pop(name)[1].close()
         self.named[name] = (self.mark, self.live.clone())
@@ -673,10 +712,12 @@ class Timeline:
         they still run their recorded slices, as history is fixed, but nothing
         that happens in them is a stop: only ``thread``'s are."""
         live = self.live
-        if live.end is not None:
+        if self.end is not None:
             return Arrival(StopReason.EXITED, self.mark)
         if thread is not None and thread not in dict(self.threads()):
             thread, others = None, True  # it has ended: a step is the present thread's
+        if thread is None and self.several_processes:
+            thread = self.thread  # the debugged process's, wherever the replay stands
         self._apply_watches(live, self.watches)
         bps = frozenset(self.breakpoints)
         try:
@@ -699,8 +740,12 @@ class Timeline:
                 if held:
                     self._apply_watches(live, self.watches)
                 if stop.reason == StopReason.INTERRUPTED:
+                    if not live.is_debugged(live.task):
+                        return self._interrupted_elsewhere()
                     return self._interrupted_here(start)
                 self.mark = self._after(start, live, stop, self.watches)
+                if live.end is None and not live.debugged_alive():
+                    return self._to_debugged_exit()
                 if step and thread is not None and stop.reason == StopReason.STEP and \
                         live.end is None and live.waits_in_kernel(thread):
                     # The step entered a call the others' events complete (a futex
@@ -745,6 +790,28 @@ class Timeline:
         if judged.kind == "unsampled":
             self._unsampled.add(addr)  # its condition reads what samples lack
         return Arrival(StopReason.BREAKPOINT, self.mark) if judged.kind == "holds" else None
+
+    def _interrupted_elsewhere(self) -> Arrival:
+        """An interrupt stopped another process than the debugged one, whose
+        instructions are no place of this history: the stop is at the end of
+        that slice, its event's boundary."""
+        self.interrupted.clear()
+        live = self.live
+        self._step(live, until_event=True, stop_at_end=False)
+        self.mark = Mark(len(self.reader)) if live.end is not None else Mark(live.next_event)
+        return Arrival(StopReason.INTERRUPTED, self.mark, signo=signal.SIGINT)
+
+    def _to_debugged_exit(self) -> Arrival:
+        """The debugged process's threads are gone (its exit_group carried out, a
+        fatal signal taken): the replay goes on to its leader's exit event, the
+        others' events on the way run bare, and the process's end is the stop."""
+        live = self.live
+        last = self.debuggee.exit_event
+        while live.end is None and live.next_event < len(self.reader) and (
+                last is None or live.next_event <= last):
+            self._step(live, until_event=True, stop_at_end=False)
+        self.mark = Mark(len(self.reader)) if live.end is not None else Mark(live.next_event)
+        return Arrival(StopReason.EXITED, self.mark)
 
     def _interrupted_here(self, start: Mark) -> Arrival:
         """Name the place an interrupt stopped the live run (an arbitrary instruction
@@ -1289,10 +1356,16 @@ class Timeline:
             # The instruction before a boundary is the previous event itself (the
             # syscall, the rdtsc); the next pass names the place before it in
             # steps, as forward stepping reaches it. A signal is no instruction:
-            # its stop and the place it was delivered at are one state.
-            if not isinstance(self.reader[anchor.event - 1], SignalEvent):
+            # its stop and the place it was delivered at are one state. Another
+            # process's slices are no part of this history: skipped whole.
+            previous = anchor.event - 1
+            while previous >= self.start_mark.event and not self._debugged_event(previous):
+                previous -= 1
+            if previous < self.start_mark.event:
+                return self.start_mark
+            if not isinstance(self.reader[previous], SignalEvent):
                 remaining -= 1
-            end = Mark(anchor.event - 1, (Reach(),))
+            end = Mark(previous, (Reach(),))
 
     def _by_arrivals(self, end: Mark) -> Mark:
         """``end``, or when it is the stop of a signal reached at a precise state
@@ -1768,7 +1841,13 @@ class Timeline:
     # process behind the present changes with every seek.
     @property
     def end(self) -> ReplayEnd | None:
-        """How the program ended, once the replay has carried out its end."""
+        """How the debugged program ended, once the replay has carried out its end
+        (its leader's exit event, while other processes may go on)."""
+        debuggee = self.debuggee
+        if debuggee.exit_event is not None and self.live.next_event > debuggee.exit_event:
+            event = self.reader[debuggee.exit_event]
+            assert isinstance(event, ExitEvent)
+            return ReplayEnd(event.status, event.signo)
         return self.live.end
 
     @property
@@ -1777,20 +1856,23 @@ class Timeline:
         return self.live.precise.notes
 
     def _alive(self) -> bool:
-        return self.live.started and self.live.end is None and \
+        return self.live.started and self.end is None and self.live.debugged_alive() and \
             self.live.present.tracee.alive
 
     @property
     def thread(self) -> int:
         """The recorded tid of the thread the replay is in (whose interval it stands in,
-        or at a boundary the next event's)."""
+        or at a boundary the next event's), or when that is another process's, of
+        the debugged process's first live thread."""
         return self.live.present.recorded_tid
 
     def threads(self) -> list[tuple[int, str]]:
         """The threads alive at the present, in creation order: (recorded tid, name)."""
         if not self._alive():
             return []
-        return [(task.recorded_tid, task.name) for task in self.live.live_tasks()]
+        live = self.live
+        return [(task.recorded_tid, task.name) for task in live.live_tasks()
+                if live.is_debugged(task)]
 
     def registers(self, thread: int | None = None) -> tuple[bytes, bytes] | None:
         """The registers (general, XSAVE area) of ``thread`` (default: the present
@@ -1802,7 +1884,8 @@ class Timeline:
         if not self._alive():
             return None
         task = self.live.present if thread is None else self.live.tasks.get(thread)
-        if task is None or task.gone is not None or not task.tracee.alive:
+        if task is None or task.gone is not None or not task.tracee.alive or \
+                not self.live.is_debugged(task):
             return None
         regs = task.tracee.get_regs()
         if task is self.live.task and task.reached is not None and \
@@ -1823,25 +1906,29 @@ class Timeline:
 
     def mappings(self) -> list[Mapping]:
         """The address-space model at the present (empty before the first exec)."""
-        space = self.live.space
+        space = self.live.present.space if self.live.started else None
         return list(space.mappings) if space is not None else []
 
     def next_event(self) -> Event | None:
-        """The event the replay carries out next; None past the last one or the end."""
+        """The event the replay carries out next, if it is the debugged process's;
+        None past the last one or the end."""
         live = self.live
-        if live.end is not None or live.next_event >= len(self.reader):
+        if live.end is not None or live.next_event >= len(self.reader) or \
+                not self._debugged_event(live.next_event):
             return None
         return self.reader[live.next_event]
 
     def reached_event(self) -> Event | None:
         """The next event, when the replay stands at its stop without carrying it out."""
-        if not self.live.started or self.live.task.reached is None:
+        live = self.live
+        if not live.started or live.task.reached is None or not live.is_debugged(live.task):
             return None
         return self.next_event()
 
     def pending_siginfo(self) -> bytes | None:
         """The siginfo of the signal the next resume delivers, if one is pending."""
-        if not self.live.started or not self.live.task.pending_signal:
+        live = self.live
+        if not live.started or not live.task.pending_signal or not live.is_debugged(live.task):
             return None
         return self.live.task.pending_siginfo
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from retrograde.trace.format import TraceReader
     from retrograde.trace.recorder import Recorder
+    from retrograde.trace.tasks import Debuggee
 
 EXIT_USAGE = 2
 
@@ -322,23 +324,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     # SIGTERM unwinds like Ctrl-C, so every replay and checkpoint process is reaped.
     signal.signal(signal.SIGTERM, _terminate)
     if args.autopilot:
+        if args.process is not None:
+            raise UserError("replay -a replays every process; -p chooses the one to debug",
+                            EXIT_USAGE)
         return replay_autopilot(path, echo=not args.no_echo, verbose=args.verbose,
                                 check_maps=args.check_maps)
-    _refuse_several_processes(path)
     return serve_replay(path, args)
 
 
-def _refuse_several_processes(path: Path) -> None:
-    """The debugger sees one process (every thread of it): a trace of a process tree
-    is replayed with -a only, until gdb is told of the other processes."""
-    from retrograde.trace.format import TraceReader
-    from retrograde.trace.tasks import process_tree
+def _debuggee(reader: TraceReader, choice: str | None) -> Debuggee:
+    """The process ``replay -p`` chose (None: the first), and where its debugging starts."""
+    from retrograde.trace.tasks import NoSuchProcess, debuggee_of, process_tree
 
-    with TraceReader(path) as reader:
-        processes = len(process_tree(reader.events()))
-    if processes > 1:
-        raise UserError(f"cannot debug {path}: it records {processes} processes, and the "
-                        "debugger follows one process only yet; replay -a replays it")
+    try:
+        return debuggee_of(process_tree(reader.events()), choice)
+    except NoSuchProcess as error:
+        raise UserError(str(error)) from None
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -388,8 +389,9 @@ def serve_replay(path: Path, args: argparse.Namespace) -> int:
     if args.server_port is None and not debugger:
         raise UserError("no gdb to start: install gdb, or serve with -s PORT")
     with TraceReader(path) as reader:
+        debuggee = _debuggee(reader, args.process)
         try:
-            timeline = Timeline(reader, echo=not args.no_echo)
+            timeline = Timeline(reader, echo=not args.no_echo, debuggee=debuggee)
         except Divergence as error:
             raise UserError(str(error), 2) from None
         with timeline:
@@ -531,10 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="replay a trace",
         usage="%(prog)s [options] [TRACE] [-- GDB-ARGS...]",
         description="Replay TRACE (default: latest-trace): start gdb on it, only serve it "
-                    "(-s PORT), or run it to the end (-a).",
+                    "(-s PORT), or run it to the end (-a). gdb debugs one process of a "
+                    "process tree (-p).",
         epilog="Everything after -- goes to gdb, e.g. "
                "retrograde replay -- -ex 'break main' -ex continue")
     p.add_argument("-a", "--autopilot", action="store_true", help="replay to the end, no debugger")
+    p.add_argument("-p", "--process", metavar="PID|COMMAND",
+                   help="debug that process (default: the first; `retrograde ps` lists them): "
+                        "from its creation for a PID, from its exec for a COMMAND (the first "
+                        "process that ran it); the others are replayed alongside")
     p.add_argument("--no-echo", action="store_true", help="do not echo the program's output")
     p.add_argument("--check-maps", action="store_true",
                    help="compare the address-space model with /proc/PID/maps after each change")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from runner import record, replay
-from runner import retrograde as run_retrograde
 
 from retrograde.replay.session import ReplayEnd, ReplaySession
 from retrograde.trace.events import CloneEvent, ExitEvent
@@ -46,16 +45,6 @@ def test_the_order_of_lock_acquisitions_is_the_recorded_one(programs, trace_root
         assert replayed.stdout == recording.stdout, replayed.stderr
         orders.append(recording.stdout)
     assert all(len(order.split(b"order ")[1].strip()) == 40 for order in orders)
-
-
-def test_gdb_refuses_a_trace_of_several_processes_in_one_line(programs, trace_root):
-    """Threads are debugged (tests/test_gdb_threads.py); a process tree is not yet."""
-    trace = trace_root / "forker"
-    record([programs.forker], out=trace, timeout=60)
-    refused = run_retrograde("replay", str(trace), timeout=30)
-    assert refused.returncode != 0
-    lines = refused.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and "records 2 processes" in lines[0] and "replay -a" in lines[0]
 
 
 def test_a_checkpoint_of_five_threads_replays_to_the_same_end(programs, trace_root):
