@@ -161,6 +161,7 @@ RESUME_FLAG = 0x10000  # EFLAGS.RF
 DEBUG_ADDRESS_REGISTERS = range(4)
 ERESTART_RESTARTBLOCK = 516  # include/linux/errno.h; seen by ptrace at the exit stop
 PR_GET_TSC, PR_SET_TSC = 25, 26
+PR_GET_SECCOMP, PR_SET_SECCOMP = 21, 22
 PR_TSC_ENABLE, PR_TSC_SIGSEGV = 1, 2
 
 
@@ -389,7 +390,11 @@ class Recorder:
             if not going_on or self.finished:
                 return
             if (not task.in_syscall and self.sched.others_ready(task)
-                    and now() - task.slice_start > task.slice):
+                    and now() - task.slice_start > task.slice
+                    and not task.deliver and not self._in_buffered_call(task)):
+                # Not with a signal recorded and not yet delivered: replay delivers it
+                # at its event, so the task would be in the handler at a PreemptEvent
+                # whose state is from before it.
                 self._leave(task)
                 return
 
@@ -751,6 +756,8 @@ class Recorder:
         if nr == NR_PRCTL and not is_error(result) and (args[0] & 0xFFFFFFFF) == PR_GET_TSC:
             # The kernel said PR_TSC_SIGSEGV, which is ours; the program's own mode is this.
             t.write(args[1], self.task.process.tsc_mode.to_bytes(4, "little"))
+        if self.task.filtered:
+            result = self._hide_filter(nr, args, result, regs)
         if nr == NR_SCHED_GETAFFINITY and result > 0 and self._is_own(args[0]):
             t.write(args[2], cpu_mask(self.program_cpus, result))
         if result == -ERESTART_RESTARTBLOCK:
@@ -820,6 +827,22 @@ class Recorder:
             self._skip(regs, 0)
         else:
             self._skip(regs, errno.ENOSYS)
+
+    def _hide_filter(self, nr: int, args: tuple[int, ...], result: int, regs: Registers) -> int:
+        """PR_GET_SECCOMP answers the program's own mode, not our filter's (2): 0 until
+        the program installs a filter of its own."""
+        process = self.task.process
+        if is_error(result):
+            return result
+        if (nr == NR_SECCOMP and args[0] == sysbuf.SECCOMP_SET_MODE_FILTER) or \
+                (nr == NR_PRCTL and (args[0] & 0xFFFFFFFF) == PR_SET_SECCOMP):
+            process.own_seccomp = True
+        elif nr == NR_PRCTL and (args[0] & 0xFFFFFFFF) == PR_GET_SECCOMP and result == 2 \
+                and not process.own_seccomp:
+            regs.rax = 0
+            self.tracee.set_regs(regs)
+            return 0
+        return result
 
     def _in_buffered_call(self, task: RecordedTask) -> bool:
         """Whether the thread is between a buffered call and its record's commit."""

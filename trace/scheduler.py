@@ -101,6 +101,7 @@ class RecordedProcess:
     watched: list[int] = field(default_factory=list)  # rdrand/rdseed on debug registers
     echoed: EchoedFds = field(default_factory=EchoedFds)
     page: int = 0  # the retrograde page's address in this process
+    own_seccomp: bool = False  # the program installed a filter besides the syscall buffer's
 
     def fork(self, pid: int, tracee: Tracee) -> RecordedProcess:
         """The state of a child process made by fork (or clone without CLONE_THREAD)."""
