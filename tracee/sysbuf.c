@@ -280,6 +280,8 @@ extern char **environ;
 __attribute__((constructor)) static void hide_from_environment(void)
 {
     static const char name[] = "LD_PRELOAD=";
+    /* The main thread's buffer now, so that the program's first call is its own. */
+    thread_buffer();
     for (char **e = environ; e && *e; e++) {
         if (strncmp(*e, name, sizeof name - 1) != 0)
             continue;
