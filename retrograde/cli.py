@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from retrograde.trace.recorder import Recorder
-    from retrograde.tracee.sysbuf import SysbufError
 
 EXIT_USAGE = 2
 
@@ -65,6 +64,7 @@ def resolve_trace(name: str | None) -> Path:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from retrograde.trace.recorder import Recorder
+    from retrograde.tracee.sysbuf import SysbufError
 
     if not args.command:
         raise UserError("nothing to record: give a program, e.g. retrograde record ./prog",

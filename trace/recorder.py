@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tracee import cpu
+from ..tracee import cpu, sysbuf
 from ..tracee import page as rpage
 from ..tracee.maps import (
     KernelMapping,
@@ -53,8 +53,8 @@ from ..tracee.process import (
     PTRACE_CONT,
     PTRACE_EVENT_CLONE,
     PTRACE_EVENT_EXEC,
-    PTRACE_EVENT_SECCOMP,
     PTRACE_EVENT_FORK,
+    PTRACE_EVENT_SECCOMP,
     PTRACE_EVENT_STOP,
     PTRACE_EVENT_VFORK,
     PTRACE_SYSCALL,
@@ -81,7 +81,6 @@ from ..tracee.syscalls import (
     syscall_number,
     unmodelled_request,
 )
-from ..tracee import sysbuf
 from ..tracee.vdso import patch_vdso
 from .events import (
     CloneEvent,
