@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     sa.sa_handler = on_alarm;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGALRM, &sa, NULL);
-    struct itimerval every_ms = {{0, 1000}, {0, 1000}};
+    struct itimerval every_ms = {{0, 2000}, {0, 2000}};
     setitimer(ITIMER_REAL, &every_ms, NULL);
 
     unsigned long sum = 0;
@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         sum ^= (unsigned long)ts.tv_nsec & 0xff;
-        if (i % 50 == 0) {
+        if (i % 4 == 0) {
             char token[8], back[8];
             snprintf(token, sizeof token, "%ld", i % 9973);
             write(loop[1], token, sizeof token);
