@@ -36,6 +36,7 @@ from harness import (
     count,
     event_count,
     interleave,
+    median_time,
     ratio,
     seconds,
     section,
