@@ -1,6 +1,9 @@
 """The recorder: run a program under ptrace and write its trace.
 
-Every syscall stops twice (PTRACE_SYSCALL). At the exit stop the recorder keeps
+Every syscall stops twice (PTRACE_SYSCALL), except with the syscall buffer
+(``syscall_buffer``; tracee/sysbuf.c): the calls its library makes run without a
+stop and are read from the thread's buffer at its next stop, and the others stop at
+PTRACE_EVENT_SECCOMP and their exit. At the exit stop the recorder keeps
 the raw result and the bytes the kernel wrote into the tracee (the syscall
 table's output rules), so replay can emulate the call without the kernel.
 Non-determinism the kernel does not see as a syscall is turned into events:
