@@ -490,7 +490,11 @@ class Recorder:
             if stop.kind == "signal" and stop.signo not in (signal.SIGSTOP, signal.SIGTRAP):
                 task.deliver = self._signal(stop.signo)
             return True
-        if task.sysbuf is not None:
+        if task.sysbuf is not None and not (stop.kind == "event" and
+                                            stop.event == PTRACE_EVENT_EXEC):
+            # At an exec's event the old image, and its buffer, are gone: the caller's
+            # records were taken at its execve's entry (another thread's, made since
+            # that thread's last stop, are lost with it).
             self._drain_buffer(task)
         if stop.kind == "event" and stop.event == PTRACE_EVENT_SECCOMP and not task.in_syscall:
             stop = Stop("syscall")  # a traced call's entry, under the filter
