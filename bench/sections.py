@@ -36,6 +36,7 @@ from harness import (
     count,
     event_count,
     interleave,
+    median_time,
     ratio,
     seconds,
     section,
@@ -284,3 +285,41 @@ def record_tasks(ctx: Context) -> SectionResult:
              "times: median ±half the min-max range"]
     return SectionResult("recording threads and processes", ["workload", "native", "record",
                                                               "rec/nat"], rows, data, notes)
+
+
+SYSBUF_WORKLOADS = [
+    # syscall_heavy makes two calls a round: a read of /dev/zero and a clock_gettime.
+    ("loop", "60,000 small syscalls (syscall_heavy 30000)",
+     lambda ctx: [str(ctx.program("syscall_heavy")), "30000"], 24),
+    ("find", "find /usr/lib -name '*.so'", lambda ctx: ["find", "/usr/lib", "-name", "*.so"], 0),
+    ("json", "python3 -c 'import json'", lambda ctx: [SYSTEM_PYTHON, "-c", "import json"], 0),
+]
+
+
+@section("sysbuf", "syscall buffering (record --syscall-buffer), one run each",
+         needs=["record", "replay"])
+def syscall_buffering(ctx: Context) -> SectionResult:
+    rows, data = [], {}
+    for name, label, argv_of, status in SYSBUF_WORKLOADS:
+        argv = argv_of(ctx)
+        native = median_time(argv, 1, env=ctx.env, expect=status).median
+        data[name] = {"label": label, "native": native}
+        row = [label, seconds(native)]
+        for mode in ("--no-syscall-buffer", "--syscall-buffer"):
+            out = ctx.tmp / f"sysbuf-{name}{mode}"
+            record = median_time(ctx.retrograde("record", mode, "-o", out, "--", *argv), 1,
+                                 env=ctx.env, expect=status).median
+            replay = median_time(ctx.retrograde("replay", "-a", "--no-echo", out), 1,
+                                 env=ctx.env, expect=status).median
+            key = "buffered" if mode == "--syscall-buffer" else "traced"
+            data[name][key] = {"record": record, "replay": replay,
+                               "record_over_native": record / native,
+                               "replay_over_native": replay / native,
+                               "events": event_count(out)}
+            row += [ratio(record / native), ratio(replay / native)]
+        rows.append(row)
+    notes = ["one run each (wall time, retrograde's start-up included); traced: every call "
+             "stops; buffered: the library's calls run without a stop in recording (replay "
+             "still stops at each)"]
+    return SectionResult("syscall buffering", ["workload", "native", "rec/nat", "rep/nat",
+                                               "buf rec/nat", "buf rep/nat"], rows, data, notes)

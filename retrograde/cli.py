@@ -66,6 +66,7 @@ def resolve_trace(name: str | None) -> Path:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from retrograde.trace.recorder import Recorder
+    from retrograde.tracee.sysbuf import SysbufError
 
     if not args.command:
         raise UserError("nothing to record: give a program, e.g. retrograde record ./prog",
@@ -96,8 +97,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         previous_latest = _latest_target(trace_dir.parent)
         _point_latest_at(trace_dir, trace_dir.name)
     # Before the signals change below: the program starts with what we were given.
-    recorder = Recorder([path, *args.command[1:]], trace_dir, strict=args.strict,
-                        bound_cpu=args.bind_to_cpu)
+    try:
+        recorder = Recorder([path, *args.command[1:]], trace_dir, strict=args.strict,
+                            bound_cpu=args.bind_to_cpu, syscall_buffer=args.syscall_buffer)
+    except SysbufError as error:
+        raise UserError(str(error)) from error
     try:
         return _record(recorder, prog, trace_dir)
     finally:
@@ -527,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind-to-cpu", type=int, metavar="CPU",
                    help="the one CPU the program runs on, and replay with it (default: the "
                         "highest-numbered CPU this process may use)")
+    p.add_argument("--syscall-buffer", action=argparse.BooleanOptionalAction, default=None,
+                   help="make the common syscalls (read, fstat, clock_gettime, ...) in the "
+                        "program through a preloaded library, without a ptrace stop each "
+                        "(default: off, or $RETROGRADE_SYSCALL_BUFFER=1)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="PROG [ARGS...]")
     p.set_defaults(func=cmd_record)
     p = sub.add_parser(

@@ -16,8 +16,7 @@ PROGRAMS_DIR = Path(__file__).parent / "programs"
 BUILD_DIR = PROGRAMS_DIR / "build"
 CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-Wall"]
 EXTRA_FLAGS = {"threads": ["-pthread"], "trio": ["-pthread"], "mt": ["-pthread"],
-               "procs": ["-pthread"],
-               "workers": ["-pthread"]}
+               "procs": ["-pthread"], "workers": ["-pthread"], "sysbuf_mix": ["-pthread"]}
 # Binaries built from another program's source: name -> (source stem, extra flags).
 VARIANTS = {"hello_static": ("hello", ["-static"])}
 

@@ -1,6 +1,9 @@
 """The recorder: run a program under ptrace and write its trace.
 
-Every syscall stops twice (PTRACE_SYSCALL). At the exit stop the recorder keeps
+Every syscall stops twice (PTRACE_SYSCALL), except with the syscall buffer
+(``syscall_buffer``; tracee/sysbuf.c): the calls its library makes run without a
+stop and are read from the thread's buffer at its next stop, and the others stop at
+PTRACE_EVENT_SECCOMP and their exit. At the exit stop the recorder keeps
 the raw result and the bytes the kernel wrote into the tracee (the syscall
 table's output rules), so replay can emulate the call without the kernel.
 Non-determinism the kernel does not see as a syscall is turned into events:
@@ -38,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tracee import cpu
+from ..tracee import cpu, sysbuf
 from ..tracee import page as rpage
 from ..tracee.maps import (
     KernelMapping,
@@ -49,9 +52,12 @@ from ..tracee.maps import (
     writable_memory_digest,
 )
 from ..tracee.process import (
+    DEFAULT_OPTIONS,
+    PTRACE_CONT,
     PTRACE_EVENT_CLONE,
     PTRACE_EVENT_EXEC,
     PTRACE_EVENT_FORK,
+    PTRACE_EVENT_SECCOMP,
     PTRACE_EVENT_STOP,
     PTRACE_EVENT_VFORK,
     PTRACE_SYSCALL,
@@ -108,6 +114,7 @@ from .scheduler import (
     RecordedTask,
     Run,
     Scheduler,
+    ThreadBuffer,
     now,
     waits_by_nature,
 )
@@ -133,6 +140,8 @@ NR_CLONE = syscall_number("clone")
 NR_CLONE3 = syscall_number("clone3")
 NR_PROCESS_VM_WRITEV = syscall_number("process_vm_writev")
 NR_VFORK = syscall_number("vfork")
+NR_SECCOMP = syscall_number("seccomp")
+NR_PRCTL_NO_NEW_PRIVS = 38  # PR_SET_NO_NEW_PRIVS
 TASK_CREATORS = {NR_CLONE, NR_CLONE3, syscall_number("fork"), NR_VFORK}
 DEV_ZERO = os.makedev(1, 5)
 CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
@@ -154,6 +163,7 @@ RESUME_FLAG = 0x10000  # EFLAGS.RF
 DEBUG_ADDRESS_REGISTERS = range(4)
 ERESTART_RESTARTBLOCK = 516  # include/linux/errno.h; seen by ptrace at the exit stop
 PR_GET_TSC, PR_SET_TSC = 25, 26
+PR_GET_SECCOMP, PR_SET_SECCOMP = 21, 22
 PR_TSC_ENABLE, PR_TSC_SIGSEGV = 1, 2
 
 
@@ -242,7 +252,8 @@ class Recorder:
 
     def __init__(self, argv: Sequence[str], trace_dir: Path, *, env: dict[str, str] | None = None,
                  cwd: str | None = None, launch: LaunchState | None = None,
-                 strict: bool = False, bound_cpu: int | None = None) -> None:
+                 strict: bool = False, bound_cpu: int | None = None,
+                 syscall_buffer: bool | None = None) -> None:
         self.argv = list(argv)
         # The program runs on one CPU, which replay uses too: ld.so keeps the CPU's
         # APIC id (cpuid leaf 1) in memory, so no state matches across CPUs. It is
@@ -265,6 +276,12 @@ class Recorder:
         self.sched = Scheduler()
         self.first = 0  # the program's pid: the recording ends with it
         self.finished = False
+        # The syscall buffer (tracee/sysbuf.c): its library, preloaded into the first
+        # image; the seccomp filter is installed after the first exec.
+        if syscall_buffer is None:  # the test suite runs both ways through this variable
+            syscall_buffer = os.environ.get("RETROGRADE_SYSCALL_BUFFER", "") not in ("", "0")
+        self.syscall_buffer = syscall_buffer
+        self.sysbuf_library = sysbuf.library_path() if syscall_buffer else None
 
     @property
     def tracee(self) -> Tracee:
@@ -278,13 +295,17 @@ class Recorder:
     def run(self) -> RecordingResult:
         metadata = trace_metadata(self.argv, self.cwd, self.env, self.launch)
         metadata["bound_cpu"] = self.cpu
+        metadata["syscall_buffer"] = self.syscall_buffer
+        env = dict(self.env)
+        if self.sysbuf_library is not None:
+            env["LD_PRELOAD"] = sysbuf.preload_value(self.sysbuf_library, env.get("LD_PRELOAD"))
         self.writer = TraceWriter(self.trace_dir, metadata)
         result = RecordingResult(self.trace_dir, 0)
         # The scheduler sleeps in sigtimedwait for the next stop of any task.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
             with self.jobs:
-                tracee = Tracee.spawn(self.argv, env=self.env, cwd=self.cwd,
+                tracee = Tracee.spawn(self.argv, env=env, cwd=self.cwd,
                                       launch=self.launch, seize=True, cpu=self.cpu)
                 process = RecordedProcess(tracee.pid, 0, FileViews(tracee))
                 self.task = RecordedTask(tracee.pid, tracee, process)
@@ -371,7 +392,11 @@ class Recorder:
             if not going_on or self.finished:
                 return
             if (not task.in_syscall and self.sched.others_ready(task)
-                    and now() - task.slice_start > task.slice):
+                    and now() - task.slice_start > task.slice
+                    and not task.deliver and not self._in_buffered_call(task)):
+                # Not with a signal recorded and not yet delivered: replay delivers it
+                # at its event, so the task would be in the handler at a PreemptEvent
+                # whose state is from before it.
                 self._leave(task)
                 return
 
@@ -379,7 +404,10 @@ class Recorder:
         try:
             if task.armed != len(task.process.watched):
                 self._arm_watched(task)
-            task.tracee.resume(PTRACE_SYSCALL, task.deliver)
+            # Under the filter, a traced call stops at PTRACE_EVENT_SECCOMP by itself; only
+            # its exit needs PTRACE_SYSCALL.
+            request = PTRACE_SYSCALL if task.in_syscall or not task.filtered else PTRACE_CONT
+            task.tracee.resume(request, task.deliver)
         except (PtraceError, ProcessLookupError):
             task.run = Run.EXITING
             return
@@ -462,6 +490,14 @@ class Recorder:
             if stop.kind == "signal" and stop.signo not in (signal.SIGSTOP, signal.SIGTRAP):
                 task.deliver = self._signal(stop.signo)
             return True
+        if task.sysbuf is not None and not (stop.kind == "event" and
+                                            stop.event == PTRACE_EVENT_EXEC):
+            # At an exec's event the old image, and its buffer, are gone: the caller's
+            # records were taken at its execve's entry (another thread's, made since
+            # that thread's last stop, are lost with it).
+            self._drain_buffer(task)
+        if stop.kind == "event" and stop.event == PTRACE_EVENT_SECCOMP and not task.in_syscall:
+            stop = Stop("syscall")  # a traced call's entry, under the filter
         if stop.kind == "syscall":
             if task.in_syscall:
                 return self._syscall_exit_stop(task)
@@ -576,6 +612,8 @@ class Recorder:
                 return True
             if task.interrupting:
                 task.interrupting = False
+                if self._in_buffered_call(task):
+                    return True  # never between a buffered call and its record: again soon
                 if self.sched.others_ready(task):
                     task.slice = min(task.slice * 2, MAX_SLICE)
                     self._leave(task)
@@ -611,7 +649,13 @@ class Recorder:
             process = parent.process
         else:
             process = parent.process.fork(tid, tracee)
-        child = RecordedTask(tid, tracee, process, announced=False, fresh=True)
+        child = RecordedTask(tid, tracee, process, announced=False, fresh=True,
+                             filtered=parent.filtered)
+        if parent.sysbuf is not None and not flags & CLONE_THREAD:
+            # A vfork child writes into its parent's buffer (same memory and thread
+            # pointer); a forked one into its own copy.
+            child.sysbuf = parent.sysbuf if flags & CLONE_VM else \
+                ThreadBuffer(parent.sysbuf.addr, parent.sysbuf.size, parent.sysbuf.consumed)
         child.process.tsc_mode = parent.process.tsc_mode
         self.sched.add(child)
         parent.child = tid
@@ -651,6 +695,9 @@ class Recorder:
         event_no = self.writer.event_count
         if nr in TASK_CREATORS:
             self.task.clone_flags, self.task.clone_ctid = _clone_arguments(nr, regs, t)
+        if nr == sysbuf.SYSBUF_NR:
+            self._sysbuf_request(regs)
+            return
         if not is_supported(nr):
             # Never let the kernel run what could not be replayed. Answered ENOSYS
             # the program sees an older kernel (or exactly this one, for a number it
@@ -702,12 +749,21 @@ class Recorder:
             self._after_exec(regs)
             self.task.last_regs = registers_to_bytes(t.get_regs())
             return
+        if nr == sysbuf.SYSBUF_NR:
+            writes = self.task.sysbuf_writes
+            self.task.sysbuf_writes = ()
+            self._append(SyscallEvent(task=t.pid, nr=nr, args=args, result=result,
+                                      writes=writes))
+            self.task.last_regs = registers_to_bytes(regs)
+            return
         rule_nr, rule_args = nr, args
         if nr == NR_RESTART_SYSCALL and self.task.restart is not None:
             rule_nr, rule_args = self.task.restart  # it continues that call, and writes what it does
         if nr == NR_PRCTL and not is_error(result) and (args[0] & 0xFFFFFFFF) == PR_GET_TSC:
             # The kernel said PR_TSC_SIGSEGV, which is ours; the program's own mode is this.
             t.write(args[1], self.task.process.tsc_mode.to_bytes(4, "little"))
+        if self.task.filtered:
+            result = self._hide_filter(nr, args, result, regs)
         if nr == NR_SCHED_GETAFFINITY and result > 0 and self._is_own(args[0]):
             t.write(args[2], cpu_mask(self.program_cpus, result))
         if result == -ERESTART_RESTARTBLOCK:
@@ -733,6 +789,109 @@ class Recorder:
             start = result if nr == NR_MMAP else args[0]
             self._watch_random_instructions(start, start + page_up(args[1]))
         self.task.last_regs = registers_to_bytes(regs)
+
+    # -- the syscall buffer (tracee/sysbuf.c) ------------------------------------------
+    def _install_filter(self, pc: int, page: int) -> None:
+        """Install the seccomp filter that lets the page's syscall instructions run
+        untraced, in the first image before its first instruction; from then on the
+        program's traced calls stop at PTRACE_EVENT_SECCOMP (the thread is resumed with
+        PTRACE_CONT). Without privileges the filter needs no_new_privs first."""
+        t = self.tracee
+        program = sysbuf.filter_program(page)
+        at = page + rpage.SCRATCH_OFFSET
+        fprog = at + len(program)
+        t.write(at, program)
+        t.write(fprog, (len(program) // 8).to_bytes(8, "little") + at.to_bytes(8, "little"))
+        site = page + rpage.SYSCALL_OFFSET
+        try:
+            if os.geteuid() != 0:
+                t.inject_syscall(site, NR_PRCTL, NR_PRCTL_NO_NEW_PRIVS, 1, 0, 0, 0)
+            got = t.inject_syscall(site, NR_SECCOMP, sysbuf.SECCOMP_SET_MODE_FILTER, 0, fprog)
+        finally:
+            t.write(at, bytes(len(program) + 16))
+        if got != 0:
+            print(f"retrograde: warning: the syscall buffer's seccomp filter was refused "
+                  f"({os.strerror(-got)}): every syscall is traced", file=sys.stderr, flush=True)
+            return
+        t.set_options(DEFAULT_OPTIONS | sysbuf.PTRACE_O_TRACESECCOMP)
+        self.task.filtered = True
+
+    def _sysbuf_request(self, regs: Registers) -> None:
+        """The library's own traced call: register a thread's buffer, or empty a full
+        one (its records were taken at this stop; the recorder sets its end back to 0
+        as part of the event, so that replay does the same)."""
+        task = self.task
+        op = regs.rdi
+        if op == sysbuf.REGISTER and task.filtered and task.process.page == rpage.DEFAULT_ADDRESS:
+            task.sysbuf = ThreadBuffer(regs.rsi, regs.rdx)
+            self._skip(regs, 0)
+        elif op == sysbuf.FLUSH and task.sysbuf is not None:
+            zero = bytes(8)
+            self.tracee.write(task.sysbuf.addr, zero)
+            task.sysbuf.consumed = 0
+            task.sysbuf_writes = ((task.sysbuf.addr, zero),)
+            self._skip(regs, 0)
+        else:
+            self._skip(regs, errno.ENOSYS)
+
+    def _hide_filter(self, nr: int, args: tuple[int, ...], result: int, regs: Registers) -> int:
+        """PR_GET_SECCOMP answers the program's own mode, not our filter's (2): 0 until
+        the program installs a filter of its own."""
+        process = self.task.process
+        if is_error(result):
+            return result
+        if (nr == NR_SECCOMP and args[0] == sysbuf.SECCOMP_SET_MODE_FILTER) or \
+                (nr == NR_PRCTL and (args[0] & 0xFFFFFFFF) == PR_SET_SECCOMP):
+            process.own_seccomp = True
+        elif nr == NR_PRCTL and (args[0] & 0xFFFFFFFF) == PR_GET_SECCOMP and result == 2 \
+                and not process.own_seccomp:
+            regs.rax = 0
+            self.tracee.set_regs(regs)
+            return 0
+        return result
+
+    def _in_buffered_call(self, task: RecordedTask) -> bool:
+        """Whether the thread is between a buffered call and its record's commit."""
+        if task.sysbuf is None:
+            return False
+        return task.tracee.read_partial(task.sysbuf.addr + 8, 8) not in (bytes(8), b"")
+
+    def _drain_buffer(self, task: RecordedTask) -> None:
+        """Write the records the thread committed since its last stop into the trace, as
+        the SyscallEvents they would have been had each call stopped."""
+        b = task.sysbuf
+        if b is None or task.in_syscall:
+            return  # in a traced call: nothing was buffered since its entry stop
+        t = task.tracee
+        try:
+            end = int.from_bytes(t.read(b.addr, 8), "little")
+            if end == b.consumed:
+                return
+            if not b.consumed < end <= b.size - sysbuf.HEADER_SIZE:
+                raise ValueError(f"its end moved from {b.consumed} to {end}")
+            data = t.read(b.addr + sysbuf.HEADER_SIZE + b.consumed, end - b.consumed)
+            calls = sysbuf.parse_records(data)
+        except (OSError, ValueError) as error:
+            raise RecordingError(f"the syscall buffer of thread {task.tid} at event "
+                                 f"{self.writer.event_count} is unreadable ({error})") from error
+        for call in calls:
+            self._append(SyscallEvent(task=task.tid, nr=call.nr, args=call.args,
+                                      result=call.result, writes=self._buffered_writes(call)))
+        b.consumed = end
+        task.last_regs = None
+
+    def _buffered_writes(self, call: sysbuf.BufferedCall) -> tuple[tuple[int, bytes], ...]:
+        """A record's output bytes cut into the syscall table's regions."""
+        regions = output_regions(call.nr, call.args, call.result, self.tracee.read)
+        writes, at = [], 0
+        for addr, size in regions:
+            writes.append((addr, call.data[at:at + size]))
+            at += size
+        if at > len(call.data) or len(call.data) - at >= 8:
+            raise RecordingError(f"buffered {syscall_name(call.nr)} at event "
+                                 f"{self.writer.event_count} stored {len(call.data)} bytes, "
+                                 f"the syscall table says {at}")
+        return tuple(writes)
 
     def _skip(self, regs: Registers, error: int) -> None:
         """Make the kernel skip the call at this entry stop; its exit sees -``error``."""
@@ -941,6 +1100,14 @@ class Recorder:
         mappings = parse_maps(t.read_maps())
         page_addr = self._map_retrograde_page(regs.rip, mappings)
         self.task.process.page = page_addr
+        self.task.sysbuf = None  # the old image's buffer is gone with it
+        if self.task.filtered and page_addr != rpage.DEFAULT_ADDRESS:
+            raise RecordingError(f"exec at event {self.writer.event_count}: the retrograde "
+                                 f"page could not go to {rpage.DEFAULT_ADDRESS:#x}, where the "
+                                 "syscall buffer's filter lets calls through (record without "
+                                 "--syscall-buffer)")
+        if self.syscall_buffer and not self.task.filtered and page_addr == rpage.DEFAULT_ADDRESS:
+            self._install_filter(regs.rip, page_addr)
         mappings = parse_maps(t.read_maps())
         for m in mappings:
             if m.name == "[vdso]":
@@ -1052,6 +1219,12 @@ class Recorder:
                 self.task.held = None
                 siginfo = held.siginfo
                 t.set_siginfo(siginfo)
+        if self.task.held is None and self._in_buffered_call(self.task):
+            # Between a buffered call and its record the trace would put the signal
+            # before the call: hold it until the thread is out (ptrace(2): a signal
+            # suppressed here restarts an interrupted call by itself).
+            self._hold(signo, siginfo)
+            return 0
         if self.task.last_regs == registers_to_bytes(regs):
             self._append(SignalEvent(task=t.pid, signo=signo, siginfo=siginfo, where="boundary"))
         elif held is None and self.task.held is None:

@@ -80,6 +80,16 @@ class Run(enum.Enum):
 
 
 @dataclass
+class ThreadBuffer:
+    """Where a thread's syscall buffer is and how much of it is in the trace. A vfork
+    child shares its parent's (same memory, same thread pointer), and so this object."""
+
+    addr: int
+    size: int
+    consumed: int = 0
+
+
+@dataclass
 class RecordedProcess:
     """What the threads of one process share in a recording."""
 
@@ -91,6 +101,7 @@ class RecordedProcess:
     watched: list[int] = field(default_factory=list)  # rdrand/rdseed on debug registers
     echoed: EchoedFds = field(default_factory=EchoedFds)
     page: int = 0  # the retrograde page's address in this process
+    own_seccomp: bool = False  # the program installed a filter besides the syscall buffer's
 
     def fork(self, pid: int, tracee: Tracee) -> RecordedProcess:
         """The state of a child process made by fork (or clone without CLONE_THREAD)."""
@@ -135,6 +146,11 @@ class RecordedTask:
     clone_ctid: int = 0
     armed: int = 0  # how many of its process's watched sites its debug registers hold
     exec_from: int | None = None  # the tid it had before it exec'd as a non-leader thread
+    # Under the syscall buffer's seccomp filter (inherited by its clones): resumed with
+    # PTRACE_CONT, its traced calls stop at PTRACE_EVENT_SECCOMP instead of an entry stop.
+    filtered: bool = False
+    sysbuf: ThreadBuffer | None = None  # its buffer, once the library registered one
+    sysbuf_writes: tuple[tuple[int, bytes], ...] = ()  # what the recorder stored for a flush
 
     @property
     def ready(self) -> bool:

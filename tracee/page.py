@@ -6,6 +6,8 @@ program's own code is:
 
     +0x00  syscall; int3      injected syscalls return into the int3
     +0x08  int3               a place to park a task
+    +0x10  syscall; ret       the syscall buffer's untraced call (tracee/sysbuf.c):
+                              the seccomp filter lets calls from here run without a stop
     +0x100 scratch            strings passed to injected syscalls (paths)
 """
 
@@ -16,6 +18,7 @@ CANDIDATE_ADDRESSES = (DEFAULT_ADDRESS, 0x71000000, 0x72000000, 0x6F000000, 0x10
 SIZE = 4096
 SYSCALL_OFFSET = 0x0
 TRAP_OFFSET = 0x8
+SYSBUF_OFFSET = 0x10
 SCRATCH_OFFSET = 0x100
 SCRATCH_SIZE = SIZE - SCRATCH_OFFSET
 NAME = "[retrograde]"
@@ -24,4 +27,5 @@ NAME = "[retrograde]"
 def contents() -> bytes:
     code = bytearray(b"\xcc" * SCRATCH_OFFSET)
     code[SYSCALL_OFFSET:SYSCALL_OFFSET + 3] = b"\x0f\x05\xcc"
+    code[SYSBUF_OFFSET:SYSBUF_OFFSET + 3] = b"\x0f\x05\xc3"
     return bytes(code) + bytes(SCRATCH_SIZE)

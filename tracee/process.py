@@ -64,6 +64,7 @@ PTRACE_EVENT_FORK = 1
 PTRACE_EVENT_VFORK = 2
 PTRACE_EVENT_CLONE = 3
 PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_SECCOMP = 7
 PTRACE_EVENT_STOP = 128
 # The signals whose default action is a group-stop (signal(7)).
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
@@ -425,6 +426,9 @@ class Tracee:
         SIGKILL) ends it; that is its next stop: PTRACE_EVENT_STOP with SIGTRAP."""
         _ptrace(PTRACE_LISTEN, self.pid, 0, 0)
 
+    def set_options(self, options: int) -> None:
+        _ptrace(PTRACE_SETOPTIONS, self.pid, 0, options)
+
     def geteventmsg(self) -> int:
         value = ctypes.c_ulong()
         _ptrace(PTRACE_GETEVENTMSG, self.pid, 0, ctypes.addressof(value))
@@ -647,6 +651,8 @@ def _continue_past_strays(tracee: Tracee) -> Stop:
         if stop.kind == "signal" and stop.signo == signal.SIGTRAP and \
                 perf_trap_token(tracee.get_siginfo()) is not None:
             continue  # a perf counter's: the injected code is never counted
+        if stop.kind == "event" and stop.event == PTRACE_EVENT_SECCOMP:
+            continue  # the syscall buffer's filter traces a call injected off the page: run it
         if stop.kind != "signal" or stop.signo == signal.SIGTRAP:
             return stop
 
