@@ -291,17 +291,10 @@ def first_holding(session: ReplaySession, addr: int, holds: Callable[[SampledArr
             others = list(struct.unpack(f"{len(REGISTER_NAMES)}Q",
                                         registers_to_bytes(t.get_regs())))
             try:
-                with _sampler(task.hardware, addr, STACK_SAMPLED) as sampler:
-                    batch = 1 if probe else sampler.capacity - 1
-                    probe = False
-                    task.leave_for(addr)
-                    with task.hardware.arrivals(addr, stop_at=batch) as pacer:
-                        stop = _run_with_breakpoints(session, breakpoints)
-                        paced = pacer.count
-                    samples = sampler.samples(sampler.drain())
-                if len(samples) != paced:
-                    raise PerfUnavailable(0, f"sampled {len(samples)} of {paced} arrivals "
-                                             f"at {addr:#x}")
+                batch, stop, samples = _ring_full(session, addr, 1 if probe else None,
+                                                  breakpoints)
+                paced = len(samples)
+                probe = False
                 hit = next((n for n, (values, stack) in enumerate(samples, 1)
                             if holds(SampledArrival(values, stack, others))), None)
             except (NotSampled, PerfUnavailable):
@@ -353,19 +346,12 @@ def holding_arrivals(session: ReplaySession, addr: int,
             task.leave_for(goal[0])
             target = stack.enter_context(task.hardware.arrivals(goal[0], stop_at=goal[1]))
         while limit is None or made < limit:
-            with _sampler(task.hardware, addr, STACK_SAMPLED) as sampler:
-                # A first ring-full of one: a condition samples cannot judge fails cheaply.
-                batch = 1 if made == 0 else sampler.capacity - 1
-                if limit is not None:
-                    batch = min(batch, limit - made)
-                task.leave_for(addr)
-                with task.hardware.arrivals(addr, stop_at=batch) as pacer:
-                    stop = _run_with_breakpoints(session, breakpoints)
-                    paced = pacer.count
-                samples = sampler.samples(sampler.drain())
-            if len(samples) != paced:
-                raise PerfUnavailable(0, f"sampled {len(samples)} of {paced} arrivals at "
-                                         f"{addr:#x}")
+            # A first ring-full of one: a condition samples cannot judge fails cheaply.
+            most = 1 if made == 0 else limit - made if limit is not None else None
+            if limit is not None and most is not None:
+                most = min(most, limit - made)
+            batch, stop, samples = _ring_full(session, addr, most, breakpoints)
+            paced = len(samples)
             if stop.kind == "signal" and stop.signo == signal.SIGTRAP and \
                     t.get_regs().rip - 1 in breakpoints:
                 return None
@@ -383,6 +369,25 @@ def holding_arrivals(session: ReplaySession, addr: int,
                                  target is None or target.count < goal[1]):
             return None  # the run never came to the goal: the caller judges by stops
     return found
+
+
+def _ring_full(session: ReplaySession, addr: int, most: int | None,
+               breakpoints: frozenset[int]) -> tuple[int, Stop, list[tuple[tuple[int, ...], bytes]]]:
+    """Run ``session`` (``breakpoints`` armed) to the next stop, at the latest after
+    ``most`` arrivals at ``addr`` and as many as a ring of samples holds, sampling
+    each: (that bound, the stop, the samples in order). Raises PerfUnavailable if
+    a sample is missing."""
+    task = session.task
+    with _sampler(task.hardware, addr, STACK_SAMPLED) as sampler:
+        batch = min(most, sampler.capacity - 1) if most is not None else sampler.capacity - 1
+        task.leave_for(addr)
+        with task.hardware.arrivals(addr, stop_at=batch) as pacer:
+            stop = _run_with_breakpoints(session, breakpoints)
+            paced = pacer.count
+        samples = sampler.samples(sampler.drain())
+    if len(samples) != paced:
+        raise PerfUnavailable(0, f"sampled {len(samples)} of {paced} arrivals at {addr:#x}")
+    return batch, stop, samples
 
 
 def _sampler(hardware: DebugHardware, pc: int, stack: int) -> ArrivalSampler:
