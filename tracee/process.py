@@ -599,7 +599,7 @@ def _injected_clone(tracee: Tracee, syscall_insn: int, flags: int, event: int,
     tracee.set_regs(regs)
     stop = _continue_past_strays(tracee)
     if stop.kind != "event" or stop.event != event:
-        raise TraceeError(f"{what} in process {tracee.pid} failed ({stop})")
+        raise TraceeError(f"{what} in process {tracee.pid} failed ({_stop_details(tracee, stop)})")
     new_id = tracee.geteventmsg()
     stop = _continue_past_strays(tracee)
     if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
@@ -636,6 +636,17 @@ def _launch_timer_slack() -> int:
     if _original_timer_slack is not None:
         return _original_timer_slack
     return max(_libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0), 0)
+
+
+def _stop_details(tracee: Tracee, stop: Stop) -> str:
+    """``stop``, and for a SIGTRAP which trap it was: si_code (1 int3, 2 single
+    step, 4 debug register, 6 perf counter, 0x80 kernel), the debug status and
+    control registers, and the pc."""
+    if stop.kind != "signal" or stop.signo != signal.SIGTRAP:
+        return str(stop)
+    si_code = int.from_bytes(tracee.get_siginfo()[8:12], "little", signed=True)
+    return (f"{stop}: SIGTRAP si_code {si_code:#x}, dr6 {tracee.get_debugreg(6):#x}, "
+            f"dr7 {tracee.get_debugreg(7):#x}, pc {tracee.get_regs().rip:#x}")
 
 
 def _continue_past_strays(tracee: Tracee) -> Stop:
