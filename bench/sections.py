@@ -258,33 +258,49 @@ TASK_MAKEFILE = (".PHONY: all a b\nall: a b\n\t@cat /dev/null\n"
                  "a:\n\t@echo a > /dev/null\nb:\n\t@echo b > /dev/null\n")
 
 
-@section("tasks", "recording threads and processes (record / native)", needs=["record"])
+@section("tasks", "recording and replaying threads and processes (against native)",
+         needs=["record"])
 def record_tasks(ctx: Context) -> SectionResult:
     mt = ctx.program("mt", "-pthread")
     make_dir = ctx.tmp / "tasks-make"
     make_dir.mkdir(exist_ok=True)
     (make_dir / "Makefile").write_text(TASK_MAKEFILE)
+    # The CPU-bound workers are preempted in long stretches of user code, which replay
+    # does not always reach by execution yet (a divergence): recorded only.
     workloads = [
-        ("mutex", "4-thread mutex counter (mt mutex)", [str(mt), "mutex"]),
-        ("cpu", "4-thread CPU-bound (mt cpu 4)", [str(mt), "cpu", "4"]),
-        ("sh", "sh -c 'ls | sort'", ["/bin/sh", "-c", "ls /usr/bin | sort"]),
-        ("make", "make -j2 (tiny Makefile)", ["make", "-s", "-j2", "-C", str(make_dir)]),
+        ("mutex", "4-thread mutex counter (mt mutex)", [str(mt), "mutex"], True),
+        ("cpu", "4-thread CPU-bound (mt cpu 4)", [str(mt), "cpu", "4"], False),
+        ("sh", "sh -c 'ls | sort'", ["/bin/sh", "-c", "ls /usr/bin | sort"], True),
+        ("make", "make -j2 (tiny Makefile)", ["make", "-s", "-j2", "-C", str(make_dir)], True),
     ]
     rows, data = [], {}
-    for name, label, argv in workloads:
+    for name, label, argv, replayed in workloads:
         def recording(i: int, name: str = name, argv: list[str] = argv) -> list[str]:
             return ctx.retrograde("record", "-o", ctx.tmp / f"tasks-{name}-{i}", "--", *argv)
 
-        t = interleave([Step("native", lambda i, argv=argv: argv), Step("record", recording)],
-                       ctx.repeat, env=ctx.env)
+        def replaying(i: int, name: str = name) -> list[str]:  # the trace this round recorded
+            return ctx.retrograde("replay", "-a", "--no-echo", ctx.tmp / f"tasks-{name}-{i}")
+
+        steps = [Step("native", lambda i, argv=argv: argv), Step("record", recording)]
+        t = interleave(steps + ([Step("replay", replaying)] if replayed else []), ctx.repeat,
+                       env=ctx.env)
         over = t["record"].median / t["native"].median
         data[name] = {"label": label, "native": t["native"].to_json(),
                       "record": t["record"].to_json(), "record_over_native": over}
-        rows.append([label, timing(t["native"]), timing(t["record"]), ratio(over)])
-    notes = ["record runs one task at a time on one CPU; native uses every core",
+        row = [label, timing(t["native"]), timing(t["record"]), ratio(over), "-", "-"]
+        if replayed:
+            replay_over = t["replay"].median / t["native"].median
+            data[name] |= {"replay": t["replay"].to_json(), "replay_over_native": replay_over}
+            row[4:] = [timing(t["replay"]), ratio(replay_over)]
+        rows.append(row)
+    notes = ["record and replay run one task at a time on one CPU; native uses every core",
+             "replay: replay -a --no-echo of the trace recorded in the same round; not for "
+             "mt cpu, whose preemptions in long user-code stretches replay does not always "
+             "reach by execution yet (issue 10)",
              "times: median ±half the min-max range"]
-    return SectionResult("recording threads and processes", ["workload", "native", "record",
-                                                              "rec/nat"], rows, data, notes)
+    return SectionResult("recording and replaying threads and processes",
+                         ["workload", "native", "record", "rec/nat", "replay", "rep/nat"],
+                         rows, data, notes)
 
 
 SYSBUF_WORKLOADS = [
