@@ -436,12 +436,8 @@ class Task:
             if t.get_regs().rip == addr:  # an arrival where the task stands does not count
                 self.next_trap(PTRACE_SYSEMU_SINGLESTEP, where)
             for arrival in range(1, count + 1):
-                t.write(addr, b"\xcc")
-                try:
+                with self.breakpoints_armed(frozenset({addr})):
                     self.next_trap(PTRACE_SYSEMU, where)
-                finally:
-                    if t.alive and t.read_partial(addr, 1) == b"\xcc":
-                        t.write(addr, original)
                 regs = t.get_regs()
                 if regs.rip != addr + 1:
                     raise TraceeError(f"stopped at {regs.rip:#x} {where}")
