@@ -221,6 +221,8 @@ class NotSampled(Exception):
 
 
 _SAMPLED_AT = [REGISTER_NAMES.index(name) for name in SAMPLED_REGISTERS]
+_RIP, _RSP = SAMPLED_REGISTERS.index("rip"), SAMPLED_REGISTERS.index("rsp")
+_EFLAGS = REGISTER_NAMES.index("eflags")
 
 
 class SampledArrival:
@@ -237,23 +239,28 @@ class SampledArrival:
 
     @property
     def pc(self) -> int:
-        return self._values[SAMPLED_REGISTERS.index("rip")]
+        return self._values[_RIP]
 
     def general_registers(self) -> bytes:
         fields = list(self._others)
         for value, at in zip(self._values, _SAMPLED_AT, strict=True):
             fields[at] = value
-        fields[REGISTER_NAMES.index("eflags")] &= ~RESUME_FLAG
+        fields[_EFLAGS] &= ~RESUME_FLAG
         return struct.pack(f"{len(fields)}Q", *fields)
 
     def registers(self) -> tuple[bytes, bytes]:
         raise NotSampled("the extended registers are not sampled")
 
     def read_memory(self, addr: int, length: int) -> bytes:
-        rsp = self._values[SAMPLED_REGISTERS.index("rsp")]
+        rsp = self._values[_RSP]
         if rsp <= addr and addr + length <= rsp + len(self._stack):
             return self._stack[addr - rsp:addr - rsp + length]
         raise NotSampled(f"{length} bytes at {addr:#x} are not on the sampled stack")
+
+
+def _registers_as_fields(t: Tracee) -> list[int]:
+    """The task's registers as user_regs_struct's fields: what samples lack comes from here."""
+    return list(struct.unpack(f"{len(REGISTER_NAMES)}Q", registers_to_bytes(t.get_regs())))
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,7 @@ def first_holding(session: ReplaySession, addr: int, holds: Callable[[SampledArr
     samples runs from a clone to a pacer counter's stop, so the arrivals are
     judged a ring-full at a time and the hit is reached again from the clone.
     """
+    others = _registers_as_fields(session.task.tracee)
     made = 0
     probe = True  # a ring-full of one first: a condition samples cannot judge fails cheaply
     while True:
@@ -288,8 +296,6 @@ def first_holding(session: ReplaySession, addr: int, holds: Callable[[SampledArr
         clone = session.clone()  # where this ring-full begins
         adopted = False
         try:
-            others = list(struct.unpack(f"{len(REGISTER_NAMES)}Q",
-                                        registers_to_bytes(t.get_regs())))
             try:
                 batch, stop, samples = _ring_full(session, addr, 1 if probe else None,
                                                   breakpoints)
@@ -337,7 +343,7 @@ def holding_arrivals(session: ReplaySession, addr: int,
     NotSampled or PerfUnavailable."""
     task = session.task
     t = task.tracee
-    others = list(struct.unpack(f"{len(REGISTER_NAMES)}Q", registers_to_bytes(t.get_regs())))
+    others = _registers_as_fields(t)
     limit = goal[1] - 1 if goal is not None and goal[0] == addr else None
     made, found = 0, []
     with contextlib.ExitStack() as stack:

@@ -773,17 +773,24 @@ class Timeline:
         """The debugger gave breakpoint ``addr`` new conditions: try its samples again."""
         self._unsampled.discard(addr)
 
+    def _sampled_condition(self, bps: frozenset[int]) -> int | None:
+        """The conditional breakpoint among ``bps`` whose arrivals samples judge: the
+        only one, one-task traces only, unless its condition was found to read
+        what samples lack."""
+        conditional = [addr for addr in bps if self.has_condition(addr)]
+        if len(conditional) != 1 or conditional[0] in self._unsampled or self.threaded:
+            return None
+        return conditional[0]
+
     def _judged_forward(self, live: ReplaySession, bps: frozenset[int]) -> Arrival | None:
         """The first hit of the one conditional breakpoint among ``bps`` in the rest of
         the live interval, the condition judged on perf samples of its arrivals
         (precise.first_holding) instead of at a stop each: the arrival, or None
         with the live session moved on to the last arrival that did not hold
         (``self.mark`` with it), for the ordinary run to go on from there."""
-        conditional = [addr for addr in bps if self.has_condition(addr)]
-        if len(conditional) != 1 or conditional[0] in self._unsampled or self.threaded or \
-                not live.task.quiet:
+        addr = self._sampled_condition(bps)
+        if addr is None or not live.task.quiet:
             return None
-        addr = conditional[0]
         judged = first_holding(live, addr, lambda arrival: self.breakpoint_holds(arrival, addr),
                                bps - {addr})
         self.mark = self.mark.then(Arrivals(addr, judged.arrivals))
@@ -850,12 +857,10 @@ class Timeline:
         arrival (a breakpoint's stop) is judged this way, and the debugger's
         other breakpoints only if none is arrived at in between."""
         end = self.mark
-        conditional = [addr for addr in self.breakpoints if self.has_condition(addr)]
-        if len(conditional) != 1 or self.watches or self.threaded or \
-                conditional[0] in self._unsampled or len(end.steps) != 1 or \
+        addr = self._sampled_condition(frozenset(self.breakpoints))
+        if addr is None or self.watches or len(end.steps) != 1 or \
                 not isinstance(end.steps[0], Arrivals) or end.event >= len(self.reader):
             return None, end  # a present at its interval's boundary has nothing before it there
-        addr = conditional[0]
         progress.phase = f"judging arrivals at {addr:#x} in event {end.event}"
         step = end.steps[0]
         assert isinstance(step, Arrivals)
