@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runner import record
 
+from retrograde.replay import task as task_module
 from retrograde.replay import timeline as timeline_module
 from retrograde.replay.marks import Arrivals
 from retrograde.replay.session import ReplaySession
@@ -290,10 +291,15 @@ def test_stepping_over_a_syscall_gives_the_state_running_to_it_gives(programs, t
             assert stepped.live.state_digest() == ran.live.state_digest()
 
 
-def test_counting_arrivals_with_a_debug_register_matches_counting_with_int3(programs, tmp_path):
-    """Seeks count breakpoint arrivals on a hardware breakpoint; a scan counts
-    them with int3: the n-th arrival must be the same place either way, also
-    when counting starts at the breakpoint's own address."""
+@pytest.mark.parametrize("software_arrivals", [0, task_module.SOFTWARE_ARRIVALS],
+                         ids=["hardware", "int3"])
+def test_counting_arrivals_with_a_debug_register_matches_counting_with_int3(
+        programs, tmp_path, monkeypatch, software_arrivals):
+    """Seeks count breakpoint arrivals on a hardware breakpoint (or, for a few, on
+    an int3 of their own); a scan counts them with the debugger's int3: the n-th
+    arrival must be the same place either way, also when counting starts at the
+    breakpoint's own address."""
+    monkeypatch.setattr(task_module, "SOFTWARE_ARRIVALS", software_arrivals)
     trace = tmp_path / "watch"
     assert record([programs.watch], out=trace).returncode == 22
     with TraceReader(trace) as reader, Timeline(reader) as timeline:
